@@ -1,0 +1,310 @@
+"""Datasets held in memory as tensors, and seeded index batching.
+
+Every dataset is read once into float32 / int64 tensors (a few hundred MB at most), so a training step
+draws its batch by indexing instead of decoding samples one by one through PIL. The raw formats (IDX
+for (Fashion-)MNIST, python pickles for CIFAR-10) are parsed here directly: that is fast and needs
+torchvision only to download. ``BatchSampler`` makes the batch of step t a pure function of
+(seed, t), so a resumed run sees exactly the batches of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import gzip
+import pickle
+import zlib
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from bnstudy.config import DataConf
+
+FASHION_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")  # Debian package dataset-fashion-mnist
+DEFAULT_ROOT = "~/.cache/bnstudy/data"
+IDX_FILES = {  # split -> (images, labels); each may also be stored gzipped, with ".gz" appended
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+CIFAR_TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
+CIFAR_TEST_FILE = "test_batch"
+NUM_CLASSES = 10  # all three image datasets
+
+FASHION_HINT = (
+    "sudo apt-get install dataset-fashion-mnist, or set data.root=<dir with the IDX files>, "
+    "or data.download=true (needs internet)"
+)
+DOWNLOAD_HINT = "set data.download=true (needs internet) or data.root=<dir>"
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A dataset is not on disk; the message says where it was looked for and how to get it."""
+
+
+class DatasetFormatError(ValueError):
+    """A dataset file is corrupt or truncated; the message names the file and how to get it again."""
+
+
+@dataclass
+class TensorData:
+    """A whole dataset as tensors: images (N, C, H, W) or vectors (N, D); class labels or targets."""
+
+    name: str
+    x_train: torch.Tensor  # float32
+    y_train: torch.Tensor  # int64 class labels, or float32 (N, D) regression targets
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    num_classes: int | None  # None for regression
+    target_matrix: torch.Tensor | None = None  # gaussian only: y = x @ target_matrix.T
+
+    def to(self, device: torch.device | str) -> TensorData:
+        """A copy with every tensor on ``device`` (done once, so batches are sliced on the device)."""
+        moved = {
+            key: getattr(self, key).to(device)
+            for key in ("x_train", "y_train", "x_test", "y_test", "target_matrix")
+            if getattr(self, key) is not None
+        }
+        return replace(self, **moved)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_train.shape[1:])
+
+
+# ------------------------------------------------------------------------------------- raw formats
+def _read_bytes(path: Path, hint: str) -> bytes:
+    """The file's bytes, gunzipped when they start with the gzip magic, whatever the file's name."""
+    raw = path.read_bytes()
+    if raw[:2] != b"\x1f\x8b":
+        return raw
+    try:
+        return gzip.decompress(raw)
+    except (EOFError, OSError, zlib.error) as exc:  # truncated stream, bad header or CRC
+        raise DatasetFormatError(_corrupt(path, f"bad gzip data ({exc})", hint)) from exc
+
+
+def _corrupt(path: Path, problem: str, hint: str) -> str:
+    return f"{path}: {problem}. The file is corrupt or truncated; delete it and get it again: {hint}"
+
+
+def read_idx(path: str | Path, ndim: int, hint: str = DOWNLOAD_HINT) -> np.ndarray:
+    """A uint8 IDX file (the MNIST format), plain or gzipped, as a read-only array.
+
+    Layout: two zero bytes, type code 0x08 (unsigned byte), the number of dimensions, each dimension
+    as a big-endian int32, then the data; anything else (or a size that does not match) is refused.
+    """
+    path = Path(path)
+    data = _read_bytes(path, hint)
+    header = 4 + 4 * ndim
+    if len(data) < header or data[:3] != b"\x00\x00\x08" or data[3] != ndim:
+        raise DatasetFormatError(
+            _corrupt(path, f"bad magic number 0x{data[:4].hex()} (expected 0x0000080{ndim})", hint)
+        )
+    dims = tuple(int(d) for d in np.frombuffer(data, ">i4", count=ndim, offset=4))
+    expected = header + int(np.prod(dims))
+    if min(dims) < 0 or len(data) != expected:
+        raise DatasetFormatError(
+            _corrupt(path, f"{len(data)} bytes, but its header {dims} needs {expected}", hint)
+        )
+    return np.frombuffer(data, np.uint8, offset=header).reshape(dims)
+
+
+def read_cifar_batch(path: str | Path, hint: str = DOWNLOAD_HINT) -> tuple[np.ndarray, np.ndarray]:
+    """One CIFAR-10 python batch as (uint8 images (N, 3, 32, 32), labels (N,)).
+
+    The official format is a pickled dict with b'data' (N, 3072: the R, G, B planes of each 32x32
+    image) and b'labels'. Unpickling runs code from the file, as torchvision's own loader does: only
+    read files from the official archive.
+    """
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            batch = pickle.load(f, encoding="bytes")
+        images, labels = np.asarray(batch[b"data"]), np.asarray(batch[b"labels"])
+    except Exception as exc:  # a damaged pickle can fail in many ways
+        raise DatasetFormatError(_corrupt(path, f"not a CIFAR-10 batch ({exc!r})", hint)) from exc
+    if images.dtype != np.uint8 or images.ndim != 2 or images.shape[1] != 3 * 32 * 32:
+        raise DatasetFormatError(_corrupt(path, f"data is {images.dtype} {images.shape}, not uint8 (N, 3072)", hint))
+    if labels.shape != (len(images),):
+        raise DatasetFormatError(_corrupt(path, f"{labels.shape} labels for {len(images)} images", hint))
+    _check_labels(labels, path, hint)
+    return images.reshape(-1, 3, 32, 32), labels
+
+
+def _check_labels(labels: np.ndarray, path: Path, hint: str) -> None:
+    if labels.size and not 0 <= labels.min() <= labels.max() < NUM_CLASSES:
+        raise DatasetFormatError(_corrupt(path, f"labels outside 0..{NUM_CLASSES - 1}", hint))
+
+
+# ---------------------------------------------------------------------------------------- locating
+def _find_files(dirs: list[Path], names: list[str], suffixes: tuple[str, ...], what: str, hint: str) -> dict[str, Path]:
+    """Each name's file in the first directory holding all of them (under any of ``suffixes``)."""
+    report = []
+    for d in dirs:
+        if not d.is_dir():
+            report.append(f"{d} (no such directory)")
+            continue
+        found = {name: next((d / (name + s) for s in suffixes if (d / (name + s)).is_file()), None) for name in names}
+        missing = [name for name, path in found.items() if path is None]
+        if not missing:
+            return found
+        report.append(f"{d} (missing {', '.join(missing)})")
+    raise DatasetNotFoundError(f"{what} not found; looked in: {'; '.join(report)}. To get it: {hint}")
+
+
+def _locate(cfg: DataConf, dirs: list[Path], names: list[str], suffixes: tuple[str, ...], what: str,
+            hint: str, tv_class: str) -> dict[str, Path]:
+    """Find the files; if they are missing and ``cfg.download``, fetch them with torchvision first."""
+    try:
+        return _find_files(dirs, names, suffixes, what, hint)
+    except DatasetNotFoundError:
+        if not cfg.download:
+            raise
+    import torchvision.datasets  # slow import, needed only here
+
+    getattr(torchvision.datasets, tv_class)(str(_root(cfg)), train=True, download=True)  # fetches both splits
+    return _find_files(dirs, names, suffixes, what, hint)
+
+
+def _root(cfg: DataConf) -> Path:
+    return Path(cfg.root or DEFAULT_ROOT).expanduser()
+
+
+# ---------------------------------------------------------------------------------------- datasets
+def _keep(requested: int | None, available: int, key: str) -> int:
+    """How many leading samples ``data.train_size`` / ``data.test_size`` keep."""
+    if requested is None:
+        return available
+    if not 1 <= requested <= available:
+        raise ValueError(f"{key}={requested}, but the split has {available} samples")
+    return requested
+
+
+def _image_data(name: str, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
+                y_test: np.ndarray, cfg: DataConf) -> TensorData:
+    """uint8 (N, C, H, W) arrays -> float32 tensors in [0, 1], standardised per channel with the
+    statistics of the kept training samples (so the test set is never looked at)."""
+    n_train = _keep(cfg.train_size, len(x_train), "data.train_size")
+    n_test = _keep(cfg.test_size, len(x_test), "data.test_size")
+    xs = [torch.from_numpy(x[:n].astype(np.float32)).div_(255) for x, n in ((x_train, n_train), (x_test, n_test))]
+    if cfg.normalize:
+        std, mean = torch.std_mean(xs[0], dim=(0, 2, 3), keepdim=True, correction=0)
+        std = torch.where(std > 0, std, 1.0)  # a constant channel is only centred
+        for x in xs:
+            x.sub_(mean).div_(std)
+    ys = [torch.from_numpy(y[:n].astype(np.int64)) for y, n in ((y_train, n_train), (y_test, n_test))]
+    return TensorData(name, xs[0], ys[0], xs[1], ys[1], NUM_CLASSES)
+
+
+def _idx_dataset(name: str, cfg: DataConf, dirs: list[Path], what: str, hint: str, tv_class: str) -> TensorData:
+    names = [f for pair in IDX_FILES.values() for f in pair]
+    files = _locate(cfg, dirs, names, ("", ".gz"), what, hint, tv_class)
+    splits = []
+    for image_name, label_name in IDX_FILES.values():
+        images = read_idx(files[image_name], 3, hint)
+        labels = read_idx(files[label_name], 1, hint)
+        if len(images) != len(labels):
+            raise DatasetFormatError(_corrupt(
+                files[label_name], f"{len(labels)} labels for the {len(images)} images of {files[image_name]}", hint
+            ))
+        _check_labels(labels, files[label_name], hint)
+        splits += [images[:, None], labels]
+    return _image_data(name, *splits, cfg)
+
+
+def load_fashion_mnist(cfg: DataConf) -> TensorData:
+    """Fashion-MNIST, by default from the Debian package; ``data.root`` may hold the IDX files
+    directly or in torchvision's layout (``<root>/FashionMNIST/raw``)."""
+    if cfg.root:
+        dirs = [_root(cfg), _root(cfg) / "FashionMNIST" / "raw"]
+    else:
+        dirs = [FASHION_SYSTEM_DIR, _root(cfg) / "FashionMNIST" / "raw"]
+    return _idx_dataset("fashion_mnist", cfg, dirs, "Fashion-MNIST", FASHION_HINT, "FashionMNIST")
+
+
+def load_mnist(cfg: DataConf) -> TensorData:
+    """MNIST in torchvision's layout (``<root>/MNIST/raw``) or as IDX files directly in the root."""
+    dirs = [_root(cfg) / "MNIST" / "raw", _root(cfg)]
+    return _idx_dataset("mnist", cfg, dirs, "MNIST", DOWNLOAD_HINT, "MNIST")
+
+
+def load_cifar10(cfg: DataConf) -> TensorData:
+    """CIFAR-10 from the python batches in ``<root>/cifar-10-batches-py`` (torchvision's layout)."""
+    dirs = [_root(cfg) / "cifar-10-batches-py", _root(cfg)]
+    names = [*CIFAR_TRAIN_FILES, CIFAR_TEST_FILE]
+    files = _locate(cfg, dirs, names, ("",), "CIFAR-10", DOWNLOAD_HINT, "CIFAR10")
+    train = [read_cifar_batch(files[name]) for name in CIFAR_TRAIN_FILES]
+    x_test, y_test = read_cifar_batch(files[CIFAR_TEST_FILE])
+    x_train, y_train = (np.concatenate(parts) for parts in zip(*train))
+    return _image_data("cifar10", x_train, y_train, x_test, y_test, cfg)
+
+
+def make_gaussian(cfg: DataConf) -> TensorData:
+    """The deep linear network's regression y = A x, x ~ N(0, I), A_ij ~ N(0, 1); not normalised.
+
+    Drawn from ``data_seed`` alone (A, then train x, then test x), so runs with different seeds fit
+    the same task.
+    """
+    g = torch.Generator().manual_seed(cfg.data_seed)
+    a = torch.randn(cfg.dim, cfg.dim, generator=g)
+    x_train = torch.randn(cfg.num_train, cfg.dim, generator=g)
+    x_test = torch.randn(cfg.num_test, cfg.dim, generator=g)
+    x_train = x_train[: _keep(cfg.train_size, cfg.num_train, "data.train_size")].clone()
+    x_test = x_test[: _keep(cfg.test_size, cfg.num_test, "data.test_size")].clone()
+    return TensorData("gaussian", x_train, x_train @ a.T, x_test, x_test @ a.T, None, target_matrix=a)
+
+
+DATASETS: dict[str, Callable[[DataConf], TensorData]] = {
+    "fashion_mnist": load_fashion_mnist,
+    "mnist": load_mnist,
+    "cifar10": load_cifar10,
+    "gaussian": make_gaussian,
+}
+
+
+def load_dataset(cfg: DataConf) -> TensorData:
+    """The dataset ``cfg.name`` from the ``DATASETS`` registry."""
+    if cfg.name not in DATASETS:
+        raise ValueError(f"unknown dataset data.name={cfg.name!r}; valid: {', '.join(sorted(DATASETS))}")
+    return DATASETS[cfg.name](cfg)
+
+
+# ---------------------------------------------------------------------------------------- batching
+class BatchSampler:
+    """Seeded, stateless-by-step batching: the batch of step t is a pure function of (seed, t).
+
+    Epoch e is a permutation of range(n) from its own generator, seeded with seed * 1_000_003 + e,
+    cut into n // batch_size batches (the remainder is dropped). Nothing depends on earlier calls
+    or on torch's global RNG, so resuming at any step replays the batches of an uninterrupted run.
+    The current epoch's permutation is cached on ``device``: consecutive steps cost one slice.
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int, device: torch.device | str = "cpu"):
+        if batch_size < 1:
+            raise ValueError(f"train.batch_size must be positive, got {batch_size}")
+        if batch_size > n:
+            raise ValueError(
+                f"train.batch_size={batch_size} is larger than the training set (n={n} samples); "
+                "lower train.batch_size or keep more samples (data.train_size)"
+            )
+        self.n, self.batch_size, self.seed = n, batch_size, seed
+        self.device = torch.device(device)
+        self.steps_per_epoch = n // batch_size
+        self._epoch: int | None = None
+        self._perm: torch.Tensor | None = None
+
+    def permutation(self, epoch: int) -> torch.Tensor:
+        """Epoch ``epoch``'s order of the samples (on the CPU)."""
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        return torch.randperm(self.n, generator=generator)
+
+    def indices(self, step: int) -> torch.Tensor:
+        """The int64 sample indices of step ``step`` (0-based), on ``device``."""
+        if step < 0:
+            raise ValueError(f"step must be >= 0, got {step}")
+        epoch, i = divmod(step, self.steps_per_epoch)
+        if epoch != self._epoch:
+            self._perm = self.permutation(epoch).to(self.device)
+            self._epoch = epoch
+        return self._perm[i * self.batch_size : (i + 1) * self.batch_size]

@@ -1,0 +1,137 @@
+"""The three models of the protocol, all built from numbered ``Block``s and one norm factory.
+
+A ``Block`` is ``layer -> norm -> activation`` (or ``layer -> activation -> norm`` with
+``norm.position=after``). Its ``probe`` (an ``nn.Identity``) sits right after the norm: the point whose
+values the paper's activation histograms show, where noisy BN injects its noise, and where the
+activation-variant of effective beta perturbs. Measurements address blocks by their 1-based index, as
+the paper numbers layers.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from bnstudy.config import DLNConf, ModelConf, NormConf, SmallCNNConf, VGGConf
+from bnstudy.norms import make_norm
+
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {"relu": lambda: nn.ReLU(), "identity": nn.Identity}
+
+
+def _activation(name: str) -> nn.Module:
+    if name not in ACTIVATIONS:
+        raise ValueError(f"model.activation={name!r} is unknown; valid: {sorted(ACTIVATIONS)}")
+    return ACTIVATIONS[name]()
+
+
+class Block(nn.Module):
+    """One normalised layer: the unit measurements address by index."""
+
+    def __init__(self, layer: nn.Module, norm: nn.Module, activation: nn.Module, norm_after: bool):
+        super().__init__()
+        self.layer, self.norm, self.activation = layer, norm, activation
+        self.probe = nn.Identity()
+        self.norm_after = norm_after
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.layer(x)
+        if self.norm_after:
+            return self.probe(self.norm(self.activation(x)))
+        return self.activation(self.probe(self.norm(x)))
+
+
+class BlockNet(nn.Module):
+    """A stack of Blocks (with pooling in between for CNNs) and a head. ``blocks[i-1]`` is layer i."""
+
+    def __init__(self, body: list[nn.Module], head: nn.Module):
+        super().__init__()
+        self.body = nn.Sequential(*body)
+        self.head = head
+        self.blocks = [m for m in self.body if isinstance(m, Block)]  # views, not new submodules
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+    def block(self, index: int) -> Block:
+        """Layer ``index`` (1-based, as the paper numbers layers)."""
+        if not 1 <= index <= len(self.blocks):
+            raise ValueError(f"layer {index} is out of range: this model has layers 1..{len(self.blocks)}")
+        return self.blocks[index - 1]
+
+
+def _block(layer: nn.Module, cfg: ModelConf, norm: NormConf, features: int, spatial: bool) -> Block:
+    return Block(layer, make_norm(norm, features, spatial), _activation(cfg.activation), norm.position == "after")
+
+
+def small_cnn(cfg: SmallCNNConf, norm: NormConf, input_shape: tuple, num_classes: int) -> BlockNet:
+    """Seed 001's MNIST CNN: [conv 5x5 -> norm -> ReLU -> max-pool 2] x 2 -> linear."""
+    c, h, w = input_shape
+    body: list[nn.Module] = []
+    for out in cfg.channels:
+        body += [_block(nn.Conv2d(c, out, cfg.kernel_size, bias=cfg.bias), cfg, norm, out, True), nn.MaxPool2d(2)]
+        c, h, w = out, (h - cfg.kernel_size + 1) // 2, (w - cfg.kernel_size + 1) // 2
+    return BlockNet(body, nn.Sequential(nn.Flatten(), nn.Linear(c * h * w, num_classes)))
+
+
+VGG_LAYOUTS = {  # channels per conv, "M" = 2x2 max-pool (the CIFAR forms of VGG-11/13/16/19)
+    11: [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
+    13: [64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
+    16: [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
+    19: [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M"],
+}
+
+
+def vgg(cfg: VGGConf, norm: NormConf, input_shape: tuple, num_classes: int) -> BlockNet:
+    """CIFAR VGG: 3x3 convs, norm before ReLU, max-pools, one linear classifier."""
+    if cfg.depth not in VGG_LAYOUTS:
+        raise ValueError(f"model.depth={cfg.depth} is unknown; valid: {sorted(VGG_LAYOUTS)}")
+    c, h = input_shape[0], input_shape[1]
+    body: list[nn.Module] = []
+    for item in VGG_LAYOUTS[cfg.depth]:
+        if item == "M":
+            if h >= 2:  # small inputs (28x28) run out of resolution before the last pools
+                body.append(nn.MaxPool2d(2))
+                h //= 2
+            continue
+        out = max(1, round(item * cfg.width))
+        body.append(_block(nn.Conv2d(c, out, 3, padding=1, bias=cfg.bias), cfg, norm, out, True))
+        c = out
+    head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, num_classes))
+    return BlockNet(body, head)
+
+
+def dln(cfg: DLNConf, norm: NormConf, input_shape: tuple, num_classes: int | None) -> BlockNet:
+    """Deep linear network: W_L ... W_1 x. Hidden layers are Blocks; the output layer is the head."""
+    d = cfg.dim
+    if input_shape != (d,):
+        raise ValueError(f"the DLN needs inputs of shape ({d},), got {input_shape}: set data.dim={d}")
+    hidden = cfg.num_layers if cfg.norm_last else cfg.num_layers - 1
+    body = [_block(nn.Linear(d, d, bias=cfg.bias), cfg, norm, d, False) for _ in range(hidden)]
+    head = nn.Identity() if cfg.norm_last else nn.Linear(d, d, bias=cfg.bias)
+    return BlockNet(body, head)
+
+
+MODELS: dict[str, Callable[..., BlockNet]] = {"small_cnn": small_cnn, "vgg": vgg, "dln": dln}
+
+
+def glorot_init(model: nn.Module) -> None:
+    """Glorot (Xavier) uniform weights and zero biases for every conv/linear layer."""
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
+def build_model(cfg: ModelConf, norm: NormConf, input_shape: tuple, num_classes: int | None) -> BlockNet:
+    """Build ``cfg.name`` from the registry with the norm factory and the configured init."""
+    if cfg.name not in MODELS:
+        raise ValueError(f"model={cfg.name!r} is unknown; valid: {sorted(MODELS)}")
+    model = MODELS[cfg.name](cfg, norm, tuple(input_shape), num_classes)
+    if cfg.init == "glorot":
+        glorot_init(model)
+    elif cfg.init != "default":
+        raise ValueError(f"model.init={cfg.init!r} is unknown; valid: ['default', 'glorot']")
+    return model

@@ -1,0 +1,243 @@
+"""Normalisation layers and their registry ``NORMS`` (the ``norm`` config group).
+
+Every factory has the signature ``factory(cfg: NormConf, num_features: int, spatial: bool)``;
+``spatial=True`` means conv activations ``(N, C, H, W)``, ``False`` linear ones ``(N, C)``. A "unit" is
+a channel: batch-statistic norms pool over N (linear) or N x H x W (conv).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from bnstudy.config import NormConf
+
+NOISE_WHERE = ("after_affine", "before_affine")
+
+
+def _unit_view(t: torch.Tensor, ndim: int) -> torch.Tensor:
+    """Reshape a per-unit vector ``(C,)`` to broadcast against an ``ndim`` activation ``(N, C, ...)``."""
+    return t.view(1, -1, *([1] * (ndim - 2)))
+
+
+class NoisyBatchNorm(_BatchNorm):
+    """BatchNorm followed by the non-stationary noise of the paper's Algorithm 1 (training only).
+
+    At every training forward, per unit j: ``mu_j ~ U(-n_mu, n_mu)``, ``sigma_j ~ U(1, n_sigma)``; per
+    sample i of that unit (every position of N x H x W for conv): ``m_ij ~ U(mu_j - r_mu, mu_j + r_mu)``,
+    ``s_ij ~ N(sigma_j, r_sigma)`` (``r_sigma`` a standard deviation), and ``a_ij <- s_ij * a_ij + m_ij``.
+
+    ``where="after_affine"``: ``a`` is the ordinary BN output (after gamma/beta). ``"before_affine"``: the
+    noise hits the normalised x-hat and gamma/beta come after it. Either way the parameters and buffers
+    are named as in ``nn.BatchNorm*d`` (state dicts are interchangeable) and eval mode is exactly plain
+    BN with running statistics.
+
+    The noise comes from torch's global generator for ``x.device`` (the CUDA generator on GPU), drawn
+    in the fixed order mu, sigma, m, s, so restoring that generator's state replays the same noise.
+    """
+
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float = 0.1,
+        affine: bool = True,
+        noise_mu: float = 0.5,
+        noise_sigma: float = 1.25,
+        noise_r_mu: float = 0.1,
+        noise_r_sigma: float = 0.1,
+        where: str = "after_affine",
+    ) -> None:
+        if where not in NOISE_WHERE:
+            raise ValueError(f"noise_where must be one of {NOISE_WHERE}, got {where!r}")
+        super().__init__(num_features, eps=eps, momentum=momentum, affine=affine)
+        self.noise_mu, self.noise_sigma = noise_mu, noise_sigma
+        self.noise_r_mu, self.noise_r_sigma = noise_r_mu, noise_r_sigma
+        self.where = where
+
+    def _check_input_dim(self, x: torch.Tensor) -> None:
+        if x.dim() not in (2, 4):
+            raise ValueError(f"expected (N, C) or (N, C, H, W) input, got {x.dim()}D")
+
+    def sample_noise(
+        self, shape: Sequence[int], device: torch.device | None = None, dtype: torch.dtype | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Draw Algorithm 1's additive ``m`` and multiplicative ``s``, both of ``shape`` (unit dim 1)."""
+        ndim, c = len(shape), shape[1]
+        kw = dict(device=device, dtype=dtype)
+        mu = (2 * torch.rand(c, **kw) - 1) * self.noise_mu
+        sigma = 1 + (self.noise_sigma - 1) * torch.rand(c, **kw)
+        m = _unit_view(mu, ndim) + (2 * torch.rand(shape, **kw) - 1) * self.noise_r_mu
+        s = _unit_view(sigma, ndim) + self.noise_r_sigma * torch.randn(shape, **kw)
+        return m, s
+
+    def _add_noise(self, a: torch.Tensor) -> torch.Tensor:
+        m, s = self.sample_noise(a.shape, device=a.device, dtype=a.dtype)
+        return s * a + m
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return super().forward(x)
+        if self.where == "after_affine":
+            return self._add_noise(super().forward(x))
+        # before_affine: BN without gamma/beta (same running-stat update as nn.BatchNorm), noise, affine.
+        self._check_input_dim(x)
+        self.num_batches_tracked.add_(1)
+        y = F.batch_norm(x, self.running_mean, self.running_var, None, None, True, self.momentum, self.eps)
+        y = self._add_noise(y)
+        if self.affine:
+            y = y * _unit_view(self.weight, y.dim()) + _unit_view(self.bias, y.dim())
+        return y
+
+    def extra_repr(self) -> str:
+        return (
+            f"{super().extra_repr()}, noise_mu={self.noise_mu}, noise_sigma={self.noise_sigma}, "
+            f"noise_r_mu={self.noise_r_mu}, noise_r_sigma={self.noise_r_sigma}, where={self.where}"
+        )
+
+
+class LpNorm(nn.Module):
+    """BatchNorm's centring, but scaling by an lp power mean of the deviations (paper, Section 3.3).
+
+    Per unit j over its n batch values (N, or N x H x W for conv)::
+
+        mu_j = mean_i(a_ij);  c_ij = a_ij - mu_j
+        s_j  = ((1/n) * sum_i |c_ij|^p)^(1/p)   p = 1: mean absolute deviation; p = 2: biased std
+        s_j  = max_i |c_ij|                     p = inf (the p -> inf limit of the power mean)
+        out_ij = gamma_j * c_ij / (s_j + eps) + beta_j
+
+    ``eps`` is added to the scale, not inside a root (for p = 2 this is the one difference from BN's
+    ``sqrt(var + eps)``). Gradients flow through mu and s, as in BN. Running estimates of mu and s
+    (``running = (1 - momentum) * running + momentum * batch``) replace them in eval mode.
+    """
+
+    def __init__(
+        self, num_features: int, p: float, eps: float = 1e-5, momentum: float = 0.1, affine: bool = True
+    ) -> None:
+        super().__init__()
+        if p not in (1, 2, math.inf):
+            raise ValueError(f"p must be 1, 2 or inf, got {p}")
+        self.num_features, self.p, self.eps, self.momentum, self.affine = num_features, p, eps, momentum, affine
+        if affine:
+            self.weight = nn.Parameter(torch.ones(num_features))
+            self.bias = nn.Parameter(torch.zeros(num_features))
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+        self.register_buffer("running_mean", torch.zeros(num_features))
+        self.register_buffer("running_scale", torch.ones(num_features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() not in (2, 4):
+            raise ValueError(f"expected (N, C) or (N, C, H, W) input, got {x.dim()}D")
+        if self.training:
+            dims = [0, *range(2, x.dim())]
+            n = x.numel() // x.shape[1]
+            mean = x.mean(dims)
+            c = x - _unit_view(mean, x.dim())
+            # ||c||_p / n^(1/p) is the power mean; vector_norm gives p = inf (max) and a zero gradient at 0.
+            scale = torch.linalg.vector_norm(c, ord=self.p, dim=dims) / n ** (1 / self.p)
+            with torch.no_grad():
+                self.running_mean.lerp_(mean.detach(), self.momentum)
+                self.running_scale.lerp_(scale.detach(), self.momentum)
+        else:
+            mean, scale = self.running_mean, self.running_scale
+            c = x - _unit_view(mean, x.dim())
+        y = c / (_unit_view(scale, x.dim()) + self.eps)
+        if self.affine:
+            y = y * _unit_view(self.weight, x.dim()) + _unit_view(self.bias, x.dim())
+        return y
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, p={self.p}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}"
+
+
+def uses_batch_statistics(module: nn.Module) -> bool:
+    """True for layers whose training output for one sample depends on the rest of the batch."""
+    return isinstance(module, (_BatchNorm, LpNorm))
+
+
+def _largest_divisor_at_most(n: int, k: int) -> int:
+    if k < 1:
+        raise ValueError(f"groups must be >= 1, got {k}")
+    return next(d for d in range(min(n, k), 0, -1) if n % d == 0)
+
+
+def _none(cfg: NormConf, num_features: int, spatial: bool) -> nn.Module:
+    return nn.Identity()
+
+
+def _batch(cfg: NormConf, num_features: int, spatial: bool) -> nn.Module:
+    """torch's own BN (cuDNN): normalises with the biased batch variance; running_var is unbiased."""
+    cls = nn.BatchNorm2d if spatial else nn.BatchNorm1d
+    return cls(num_features, eps=cfg.eps, momentum=cfg.momentum, affine=cfg.affine)
+
+
+def _noisy_batch(cfg: NormConf, num_features: int, spatial: bool) -> nn.Module:
+    return NoisyBatchNorm(
+        num_features,
+        eps=cfg.eps,
+        momentum=cfg.momentum,
+        affine=cfg.affine,
+        noise_mu=cfg.noise_mu,
+        noise_sigma=cfg.noise_sigma,
+        noise_r_mu=cfg.noise_r_mu,
+        noise_r_sigma=cfg.noise_r_sigma,
+        where=cfg.noise_where,
+    )
+
+
+def _lp(p: float) -> Callable[[NormConf, int, bool], nn.Module]:
+    def factory(cfg: NormConf, num_features: int, spatial: bool) -> nn.Module:
+        return LpNorm(num_features, p=p, eps=cfg.eps, momentum=cfg.momentum, affine=cfg.affine)
+
+    return factory
+
+
+def _layer(cfg: NormConf, num_features: int, spatial: bool) -> nn.Module:
+    """Spatial: one group = LayerNorm over (C, H, W) with a per-channel (not per-position) affine."""
+    if spatial:
+        return nn.GroupNorm(1, num_features, eps=cfg.eps, affine=cfg.affine)
+    return nn.LayerNorm(num_features, eps=cfg.eps, elementwise_affine=cfg.affine)
+
+
+def _group(cfg: NormConf, num_features: int, spatial: bool) -> nn.Module:
+    """cfg.groups is clipped down to a divisor of C so one config fits every layer width."""
+    groups = _largest_divisor_at_most(num_features, cfg.groups)
+    return nn.GroupNorm(groups, num_features, eps=cfg.eps, affine=cfg.affine)
+
+
+def _instance(cfg: NormConf, num_features: int, spatial: bool) -> nn.Module:
+    if not spatial:
+        raise ValueError(
+            "instance norm needs spatial (N, C, H, W) inputs: on (N, C) each unit would be normalised "
+            "over a single value (e.g. it cannot be used with the DLN)"
+        )
+    return nn.GroupNorm(num_features, num_features, eps=cfg.eps, affine=cfg.affine)
+
+
+NORMS: dict[str, Callable[[NormConf, int, bool], nn.Module]] = {
+    "none": _none,
+    "batch": _batch,
+    "noisy_batch": _noisy_batch,
+    "l1": _lp(1),
+    "l2": _lp(2),
+    "linf": _lp(math.inf),
+    "layer": _layer,
+    "group": _group,
+    "instance": _instance,
+}
+
+
+def make_norm(cfg: NormConf, num_features: int, spatial: bool) -> nn.Module:
+    """Build the normalisation layer ``cfg.name`` for ``num_features`` units."""
+    try:
+        factory = NORMS[cfg.name]
+    except KeyError:
+        raise ValueError(f"unknown norm {cfg.name!r}; valid names: {', '.join(sorted(NORMS))}") from None
+    return factory(cfg, num_features, spatial)

@@ -1,0 +1,285 @@
+"""The training loop: steps, the measurement schedule, checkpoint/resume, divergence, device.
+
+``run(cfg, out_dir)`` is everything a Hydra job does; it can be called from a notebook too. Per step it
+does what a bare PyTorch loop does (index the in-memory data, forward, backward, step) plus two
+device-side accumulations; everything that reads back to the host happens on the log schedule.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from omegaconf import OmegaConf
+from tqdm.auto import tqdm
+
+from bnstudy.config import Config, OptimConf
+from bnstudy.data import BatchSampler, TensorData, load_dataset
+from bnstudy.measures.functional import RNGState
+from bnstudy.measures.schedule import Probes
+from bnstudy.models import BlockNet, build_model
+from bnstudy.records import MetricsWriter, read_json, write_json_atomic
+
+OPTIMIZERS: dict[str, Callable[[list, OptimConf], torch.optim.Optimizer]] = {
+    "sgd": lambda params, c: torch.optim.SGD(params, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay),
+}
+
+LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "cross_entropy": F.cross_entropy,
+    "mse_sum": lambda out, y: (out - y).pow(2).sum(),  # ||W x - A x||^2 summed over the batch
+    "mse_mean": lambda out, y: (out - y).pow(2).sum(1).mean(),
+}
+
+CHECKPOINT = "checkpoint.pt"
+METRICS = "metrics.csv"
+SUMMARY = "summary.json"
+
+
+class ConfigError(ValueError):
+    """A config value that cannot work; the message says what to change."""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name not in ("cpu", "cuda"):
+        raise ConfigError(f"train.device={name!r} is unknown; valid: ['auto', 'cpu', 'cuda']")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device=cuda but no CUDA device is available: use train.device=auto or cpu")
+    return torch.device(name)
+
+
+def loss_name(cfg: Config, data: TensorData) -> str:
+    name = cfg.train.loss
+    if name == "auto":
+        return "cross_entropy" if data.num_classes else "mse_sum"
+    if name not in LOSSES:
+        raise ConfigError(f"train.loss={name!r} is unknown; valid: {sorted(LOSSES) + ['auto']}")
+    return name
+
+
+def validate(cfg: Config, n_train: int | None = None, n_layers: int | None = None) -> None:
+    """Impossible values fail before anything runs, with one line saying what to change."""
+    t, m = cfg.train, cfg.measure
+    checks = [
+        (cfg.optim.lr > 0, f"optim.lr={cfg.optim.lr} must be > 0"),
+        (t.steps > 0, f"train.steps={t.steps} must be > 0"),
+        (t.batch_size > 0, f"train.batch_size={t.batch_size} must be > 0"),
+        (t.log_every > 0, f"train.log_every={t.log_every} must be > 0"),
+        (min(t.eval_every, t.checkpoint_every, m.activations.every, m.ics.every, m.landscape.every,
+             m.loss_change.every) >= 0, "schedules (…every) must be >= 0 (0 = off)"),
+        (cfg.optim.name in OPTIMIZERS, f"optim.name={cfg.optim.name!r} is unknown; valid: {sorted(OPTIMIZERS)}"),
+        (cfg.norm.position in ("before", "after"), f"norm.position={cfg.norm.position!r}; valid: ['after', 'before']"),
+    ]
+    if n_train is not None:
+        checks.append((t.batch_size <= n_train,
+                       f"train.batch_size={t.batch_size} exceeds the {n_train} training samples: lower it"))
+    if n_layers is not None:
+        for key, layers, on in (("measure.activations.layers", m.activations.layers, m.activations.every),
+                                ("measure.ics.layers", m.ics.layers, m.ics.every),
+                                ("measure.landscape.beta_layer", [m.landscape.beta_layer],
+                                 m.landscape.every and m.landscape.beta_wrt == "activations")):
+            bad = [i for i in layers if not 1 <= i <= n_layers]
+            checks.append((not (on and bad), f"{key}={list(layers)}: layers must lie in 1..{n_layers} for this model"))
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+@torch.no_grad()
+def evaluate(model: BlockNet, x: torch.Tensor, y: torch.Tensor, batch: int, classify: bool):
+    """Per-sample mean loss (cross-entropy, or squared error) and accuracy in eval mode, as device tensors.
+
+    Eval mode: BN uses running statistics and noisy BN adds no noise; no RNG is drawn.
+    """
+    model.eval()
+    total_loss = torch.zeros((), device=x.device, dtype=torch.float64)
+    correct = torch.zeros((), device=x.device, dtype=torch.float64)
+    for i in range(0, len(x), batch):
+        out, target = model(x[i : i + batch]), y[i : i + batch]
+        if classify:
+            total_loss += F.cross_entropy(out, target, reduction="sum").double()
+            correct += (out.argmax(1) == target).sum()
+        else:
+            total_loss += (out - target).pow(2).sum().double()
+    model.train()
+    return total_loss / len(x), correct / len(x)
+
+
+class Trainer:
+    """One run: builds data, model, optimiser and probes from a Config, then steps."""
+
+    def __init__(self, cfg: Config, out_dir: Path, data: TensorData | None = None):
+        self.cfg, self.out_dir = cfg, Path(out_dir)
+        validate(cfg)
+        if cfg.train.threads > 0:
+            torch.set_num_threads(cfg.train.threads)
+        if cfg.train.tf32:
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+        self.device = resolve_device(cfg.train.device)
+        seed_everything(cfg.seed, cfg.train.deterministic)
+        self.data = (data or load_dataset(cfg.data)).to(self.device)
+        self.classify = self.data.num_classes is not None
+        self.loss_fn = LOSSES[loss_name(cfg, self.data)]
+        self.model = build_model(cfg.model, cfg.norm, self.data.input_shape, self.data.num_classes).to(self.device)
+        if cfg.train.channels_last and self.data.x_train.dim() == 4:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        validate(cfg, len(self.data.x_train), len(self.model.blocks))
+        self.optimizer = OPTIMIZERS[cfg.optim.name](list(self.model.parameters()), cfg.optim)
+        self.sampler = BatchSampler(len(self.data.x_train), cfg.train.batch_size, cfg.seed, self.device)
+        self.probes = Probes(cfg.measure, self.model, self.loss_fn, cfg.optim.lr, cfg.seed)
+        g = torch.Generator().manual_seed(cfg.seed + 12345)
+        n_eval = min(cfg.train.eval_size, len(self.data.x_train))
+        idx = torch.randperm(len(self.data.x_train), generator=g)[:n_eval].to(self.device)
+        self.eval_sets = {
+            "train_eval": (self.data.x_train[idx], self.data.y_train[idx]),
+            "test": (self.data.x_test[: cfg.train.eval_size], self.data.y_test[: cfg.train.eval_size]),
+        }
+
+    # ------------------------------------------------------------------ checkpoints
+    def save_checkpoint(self, step: int, writer: MetricsWriter, window: dict) -> None:
+        state = {
+            "step": step, "csv_offset": writer.offset, "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(), "rng_cpu": torch.get_rng_state(),
+            "rng_cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None,
+            "probes": self.probes.state_dict(), "window": window, "chance_evals": self.chance_evals,
+        }
+        tmp = self.out_dir / f".{CHECKPOINT}.tmp"
+        torch.save(state, tmp)
+        os.replace(tmp, self.out_dir / CHECKPOINT)
+
+    def load_checkpoint(self) -> dict:
+        path = self.out_dir / CHECKPOINT
+        try:
+            state = torch.load(path, map_location=self.device, weights_only=True)
+        except Exception as e:  # a tampered or truncated file is data we refuse, not code we run
+            raise RuntimeError(f"checkpoint {path} cannot be loaded safely ({type(e).__name__}: {e}); "
+                               f"delete it to restart this run from step 0") from e
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["rng_cpu"].cpu())
+        if state["rng_cuda"] is not None:
+            torch.cuda.set_rng_state_all([s.cpu() for s in state["rng_cuda"]])
+        self.probes.load_state_dict(state["probes"])
+        self.chance_evals = state["chance_evals"]
+        return state
+
+    # ------------------------------------------------------------------ loop
+    def run(self) -> dict:
+        cfg, t = self.cfg, self.cfg.train
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        summary_path = self.out_dir / SUMMARY
+        if summary_path.exists() and read_json(summary_path).get("status") in ("completed", "diverged"):
+            return read_json(summary_path)
+        self.chance_evals = 0
+        start, window = 0, None
+        resumed = cfg.resume and (self.out_dir / CHECKPOINT).exists()
+        if resumed:
+            state = self.load_checkpoint()
+            start, window = state["step"], state["window"]
+            writer = MetricsWriter(self.out_dir / METRICS, truncate_to=state["csv_offset"])
+        else:
+            writer = MetricsWriter(self.out_dir / METRICS, truncate_to=0)
+        zero = lambda: torch.zeros((), device=self.device, dtype=torch.float64)
+        loss_sum, correct_sum, count = (window["loss"].to(self.device), window["correct"].to(self.device),
+                                        window["count"]) if window else (zero(), zero(), 0)
+        summary = {"status": "running", "step": start, "config": OmegaConf.to_container(OmegaConf.structured(cfg)),
+                   "out_dir": str(self.out_dir), "resumed_from": start if resumed else None}
+        write_json_atomic(summary_path, summary)
+        t0, status, rows = time.time(), "completed", []
+        x_all, y_all = self.data.x_train, self.data.y_train
+        bar = tqdm(range(start, t.steps), initial=start, total=t.steps, disable=not cfg.progress,
+                   desc=cfg.name, dynamic_ncols=True, leave=False)
+        step = start
+        for step in bar:
+            if t.eval_every and step % t.eval_every == 0:
+                rows += self._eval_rows(step)
+            idx = self.sampler.indices(step)
+            x, y = x_all[idx], y_all[idx]
+            if t.channels_last and x.dim() == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
+            due = self.probes.due(step)
+            rng = RNGState.capture() if due.rng else None
+            self.probes.before_forward(step, due)
+            out = self.model(x)
+            loss = self.loss_fn(out, y)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if due.after_backward:
+                rows += self.probes.after_backward(step, x, y, loss, rng)
+            before = self.probes.snapshot() if due.snapshot else None
+            self.optimizer.step()
+            if before is not None:
+                rows += self.probes.after_step(step, x, y, before, rng)
+            loss_sum += loss.detach()
+            if self.classify:
+                correct_sum += (out.detach().argmax(1) == y).sum() / len(y)
+            count += 1
+            if (step + 1) % t.log_every == 0 or step + 1 == t.steps:
+                mean_loss = (loss_sum / count).item()
+                rows.append((step + 1, "train_loss", None, None, None, mean_loss))
+                if self.classify:
+                    rows.append((step + 1, "train_acc", None, None, None, correct_sum / count))
+                writer.write(rows)
+                rows = []
+                loss_sum, correct_sum, count = zero(), zero(), 0
+                bar.set_postfix(loss=f"{mean_loss:.4g}", refresh=False)
+                if not mean_loss == mean_loss or abs(mean_loss) > t.divergence_loss:  # NaN, inf or huge
+                    status = "diverged"
+                    break
+            if self.chance_evals and t.chance_patience and self.chance_evals >= t.chance_patience:
+                status = "diverged"
+                break
+            if t.checkpoint_every and (step + 1) % t.checkpoint_every == 0 and step + 1 < t.steps:
+                writer.write(rows)
+                rows = []
+                self.save_checkpoint(step + 1, writer, {"loss": loss_sum, "correct": correct_sum, "count": count})
+        bar.close()
+        if status == "completed" and t.eval_every:
+            rows += self._eval_rows(t.steps)
+        writer.write(rows)
+        writer.close()
+        final = self._final_metrics()
+        summary.update(status=status, step=step + 1,
+                       wall_time_s=round(time.time() - t0, 3), final=final)
+        write_json_atomic(summary_path, summary)
+        (self.out_dir / CHECKPOINT).unlink(missing_ok=True)
+        return summary
+
+    def _eval_rows(self, step: int) -> list[tuple]:
+        rows = []
+        for split, (x, y) in self.eval_sets.items():
+            loss, acc = evaluate(self.model, x, y, self.cfg.train.eval_batch_size, self.classify)
+            rows.append((step, f"{split}_loss", None, None, None, loss))
+            if self.classify:
+                rows.append((step, f"{split}_acc", None, None, None, acc))
+                if split == "test" and self.cfg.train.chance_patience:
+                    at_chance = acc.item() <= 1.0 / self.data.num_classes + 0.02
+                    self.chance_evals = self.chance_evals + 1 if at_chance else 0
+        return rows
+
+    def _final_metrics(self) -> dict:
+        from bnstudy.records import read_metrics
+
+        df = read_metrics(self.out_dir / METRICS)
+        plain = df[df["layer"].isna() & df["unit"].isna() & df["eta"].isna()]
+        last = plain.sort_values("step").groupby("metric")["value"].last()
+        keys = ["train_loss", "train_acc", "train_eval_loss", "train_eval_acc", "test_loss", "test_acc"]
+        return {k: float(last[k]) for k in keys if k in last}
+
+
+def run(cfg: Config, out_dir: Path, data: TensorData | None = None) -> dict:
+    """Train one configuration into ``out_dir`` (metrics.csv, summary.json); returns the summary."""
+    return Trainer(cfg, out_dir, data).run()
