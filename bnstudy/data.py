@@ -73,13 +73,16 @@ class TensorData:
 
 
 # ------------------------------------------------------------------------------------- raw formats
-def _read_bytes(path: Path, hint: str) -> bytes:
-    """The file's bytes, gunzipped when they start with the gzip magic, whatever the file's name."""
+def _read_bytes(path: Path, hint: str) -> bytearray:
+    """The file's bytes, gunzipped when they start with the gzip magic, whatever the file's name.
+
+    A bytearray, so that arrays viewing it are writable and torch.from_numpy can share them.
+    """
     raw = path.read_bytes()
     if raw[:2] != b"\x1f\x8b":
-        return raw
+        return bytearray(raw)
     try:
-        return gzip.decompress(raw)
+        return bytearray(gzip.decompress(raw))
     except (EOFError, OSError, zlib.error) as exc:  # truncated stream, bad header or CRC
         raise DatasetFormatError(_corrupt(path, f"bad gzip data ({exc})", hint)) from exc
 
@@ -89,18 +92,21 @@ def _corrupt(path: Path, problem: str, hint: str) -> str:
 
 
 def read_idx(path: str | Path, ndim: int, hint: str = DOWNLOAD_HINT) -> np.ndarray:
-    """A uint8 IDX file (the MNIST format), plain or gzipped, as a read-only array.
+    """A uint8 IDX file (the MNIST format), plain or gzipped, as an array.
 
     Layout: two zero bytes, type code 0x08 (unsigned byte), the number of dimensions, each dimension
     as a big-endian int32, then the data; anything else (or a size that does not match) is refused.
     """
     path = Path(path)
     data = _read_bytes(path, hint)
-    header = 4 + 4 * ndim
-    if len(data) < header or data[:3] != b"\x00\x00\x08" or data[3] != ndim:
+    if len(data) < 4 or data[:3] != b"\x00\x00\x08" or data[3] != ndim:
         raise DatasetFormatError(
             _corrupt(path, f"bad magic number 0x{data[:4].hex()} (expected 0x0000080{ndim})", hint)
         )
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        problem = f"{len(data)} bytes, shorter than its {header}-byte header"
+        raise DatasetFormatError(_corrupt(path, problem, hint))
     dims = tuple(int(d) for d in np.frombuffer(data, ">i4", count=ndim, offset=4))
     expected = header + int(np.prod(dims))
     if min(dims) < 0 or len(data) != expected:
@@ -125,7 +131,8 @@ def read_cifar_batch(path: str | Path, hint: str = DOWNLOAD_HINT) -> tuple[np.nd
     except Exception as exc:  # a damaged pickle can fail in many ways
         raise DatasetFormatError(_corrupt(path, f"not a CIFAR-10 batch ({exc!r})", hint)) from exc
     if images.dtype != np.uint8 or images.ndim != 2 or images.shape[1] != 3 * 32 * 32:
-        raise DatasetFormatError(_corrupt(path, f"data is {images.dtype} {images.shape}, not uint8 (N, 3072)", hint))
+        problem = f"data is {images.dtype} {images.shape}, not uint8 (N, 3072)"
+        raise DatasetFormatError(_corrupt(path, problem, hint))
     if labels.shape != (len(images),):
         raise DatasetFormatError(_corrupt(path, f"{labels.shape} labels for {len(images)} images", hint))
     _check_labels(labels, path, hint)
@@ -138,14 +145,17 @@ def _check_labels(labels: np.ndarray, path: Path, hint: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------- locating
-def _find_files(dirs: list[Path], names: list[str], suffixes: tuple[str, ...], what: str, hint: str) -> dict[str, Path]:
+def _find_files(
+    dirs: list[Path], names: list[str], suffixes: tuple[str, ...], what: str, hint: str
+) -> dict[str, Path]:
     """Each name's file in the first directory holding all of them (under any of ``suffixes``)."""
     report = []
     for d in dirs:
         if not d.is_dir():
             report.append(f"{d} (no such directory)")
             continue
-        found = {name: next((d / (name + s) for s in suffixes if (d / (name + s)).is_file()), None) for name in names}
+        found = {name: next((d / (name + s) for s in suffixes if (d / (name + s)).is_file()), None)
+                 for name in names}
         missing = [name for name, path in found.items() if path is None]
         if not missing:
             return found
@@ -153,8 +163,10 @@ def _find_files(dirs: list[Path], names: list[str], suffixes: tuple[str, ...], w
     raise DatasetNotFoundError(f"{what} not found; looked in: {'; '.join(report)}. To get it: {hint}")
 
 
-def _locate(cfg: DataConf, dirs: list[Path], names: list[str], suffixes: tuple[str, ...], what: str,
-            hint: str, tv_class: str) -> dict[str, Path]:
+def _locate(
+    cfg: DataConf, dirs: list[Path], names: list[str], suffixes: tuple[str, ...], what: str, hint: str,
+    tv_class: str,
+) -> dict[str, Path]:
     """Find the files; if they are missing and ``cfg.download``, fetch them with torchvision first."""
     try:
         return _find_files(dirs, names, suffixes, what, hint)
@@ -181,23 +193,40 @@ def _keep(requested: int | None, available: int, key: str) -> int:
     return requested
 
 
-def _image_data(name: str, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
-                y_test: np.ndarray, cfg: DataConf) -> TensorData:
+def _image_data(
+    name: str, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, cfg: DataConf
+) -> TensorData:
     """uint8 (N, C, H, W) arrays -> float32 tensors in [0, 1], standardised per channel with the
     statistics of the kept training samples (so the test set is never looked at)."""
     n_train = _keep(cfg.train_size, len(x_train), "data.train_size")
     n_test = _keep(cfg.test_size, len(x_test), "data.test_size")
-    xs = [torch.from_numpy(x[:n].astype(np.float32)).div_(255) for x, n in ((x_train, n_train), (x_test, n_test))]
+    u_train, u_test = torch.from_numpy(x_train[:n_train]), torch.from_numpy(x_test[:n_test])
+    xs = [u.float().div_(255) for u in (u_train, u_test)]
     if cfg.normalize:
-        std, mean = torch.std_mean(xs[0], dim=(0, 2, 3), keepdim=True, correction=0)
-        std = torch.where(std > 0, std, 1.0)  # a constant channel is only centred
+        mean, std = _channel_stats(u_train)
         for x in xs:
             x.sub_(mean).div_(std)
     ys = [torch.from_numpy(y[:n].astype(np.int64)) for y, n in ((y_train, n_train), (y_test, n_test))]
     return TensorData(name, xs[0], ys[0], xs[1], ys[1], NUM_CLASSES)
 
 
-def _idx_dataset(name: str, cfg: DataConf, dirs: list[Path], what: str, hint: str, tv_class: str) -> TensorData:
+def _channel_stats(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and (population) std of uint8 images (N, C, H, W) on the [0, 1] scale,
+    shaped (1, C, 1, 1). Computed from a 256-bin histogram per channel: exact, and several times
+    faster than a float reduction over the whole set."""
+    channels = range(images.shape[1])
+    counts = torch.stack([torch.bincount(images[:, c].reshape(-1), minlength=256) for c in channels]).double()
+    levels = torch.arange(256, dtype=torch.float64) / 255
+    total = counts.sum(1, keepdim=True)
+    mean = (counts * levels).sum(1, keepdim=True) / total
+    std = ((counts * (levels - mean) ** 2).sum(1, keepdim=True) / total).sqrt()
+    std = torch.where(std > 0, std, 1.0)  # a constant channel is only centred
+    return mean.float().view(1, -1, 1, 1), std.float().view(1, -1, 1, 1)
+
+
+def _idx_dataset(
+    name: str, cfg: DataConf, dirs: list[Path], what: str, hint: str, tv_class: str
+) -> TensorData:
     names = [f for pair in IDX_FILES.values() for f in pair]
     files = _locate(cfg, dirs, names, ("", ".gz"), what, hint, tv_class)
     splits = []
@@ -205,9 +234,8 @@ def _idx_dataset(name: str, cfg: DataConf, dirs: list[Path], what: str, hint: st
         images = read_idx(files[image_name], 3, hint)
         labels = read_idx(files[label_name], 1, hint)
         if len(images) != len(labels):
-            raise DatasetFormatError(_corrupt(
-                files[label_name], f"{len(labels)} labels for the {len(images)} images of {files[image_name]}", hint
-            ))
+            problem = f"{len(labels)} labels for the {len(images)} images of {files[image_name]}"
+            raise DatasetFormatError(_corrupt(files[label_name], problem, hint))
         _check_labels(labels, files[label_name], hint)
         splits += [images[:, None], labels]
     return _image_data(name, *splits, cfg)

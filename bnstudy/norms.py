@@ -122,7 +122,8 @@ class LpNorm(nn.Module):
         super().__init__()
         if p not in (1, 2, math.inf):
             raise ValueError(f"p must be 1, 2 or inf, got {p}")
-        self.num_features, self.p, self.eps, self.momentum, self.affine = num_features, p, eps, momentum, affine
+        self.num_features, self.p, self.eps, self.momentum = num_features, p, eps, momentum
+        self.affine = affine
         if affine:
             self.weight = nn.Parameter(torch.ones(num_features))
             self.bias = nn.Parameter(torch.zeros(num_features))
@@ -154,7 +155,9 @@ class LpNorm(nn.Module):
         return y
 
     def extra_repr(self) -> str:
-        return f"{self.num_features}, p={self.p}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}"
+        return (
+            f"{self.num_features}, p={self.p}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}"
+        )
 
 
 def uses_batch_statistics(module: nn.Module) -> bool:

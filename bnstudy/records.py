@@ -7,6 +7,7 @@ apply. Rows are appended with one ``os.write`` per flush, so a killed run leaves
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import os
@@ -49,14 +50,28 @@ class MetricsWriter:
         self.path = Path(path)
         self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         if truncate_to is not None:
+            if truncate_to > self.offset:  # never pad with zeros: the rows the checkpoint counts are gone
+                size = self.offset
+                os.close(self.fd)
+                raise ValueError(f"{self.path} has {size} bytes but the checkpoint expects at least {truncate_to}")
             os.ftruncate(self.fd, truncate_to)
         if self.offset == 0:
-            os.write(self.fd, HEADER.encode())
+            self._write_all(HEADER.encode())
 
     def write(self, rows: Iterable[tuple]) -> None:
         text = format_rows(rows)
         if text:
-            os.write(self.fd, text.encode())
+            self._write_all(text.encode())
+
+    def _write_all(self, data: bytes) -> None:
+        """One ``os.write`` of whole lines (looping only on a short write, e.g. a nearly full disk)."""
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.fd, view):]
+
+    def sync(self) -> None:
+        """Force the rows to disk (before a checkpoint records the offset)."""
+        os.fsync(self.fd)
 
     @property
     def offset(self) -> int:
@@ -77,12 +92,34 @@ def read_metrics(path: Path) -> pd.DataFrame:
 def write_json_atomic(path: Path, obj: Any) -> None:
     """Write JSON to a temp file in the same directory, then rename over ``path``."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, default=_jsonable)
+        json.dump(json_safe(obj), f, indent=2, default=_jsonable, allow_nan=False)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write text to a temp file in the same directory, fsync, then rename over ``path``."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def json_safe(v: Any) -> Any:
+    """NaN and inf as the strings "nan", "inf", "-inf" (strict JSON has no such numbers)."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return str(v)
+    if isinstance(v, dict):
+        return {k: json_safe(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [json_safe(x) for x in v]
+    return v
 
 
 def _jsonable(v: Any) -> Any:
@@ -95,3 +132,58 @@ def _jsonable(v: Any) -> Any:
 
 def read_json(path: Path) -> dict:
     return json.loads(Path(path).read_text())
+
+
+# ------------------------------------------------------------------------------------------ run lock
+LOCK = ".lock"
+
+
+class RunLockedError(RuntimeError):
+    """Another live process is writing to this run dir."""
+
+
+class RunLock:
+    """An exclusive ``flock`` on ``<run dir>/.lock`` while a run writes there.
+
+    The OS drops the lock when the process dies, SIGKILL included, so a held lock means a live run and
+    a free one next to a "running" summary means an interrupted run. The file holds the owner's pid.
+    """
+
+    def __init__(self, run_dir: Path):
+        self.path = Path(run_dir) / LOCK
+        self.fd: int | None = None
+
+    def __enter__(self) -> "RunLock":
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise RunLockedError(f"{self.path.parent} is in use by another run (pid {pid}): "
+                                 f"wait for it to end, or pick another hydra.run.dir") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self.fd = fd
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.fd is not None:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None
+
+
+def is_locked(run_dir: Path) -> bool:
+    """Whether a live process holds the run dir's lock (i.e. the run is still going)."""
+    try:
+        fd = os.open(Path(run_dir) / LOCK, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing drops a lock we got
+    return False

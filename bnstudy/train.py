@@ -7,15 +7,18 @@ device-side accumulations; everything that reads back to the host happens on the
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
+import logging
 import os
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from bnstudy.config import Config, OptimConf
@@ -23,7 +26,9 @@ from bnstudy.data import BatchSampler, TensorData, load_dataset
 from bnstudy.measures.functional import RNGState
 from bnstudy.measures.schedule import Probes
 from bnstudy.models import BlockNet, build_model
-from bnstudy.records import MetricsWriter, read_json, write_json_atomic
+from bnstudy.records import MetricsWriter, RunLock, RunLockedError, json_safe, read_json, write_json_atomic
+
+log = logging.getLogger("bnstudy")
 
 OPTIMIZERS: dict[str, Callable[[list, OptimConf], torch.optim.Optimizer]] = {
     "sgd": lambda params, c: torch.optim.SGD(params, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay),
@@ -40,8 +45,64 @@ METRICS = "metrics.csv"
 SUMMARY = "summary.json"
 
 
+FINISHED = ("completed", "diverged")  # statuses a rerun leaves alone
+# keys that may change when a run is resumed: they do not change its results
+RESUME_FREE = frozenset({"resume", "progress", "train.threads", "train.device"})
+
+
 class ConfigError(ValueError):
     """A config value that cannot work; the message says what to change."""
+
+
+class RunError(RuntimeError):
+    """The run dir cannot be used as asked (another config, results that would be overwritten, a bad
+    checkpoint); the message names the folder or file and what to do."""
+
+
+class CheckpointError(RunError):
+    """A checkpoint that cannot be loaded safely."""
+
+
+def check_keys(cfg: DictConfig) -> None:
+    """Refuse keys the schema does not know and values left unset, listing what is valid.
+
+    Hydra's append syntax (``+model.depht=3``) adds a key to a typed node, and ``OmegaConf.to_object``
+    then drops it without a word; comparing each typed node's keys with its dataclass's fields catches it.
+    """
+
+    def walk(node: DictConfig, prefix: str) -> None:
+        schema = OmegaConf.get_type(node)
+        valid = [f.name for f in dataclasses.fields(schema)] if dataclasses.is_dataclass(schema) else None
+        for key in node.keys():
+            key = str(key)
+            if valid is not None and key not in valid:
+                close = difflib.get_close_matches(key, valid, n=1)
+                hint = f"did you mean {prefix}{close[0]}? " if close else ""
+                where = f" of {prefix[:-1]}" if prefix else ""
+                raise ConfigError(f"unknown key {prefix}{key}: {hint}valid keys{where}: {', '.join(valid)}")
+            if OmegaConf.is_missing(node, key):
+                raise ConfigError(f"{prefix}{key} has no value: set it, e.g. {prefix}{key}=...")
+            child = node._get_node(key)
+            if isinstance(child, DictConfig) and not child._is_none():
+                walk(child, f"{prefix}{key}.")
+
+    walk(cfg, "")
+
+
+def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(d, dict):
+        return {prefix[:-1]: d}
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out.update(_flatten(v, f"{prefix}{k}."))
+    return out
+
+
+def config_diff(old: dict, new: dict) -> list[str]:
+    """``key: old -> new`` for each setting that differs, ignoring the keys in RESUME_FREE."""
+    a, b = _flatten(json_safe(old)), _flatten(json_safe(new))
+    return [f"{k}: {a.get(k, '<unset>')} -> {b.get(k, '<unset>')}"
+            for k in sorted(set(a) | set(b)) if k not in RESUME_FREE and a.get(k) != b.get(k)]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -156,40 +217,96 @@ class Trainer:
             "rng_cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None,
             "probes": self.probes.state_dict(), "window": window, "chance_evals": self.chance_evals,
         }
+        writer.sync()  # the rows the checkpoint counts are on disk before it names their offset
         tmp = self.out_dir / f".{CHECKPOINT}.tmp"
-        torch.save(state, tmp)
-        os.replace(tmp, self.out_dir / CHECKPOINT)
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.out_dir / CHECKPOINT)  # atomic: the old checkpoint or the new, never half
 
     def load_checkpoint(self) -> dict:
         path = self.out_dir / CHECKPOINT
-        try:
+        try:  # weights_only: a tampered or truncated file is data we refuse, never code we run
             state = torch.load(path, map_location=self.device, weights_only=True)
-        except Exception as e:  # a tampered or truncated file is data we refuse, not code we run
-            raise RuntimeError(f"checkpoint {path} cannot be loaded safely ({type(e).__name__}: {e}); "
-                               f"delete it to restart this run from step 0") from e
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["rng_cpu"].cpu())
-        if state["rng_cuda"] is not None:
-            torch.cuda.set_rng_state_all([s.cpu() for s in state["rng_cuda"]])
-        self.probes.load_state_dict(state["probes"])
-        self.chance_evals = state["chance_evals"]
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            torch.set_rng_state(state["rng_cpu"].cpu())
+            if state["rng_cuda"] is not None:
+                torch.cuda.set_rng_state_all([s.cpu() for s in state["rng_cuda"]])
+            self.probes.load_state_dict(state["probes"])
+            self.chance_evals = state["chance_evals"]
+            state["step"], state["csv_offset"]
+        except Exception as e:
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            raise CheckpointError(f"checkpoint {path} cannot be loaded safely ({type(e).__name__}: {reason}); "
+                                  f"delete it to restart this run from step 0, or delete {path.parent} "
+                                  f"to start over") from e
         return state
 
     # ------------------------------------------------------------------ loop
     def run(self) -> dict:
-        cfg, t = self.cfg, self.cfg.train
+        """Train, resuming from the run dir's checkpoint; a finished run with this config is returned as is.
+
+        Holds the dir's lock throughout. The summary's status ends as "completed" or "diverged"; an
+        exception leaves "failed" (Ctrl-C: "interrupted") and the last checkpoint, to resume from.
+        """
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.summary: dict | None = None
+        try:
+            lock = RunLock(self.out_dir).__enter__()
+        except RunLockedError as e:
+            raise RunError(str(e)) from None
+        try:
+            previous = self._previous_run()
+            if previous is not None:
+                return previous
+            return self._train()
+        except BaseException as e:
+            if self.summary is not None and self.summary["status"] == "running":
+                interrupted = isinstance(e, (KeyboardInterrupt, SystemExit))
+                self.summary.update(status="interrupted" if interrupted else "failed",
+                                    error=f"{type(e).__name__}: {e}")
+                write_json_atomic(self.out_dir / SUMMARY, self.summary)
+            raise
+        finally:
+            lock.__exit__()
+
+    def _previous_run(self) -> dict | None:
+        """What the run dir already holds: refuse to overwrite or mix results; return a finished run."""
+        cfg, summary_path = self.cfg, self.out_dir / SUMMARY
+        if not (summary_path.exists() or (self.out_dir / METRICS).exists()):
+            return None
+        if not cfg.resume:
+            raise RunError(f"{self.out_dir} already holds a run and resume=false would overwrite it: pick another "
+                           f"hydra.run.dir, or delete it first (python -m experiments.clean_results {self.out_dir})")
+        if not summary_path.exists():
+            return None  # killed before its first summary: nothing worth keeping
+        previous = read_json(summary_path)
+        diff = config_diff(previous.get("config", {}), OmegaConf.to_container(OmegaConf.structured(cfg)))
+        if diff:
+            more = f" (+{len(diff) - 3} more)" if len(diff) > 3 else ""
+            raise RunError(f"{self.out_dir} holds a run with another config ({'; '.join(diff[:3])}{more}): "
+                           f"resume it with its own overrides, or pick another hydra.run.dir")
+        if previous.get("status") in FINISHED:
+            log.info("%s: already %s at step %s; nothing to do", self.out_dir, previous["status"], previous.get("step"))
+            return previous
+        return None
+
+    def _train(self) -> dict:
+        cfg, t = self.cfg, self.cfg.train
         summary_path = self.out_dir / SUMMARY
-        if summary_path.exists() and read_json(summary_path).get("status") in ("completed", "diverged"):
-            return read_json(summary_path)
         self.chance_evals = 0
         start, window = 0, None
         resumed = cfg.resume and (self.out_dir / CHECKPOINT).exists()
         if resumed:
             state = self.load_checkpoint()
             start, window = state["step"], state["window"]
-            writer = MetricsWriter(self.out_dir / METRICS, truncate_to=state["csv_offset"])
+            try:
+                writer = MetricsWriter(self.out_dir / METRICS, truncate_to=state["csv_offset"])
+            except (ValueError, FileNotFoundError) as e:
+                raise CheckpointError(f"{e}: delete {self.out_dir / CHECKPOINT} to restart this run from step 0") from e
+            log.info("%s: resuming from step %d", self.out_dir, start)
         else:
             writer = MetricsWriter(self.out_dir / METRICS, truncate_to=0)
         zero = lambda: torch.zeros((), device=self.device, dtype=torch.float64)
@@ -198,6 +315,7 @@ class Trainer:
         summary = {"status": "running", "step": start, "config": OmegaConf.to_container(OmegaConf.structured(cfg)),
                    "out_dir": str(self.out_dir), "resumed_from": start if resumed else None}
         write_json_atomic(summary_path, summary)
+        self.summary = summary
         t0, status, rows = time.time(), "completed", []
         x_all, y_all = self.data.x_train, self.data.y_train
         bar = tqdm(range(start, t.steps), initial=start, total=t.steps, disable=not cfg.progress,

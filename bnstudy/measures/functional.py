@@ -64,9 +64,10 @@ def loss_and_grads(
     accumulates into ``.grad``. Only the names in ``wrt`` get gradients (backward stops there).
     """
     names = list(params) if wrt is None else wrt
-    leaves = {n: p.detach().requires_grad_(n in names) for n, p in params.items()}
-    loss = loss_fn(forward_at(model, leaves, x, rng), y)
-    grads = torch.autograd.grad(loss, [leaves[n] for n in names])
+    with torch.enable_grad():  # a probe may be called under no_grad (e.g. from a notebook)
+        leaves = {n: p.detach().requires_grad_(n in names) for n, p in params.items()}
+        loss = loss_fn(forward_at(model, leaves, x, rng), y)
+        grads = torch.autograd.grad(loss, [leaves[n] for n in names])
     return loss.detach(), dict(zip(names, grads))
 
 

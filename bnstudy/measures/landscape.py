@@ -15,16 +15,23 @@ from bnstudy.measures.functional import LossFn, Params, RNGState, flat_norm, for
 
 
 def eta_grid(lr: float, eta_min: float, eta_max: float, points: int, spacing: str = "log") -> list[float]:
-    """Step sizes ``lr * [eta_min .. eta_max]`` (multiples of the learning rate), log- or evenly spaced."""
+    """Step sizes ``lr * [eta_min .. eta_max]`` (multiples of the learning rate), log- or evenly spaced.
+
+    In float64 with exact endpoints: log spacing is ``eta_min * (eta_max / eta_min) ** (k / (points - 1))``
+    (a geometric sequence), linear ``eta_min + (eta_max - eta_min) * k / (points - 1)``; one point is eta_min.
+    """
     if points < 1 or eta_min <= 0 or eta_max < eta_min:
         raise ValueError(f"need points >= 1 and 0 < eta_min <= eta_max, got {points}, {eta_min}, {eta_max}")
-    if spacing == "log":
-        grid = torch.logspace(torch.log10(torch.tensor(eta_min)), torch.log10(torch.tensor(eta_max)), points, dtype=torch.float64)
-    elif spacing == "linear":
-        grid = torch.linspace(eta_min, eta_max, points, dtype=torch.float64)
-    else:
+    if spacing not in ("log", "linear"):
         raise ValueError(f"measure.landscape.spacing={spacing!r} is unknown; valid: ['linear', 'log']")
-    return [lr * float(v) for v in grid]
+    lo, hi = float(eta_min), float(eta_max)
+    fractions = [k / (points - 1) for k in range(points)] if points > 1 else [0.0]
+    if spacing == "log":
+        grid = [lo * (hi / lo) ** f for f in fractions]
+    else:
+        grid = [lo + (hi - lo) * f for f in fractions]
+    grid[-1] = hi if points > 1 else lo  # the endpoints exactly, whatever the rounding in between
+    return [lr * v for v in grid]
 
 
 @dataclass
@@ -61,6 +68,8 @@ def landscape(
     names = list(grads)
     g_norm = flat_norm(grads)
     losses, diffs, betas = [], [], []
+    # torch.func.vmap over eta (batched buffer copies, randomness="same") agrees but was slower on CPU (small CNN,
+    # batch 128, 8 etas, 2 threads): loop 44 / 57 / 108 ms vs vmap 69 / 116 / 128 ms (norm none / batch / noisy_batch).
     for eta in etas:
         moved = dict(params)
         for n in names:
@@ -86,28 +95,31 @@ def activation_beta(
 ) -> LandscapeResult:
     """The browser reproduction's beta: gradients w.r.t. one layer's activations h (the ``probe``'s output).
 
-    max over eta of ||g(h) - g(h - eta g(h))|| / ||eta g(h)||, the layers below h held fixed.
+    max over eta of ||g(h) - g(h - eta g(h))|| / ||eta g(h)||, the layers below h held fixed; g(h) is
+    the gradient of the batch loss w.r.t. h (all N[xHxW] values of the layer), so ``losses`` are
+    L(h - eta g(h)). The probe's output enters as a leaf: backward stops at h, never reaches a weight.
+    One forward+backward for g(h), then one per eta.
     """
-    captured: dict[str, torch.Tensor] = {}
+    fixed = {n: p.detach() for n, p in params.items()}
+    state: dict[str, torch.Tensor] = {}
 
     def replace(_module, _inputs, output):
-        if "h" in captured:  # a probe pass: substitute the moved activations
-            return captured["h_moved"]
-        captured["h"] = output
-        return output
+        if "moved" in state:  # a probe pass: substitute the moved activations
+            return state["moved"]
+        state["h"] = output.detach().requires_grad_(True)
+        return state["h"]
 
-    def grad_at(h_moved: Optional[torch.Tensor]):
-        if h_moved is not None:
-            captured["h_moved"] = h_moved.requires_grad_(True)
-        loss = loss_fn(forward_at(model, params, x, rng), y)
-        target = captured["h_moved"] if h_moved is not None else captured["h"]
-        return loss.detach(), torch.autograd.grad(loss, target)[0]
+    def grad_at(moved: Optional[torch.Tensor]):
+        if moved is not None:
+            state["moved"] = moved.requires_grad_(True)
+        loss = loss_fn(forward_at(model, fixed, x, rng), y)
+        return loss.detach(), torch.autograd.grad(loss, state["moved" if moved is not None else "h"])[0]
 
     handle = probe.register_forward_hook(replace)
     try:
         with torch.enable_grad():
             _, g = grad_at(None)
-            h = captured["h"].detach()
+            h = state["h"].detach()
             g_norm = torch.linalg.vector_norm(g)
             losses, diffs, betas = [], [], []
             for eta in etas:
