@@ -60,7 +60,7 @@ class DLNConf(ModelConf):
 class NormConf:
     """One switch for every model. ``name`` is the key in ``bnstudy.norms.NORMS``."""
 
-    name: str = "none"  # none | batch | noisy_batch | l1 | l2 | linf | layer | group | instance
+    name: str = "none"  # none | batch | noisy_batch | noise | l1 | l2 | linf | layer | group | instance
     position: str = "before"  # before | after the activation
     eps: float = 1e-5
     momentum: float = 0.1  # running-statistics momentum (PyTorch convention)
@@ -152,6 +152,7 @@ class TrainConf:
     loss: str = "auto"  # auto | cross_entropy | mse_sum | mse_mean   (auto: mse_sum for regression)
     log_every: int = 10  # training loss/accuracy on the step's batch
     eval_every: int = 100  # eval on a fixed train subset and on the test set (0 = off)
+    measure_every: int = 100  # the schedule experiments give their measurements (set by the scale)
     eval_size: int = 2000  # size of the fixed train subset and of the test subset used
     eval_batch_size: int = 1000
     checkpoint_every: int = 500  # 0 = off
@@ -161,7 +162,8 @@ class TrainConf:
     tf32: bool = False
     divergence_loss: float = 1e6  # a loss above this (or NaN/inf) marks the run diverged
     chance_patience: int = 0  # evals in a row at chance accuracy before "diverged" (0 = never)
-    threads: int = 0  # torch intra-op threads (0 = leave PyTorch's default)
+    threads: int = 0  # torch intra-op threads (0 = PyTorch's default; 1 is fastest for the tiny DLN)
+    flush_denormal: bool = True  # CPU: flush denormal floats to zero (unnormalised deep nets slow ~10x without)
 
 
 @dataclass

@@ -25,6 +25,37 @@ def _unit_view(t: torch.Tensor, ndim: int) -> torch.Tensor:
     return t.view(1, -1, *([1] * (ndim - 2)))
 
 
+def algorithm1_noise(
+    shape: Sequence[int], n_mu: float, n_sigma: float, r_mu: float, r_sigma: float,
+    device: torch.device | None = None, dtype: torch.dtype | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Algorithm 1's additive ``m`` and multiplicative ``s`` for an activation of ``shape`` (units on dim 1).
+
+    Drawn from torch's global generator in the fixed order mu, sigma, m, s (replayable from its state).
+    """
+    ndim, c = len(shape), shape[1]
+    kw = dict(device=device, dtype=dtype)
+    mu = (2 * torch.rand(c, **kw) - 1) * n_mu
+    sigma = 1 + (n_sigma - 1) * torch.rand(c, **kw)
+    m = _unit_view(mu, ndim) + (2 * torch.rand(shape, **kw) - 1) * r_mu
+    s = _unit_view(sigma, ndim) + r_sigma * torch.randn(shape, **kw)
+    return m, s
+
+
+class NoiseOnly(nn.Module):
+    """Algorithm 1's noise without any normalisation: "the same noise in the standard network" (Fig. 2)."""
+
+    def __init__(self, n_mu: float, n_sigma: float, r_mu: float, r_sigma: float) -> None:
+        super().__init__()
+        self.constants = (n_mu, n_sigma, r_mu, r_sigma)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return x
+        m, s = algorithm1_noise(x.shape, *self.constants, device=x.device, dtype=x.dtype)
+        return s * x + m
+
+
 class NoisyBatchNorm(_BatchNorm):
     """BatchNorm followed by the non-stationary noise of the paper's Algorithm 1 (training only).
 
@@ -68,13 +99,8 @@ class NoisyBatchNorm(_BatchNorm):
         self, shape: Sequence[int], device: torch.device | None = None, dtype: torch.dtype | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Draw Algorithm 1's additive ``m`` and multiplicative ``s``, both of ``shape`` (unit dim 1)."""
-        ndim, c = len(shape), shape[1]
-        kw = dict(device=device, dtype=dtype)
-        mu = (2 * torch.rand(c, **kw) - 1) * self.noise_mu
-        sigma = 1 + (self.noise_sigma - 1) * torch.rand(c, **kw)
-        m = _unit_view(mu, ndim) + (2 * torch.rand(shape, **kw) - 1) * self.noise_r_mu
-        s = _unit_view(sigma, ndim) + self.noise_r_sigma * torch.randn(shape, **kw)
-        return m, s
+        return algorithm1_noise(shape, self.noise_mu, self.noise_sigma, self.noise_r_mu, self.noise_r_sigma,
+                                device, dtype)
 
     def _add_noise(self, a: torch.Tensor) -> torch.Tensor:
         m, s = self.sample_noise(a.shape, device=a.device, dtype=a.dtype)
@@ -195,6 +221,10 @@ def _noisy_batch(cfg: NormConf, num_features: int, spatial: bool) -> nn.Module:
     )
 
 
+def _noise(cfg: NormConf, num_features: int, spatial: bool) -> nn.Module:
+    return NoiseOnly(cfg.noise_mu, cfg.noise_sigma, cfg.noise_r_mu, cfg.noise_r_sigma)
+
+
 def _lp(p: float) -> Callable[[NormConf, int, bool], nn.Module]:
     def factory(cfg: NormConf, num_features: int, spatial: bool) -> nn.Module:
         return LpNorm(num_features, p=p, eps=cfg.eps, momentum=cfg.momentum, affine=cfg.affine)
@@ -228,6 +258,7 @@ NORMS: dict[str, Callable[[NormConf, int, bool], nn.Module]] = {
     "none": _none,
     "batch": _batch,
     "noisy_batch": _noisy_batch,
+    "noise": _noise,
     "l1": _lp(1),
     "l2": _lp(2),
     "linf": _lp(math.inf),

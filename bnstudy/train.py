@@ -187,6 +187,7 @@ class Trainer:
         validate(cfg)
         if cfg.train.threads > 0:
             torch.set_num_threads(cfg.train.threads)
+        torch.set_flush_denormal(cfg.train.flush_denormal)
         if cfg.train.tf32:
             torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
         self.device = resolve_device(cfg.train.device)
