@@ -90,25 +90,27 @@ def read_metrics(path: Path) -> pd.DataFrame:
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write JSON to a temp file in the same directory, then rename over ``path``."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(json_safe(obj), f, indent=2, default=_jsonable, allow_nan=False)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """Write JSON to a temp file in the same directory, fsync, then rename over ``path``.
+
+    Non-finite floats become the strings "nan", "inf", "-inf" (strict JSON has no such numbers).
+    """
+    write_text_atomic(path, json.dumps(json_safe(obj), indent=2, default=_jsonable, allow_nan=False))
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    """Write text to a temp file in the same directory, fsync, then rename over ``path``."""
+    """Write text to a temp file in the same directory, fsync, then rename over ``path``: a reader
+    sees the old file or the new one, never half of one; on an error the old file stays as it was."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def json_safe(v: Any) -> Any:

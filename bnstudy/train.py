@@ -239,7 +239,8 @@ class Trainer:
             self.chance_evals = state["chance_evals"]
             state["step"], state["csv_offset"]
         except Exception as e:
-            reason = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            lines = [s.strip() for s in str(e).splitlines() if s.strip()] or [""]
+            reason = next((s for s in lines if "GLOBAL" in s), lines[0])  # torch names the refused global
             raise CheckpointError(f"checkpoint {path} cannot be loaded safely ({type(e).__name__}: {reason}); "
                                   f"delete it to restart this run from step 0, or delete {path.parent} "
                                   f"to start over") from e

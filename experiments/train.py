@@ -51,7 +51,10 @@ def remove_untouched_run_dir(out_dir: Path) -> bool:
     return True
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")  # absolute: works with -m and when imported
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def main(cfg: DictConfig) -> None:
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     try:

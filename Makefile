@@ -1,0 +1,72 @@
+# bnstudy: `make help` lists the targets. Variables: SCALE=quick|paper, ARGS="extra overrides",
+# SEEDS=N (sweep seeds 0..N-1: figures show mean and band), PY (the venv's python).
+SHELL := /bin/bash
+VENV ?= .venv
+PY ?= $(VENV)/bin/python
+SCALE ?= quick
+SEEDS ?= 1
+ARGS ?=
+RESULTS ?= results
+seed_list = $(shell seq -s, 0 $$(( $(SEEDS) - 1 )))
+# paper-scale browser figures use MNIST, as seed 001 does
+browser_data_paper = data=mnist
+browser_data_quick =
+train = $(PY) -m experiments.train -m experiment=$(1) $(2) seed=$(seed_list) progress=false $(ARGS)
+cnn = $(call train,$(1),scale=$(SCALE))
+figures = $(PY) -m experiments.figures $(1) --scale $(SCALE) --results $(RESULTS)
+
+.PHONY: help install test quick fig1 fig2 fig3 fig4 fig5 browser all figures report bench clean-results
+
+help:  ## list the targets
+	@grep -hE '^[a-z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+install:  ## create .venv, install bnstudy (editable, dev extras) and the offline Fashion-MNIST
+	bash scripts/install.sh
+
+test:  ## run the test suite (unit tests, tiny end-to-end runs, notebooks)
+	$(PY) -m pytest
+
+quick:  ## the main job: small CNN +/- BN at lr 0.1/0.5 on Fashion-MNIST, then its figure
+	$(PY) -m experiments.train -m experiment=quick progress=false $(ARGS)
+	$(PY) -m experiments.figures quick --scale quick --results $(RESULTS)
+
+fig1:  ## standard vs BN at lr 0.1/0.5: accuracy, activation histograms
+	$(call cnn,fig1)
+	$(call figures,fig1)
+
+fig2:  ## standard vs BN vs noisy BN (and noise alone): accuracy, histograms, moment shifts
+	$(call cnn,fig2)
+	$(call figures,fig2)
+
+fig3:  ## gradient ICS: CNN at lr 0.1/0.01, DLN at 1e-6/1e-7
+	$(call cnn,fig3_cnn)
+	$(call train,fig3_dln,scale=$(SCALE))
+	$(call figures,fig3)
+
+fig4:  ## loss landscape, gradient predictiveness, effective beta: CNN and DLN
+	$(call cnn,fig4_cnn)
+	$(call train,fig4_dln,scale=$(SCALE))
+	$(call figures,fig4)
+
+fig5:  ## l1/l2/linf normalisations vs standard and BN: CNN and DLN
+	$(call cnn,fig5_cnn)
+	$(call train,fig5_dln,scale=$(SCALE))
+	$(call figures,fig5)
+
+browser:  ## seed 001's three figures (small CNN; MNIST at paper scale)
+	$(call train,browser,scale=$(SCALE) $(browser_data_$(SCALE)))
+	$(call figures,browser)
+
+all: fig1 fig2 fig3 fig4 fig5 browser  ## every experiment and figure at SCALE
+
+figures:  ## redraw every figure from the CSVs (no training)
+	$(call figures,)
+
+report:  ## results/REPORT.md: every figure and the paper's claims checked on the CSVs
+	$(PY) -m experiments.report --results $(RESULTS) --scale $(SCALE)
+
+bench:  ## suite vs bare PyTorch loop, data path, measurement costs, FLOP/s (ARGS=--full for longer)
+	$(PY) -m experiments.bench $(ARGS)
+
+clean-results:  ## delete results/ run folders (asks first)
+	$(PY) -m experiments.clean_results --results $(RESULTS)
