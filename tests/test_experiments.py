@@ -1,0 +1,77 @@
+"""Every experiment composes at both scales; a tiny real sweep runs end to end into CSVs and figures."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf, open_dict
+
+import bnstudy.config  # noqa: F401
+from bnstudy.figures import FIGURES, draw
+from bnstudy.records import COLUMNS, read_metrics
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = str(ROOT / "conf")
+EXPERIMENTS = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml") if not p.stem.startswith("_"))
+
+
+def compose_cfg(overrides):
+    """(job config without the hydra node, hydra node)."""
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        cfg = compose("config", overrides=overrides, return_hydra_config=True)
+    hydra_cfg = cfg.hydra
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg, hydra_cfg
+
+
+@pytest.mark.parametrize("scale", ["quick", "paper"])
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_composes(experiment, scale):
+    cfg, hydra_cfg = compose_cfg([f"experiment={experiment}", f"scale={scale}"])
+    obj = OmegaConf.to_object(cfg)  # resolves every interpolation against the schema
+    assert obj.name == experiment
+    assert "norm" in hydra_cfg.sweeper.params
+    if experiment.endswith("_dln"):  # the DLN is the paper's at both scales
+        assert (obj.model.name, obj.model.num_layers, obj.data.name) == ("dln", 25, "gaussian")
+        assert (obj.train.steps, obj.train.batch_size, obj.train.loss) == (10000, 1000, "mse_sum")
+    elif experiment not in ("quick", "browser"):
+        expected = {"quick": ("vgg", 11, "fashion_mnist", 1000), "paper": ("vgg", 16, "cifar10", 15000)}[scale]
+        assert (obj.model.name, obj.model.depth, obj.data.name, obj.train.steps) == expected
+    measured = [m for m in ("activations", "ics", "landscape", "loss_change") if getattr(obj.measure, m).every]
+    assert measured, "every experiment measures something beyond accuracy"
+
+
+def test_paper_scale_is_appendix_a():
+    obj = OmegaConf.to_object(compose_cfg(["experiment=fig1", "scale=paper"])[0])
+    assert (obj.optim.name, obj.optim.momentum, obj.optim.weight_decay) == ("sgd", 0.0, 0.0)
+    assert (obj.train.batch_size, obj.model.init, obj.norm.position) == (128, "glorot", "before")
+
+
+def test_each_figure_reads_existing_experiments():
+    for name, (_, experiments) in FIGURES.items():
+        assert set(experiments) <= set(EXPERIMENTS), name
+
+
+def test_tiny_sweep_end_to_end(tmp_path):
+    """Hydra multirun through the real entry point -> long-format CSVs -> a figure file."""
+    sweep = tmp_path / "fig4_dln" / "quick" / "sweep"
+    cmd = [sys.executable, "-m", "experiments.train", "-m", "experiment=fig4_dln", "train.steps=30",
+           "train.measure_every=10", "train.log_every=5", "data.num_train=200", "train.batch_size=200",
+           "measure.landscape.points=3", "progress=false", f"hydra.sweep.dir={sweep}"]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
+    assert len(jobs) == 2  # norm none, batch
+    for job in jobs:
+        df = read_metrics(job / "metrics.csv")
+        assert list(df.columns) == COLUMNS
+        assert sorted(df.loc[df.metric == "train_loss", "step"]) == [5, 10, 15, 20, 25, 30]
+        assert sorted(df.loc[df.metric == "beta", "step"]) == [0, 10, 20]
+        assert df.loc[df.metric == "landscape_loss", "eta"].nunique() == 3
+        assert (df.loc[df.metric == "beta", "value"] > 0).all()
+    paths = draw(["fig4"], tmp_path, "quick", tmp_path / "figures")
+    assert [p.name for p in paths] == ["fig4_quick.png", "fig4_quick.pdf"]
+    assert all(p.stat().st_size > 10_000 for p in paths)
