@@ -1,0 +1,44 @@
+"""Check the paper's claims against the runs of one scale and write ``<results>/REPORT.md``.
+
+    python -m experiments.report --results results --scale quick
+
+Reads every finished run under ``--results`` (``bnstudy.claims.check_claims``), embeds every figure found
+as ``<results>/figures/*_<scale>.png``, writes the report atomically (temp file + rename) and prints the
+claims table. The rules and thresholds of each claim are in ``bnstudy/claims.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from bnstudy.claims import check_claims, render_report, render_table
+from bnstudy.records import write_text_atomic
+
+
+def find_figures(results: Path, scale: str) -> list[Path]:
+    """Every ``<results>/figures/*_<scale>.png``, sorted by name."""
+    return sorted((Path(results) / "figures").glob(f"*_{scale}.png"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m experiments.report", description=__doc__.split("\n\n")[0])
+    p.add_argument("--results", default="results", help="the results folder (default: results)")
+    p.add_argument("--scale", default="quick", help="which scale's runs to check (quick | paper; default quick)")
+    p.add_argument("--out", default=None, help="where to write the report (default: <results>/REPORT.md)")
+    args = p.parse_args(argv)
+    results = Path(args.results)
+    if not results.is_dir():
+        print(f"no results folder at {results}", file=sys.stderr)
+        return 2
+    claims = check_claims(results, args.scale)
+    out = Path(args.out) if args.out else results / "REPORT.md"
+    write_text_atomic(out, render_report(claims, find_figures(results, args.scale), args.scale))
+    print(render_table(claims))
+    print(f"\nwrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
