@@ -65,13 +65,15 @@ def plan(paths: list[Path], statuses: set[str] | None) -> tuple[list[Path], list
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m experiments.clean_results", description=__doc__.split("\n")[0])
-    p.add_argument("paths", nargs="*", type=Path, default=[Path("results")], help="results folders (default: results)")
+    p.add_argument("paths", nargs="*", type=Path, help="results folders (default: results)")
+    p.add_argument("--results", action="append", type=Path, default=[], metavar="PATH", help="the same as a PATH")
     p.add_argument("--status", nargs="+", metavar="STATUS",
                    choices=["completed", "diverged", "interrupted", "failed", "broken"],
                    help="delete only the run dirs with these statuses")
     p.add_argument("--yes", "-y", action="store_true", help="do not ask")
     args = p.parse_args(argv)
-    delete, kept = plan(args.paths, set(args.status) if args.status else None)
+    paths = [*args.paths, *args.results] or [Path("results")]
+    delete, kept = plan(paths, set(args.status) if args.status else None)
     for reason in kept:
         print(f"keeping {reason}")
     if not delete:

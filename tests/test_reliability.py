@@ -239,6 +239,35 @@ def test_sigkilled_csv_holds_only_whole_rows(tmp_path):
     assert run_status(run_dir)[0] == "interrupted"
 
 
+# SIGKILLs itself just before the Nth write() to metrics.csv: a kill between any two writes must
+# leave whole rows (a writer that sends a row in pieces fails this; a random kill rarely lands there).
+KILL_AT_WRITE = r"""
+import os, runpy, signal, sys
+real_write, calls = os.write, [0]
+def write(fd, data):
+    if fd > 2 and os.readlink(f"/proc/self/fd/{fd}").endswith("metrics.csv"):
+        calls[0] += 1
+        if calls[0] == int(os.environ["KILL_AT_WRITE"]):
+            os.kill(os.getpid(), signal.SIGKILL)
+    return real_write(fd, data)
+os.write = write
+sys.argv = ["train", *sys.argv[1:]]
+runpy.run_module("experiments.train", run_name="__main__", alter_sys=True)
+"""
+
+
+def test_csv_is_whole_between_any_two_writes(tmp_path):
+    run_dir = tmp_path / "run"
+    args = with_overrides([*DLN, *MEASURE, *FAST], "train.steps=1000", "train.log_every=1",
+                          "measure.activations.every=1", "measure.activations.samples=64")
+    proc = cli(*args, f"hydra.run.dir={run_dir}", cwd=tmp_path, code=KILL_AT_WRITE, KILL_AT_WRITE="9")
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    text = (run_dir / "metrics.csv").read_text()
+    assert text.endswith("\n") and all(line.count(",") == 5 for line in text.splitlines())
+    df = pd.read_csv(run_dir / "metrics.csv")
+    assert 0 < df["step"].max() < 1000 and df["value"].notna().all()
+
+
 def _fake_run(run_dir: Path, status: str, lr: float = 0.1) -> Path:
     run_dir.mkdir(parents=True)
     (run_dir / "metrics.csv").write_text("step,metric,layer,unit,eta,value\n1,train_loss,,,,0.5\n")
@@ -281,13 +310,14 @@ def test_summary_write_is_all_or_nothing(tmp_path):
 
 # ------------------------------------------------------------------------------ 5. reproducible
 def test_same_config_and_seed_give_identical_csvs(tmp_path):
-    cfg = compose_cfg(["model=small_cnn", "norm=noisy_batch", "data.train_size=512", "data.test_size=256",
-                       *MEASURE, "train.steps=12", "train.batch_size=32", "train.log_every=3", "train.eval_every=6",
-                       "train.eval_size=256", "train.threads=1", "progress=false", "seed=3"])
+    """Small CNN with noisy BN (RNG every step) and every measurement, on in-memory images."""
+    cfg = compose_cfg(["model=small_cnn", "norm=noisy_batch", *MEASURE, "train.steps=12", "train.batch_size=32",
+                       "train.log_every=3", "train.eval_every=6", "train.eval_size=256", "train.threads=1",
+                       "progress=false", "seed=3"])
     assert cfg.train.deterministic
-    run(cfg, tmp_path / "a")
+    run(cfg, tmp_path / "a", data=_random_label_images(256, 256))
     torch.manual_seed(1234)  # whatever the global RNG holds, a run starts from its own seed
-    run(cfg, tmp_path / "b")
+    run(cfg, tmp_path / "b", data=_random_label_images(256, 256))
     a, b = (tmp_path / "a" / "metrics.csv").read_bytes(), (tmp_path / "b" / "metrics.csv").read_bytes()
     assert a == b and b"ics_l2" in a
 
@@ -393,3 +423,13 @@ def test_tampered_checkpoint_is_refused_not_run(tmp_path, monkeypatch, capsys):
     (run_dir / CHECKPOINT).unlink()  # the fix the message gives
     assert call_main(monkeypatch, capsys, *args)[0] == 0
     assert summary(run_dir)["status"] == "completed"
+
+
+def test_configs_never_name_code_to_import():
+    """No ``_target_`` in our configs and no ``instantiate``: a config is data, never code to run
+    (Hydra's own launcher plugins, under conf/hydra/, are the one place such names may appear)."""
+    offenders = [p for p in (ROOT / "conf").rglob("*.yaml")
+                 if "_target_" in p.read_text() and "hydra" not in p.relative_to(ROOT / "conf").parts]
+    offenders += [p for d in ("bnstudy", "experiments") for p in (ROOT / d).rglob("*.py")
+                  if "instantiate(" in p.read_text()]
+    assert not offenders
