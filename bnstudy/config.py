@@ -15,6 +15,10 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 
+class ConfigError(ValueError):
+    """A config value that cannot work; the message says what to change (the entry point prints it alone)."""
+
+
 # --------------------------------------------------------------------------------------------- model
 @dataclass
 class ModelConf:

@@ -19,7 +19,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from bnstudy.config import DataConf
+from bnstudy.config import ConfigError, DataConf
 
 FASHION_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")  # Debian package dataset-fashion-mnist
 DEFAULT_ROOT = "~/.cache/bnstudy/data"
@@ -189,7 +189,7 @@ def _keep(requested: int | None, available: int, key: str) -> int:
     if requested is None:
         return available
     if not 1 <= requested <= available:
-        raise ValueError(f"{key}={requested}, but the split has {available} samples")
+        raise ConfigError(f"{key}={requested}, but the split has {available} samples")
     return requested
 
 
@@ -294,7 +294,7 @@ DATASETS: dict[str, Callable[[DataConf], TensorData]] = {
 def load_dataset(cfg: DataConf) -> TensorData:
     """The dataset ``cfg.name`` from the ``DATASETS`` registry."""
     if cfg.name not in DATASETS:
-        raise ValueError(f"unknown dataset data.name={cfg.name!r}; valid: {', '.join(sorted(DATASETS))}")
+        raise ConfigError(f"unknown dataset data.name={cfg.name!r}; valid: {', '.join(sorted(DATASETS))}")
     return DATASETS[cfg.name](cfg)
 
 

@@ -14,7 +14,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from bnstudy.config import DLNConf, ModelConf, NormConf, SmallCNNConf, VGGConf
+from bnstudy.config import ConfigError, DLNConf, ModelConf, NormConf, SmallCNNConf, VGGConf
 from bnstudy.norms import make_norm
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {"relu": lambda: nn.ReLU(), "identity": nn.Identity}
@@ -22,7 +22,7 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {"relu": lambda: nn.ReLU(), "i
 
 def _activation(name: str) -> nn.Module:
     if name not in ACTIVATIONS:
-        raise ValueError(f"model.activation={name!r} is unknown; valid: {sorted(ACTIVATIONS)}")
+        raise ConfigError(f"model.activation={name!r} is unknown; valid: {sorted(ACTIVATIONS)}")
     return ACTIVATIONS[name]()
 
 
@@ -57,7 +57,7 @@ class BlockNet(nn.Module):
     def block(self, index: int) -> Block:
         """Layer ``index`` (1-based, as the paper numbers layers)."""
         if not 1 <= index <= len(self.blocks):
-            raise ValueError(f"layer {index} is out of range: this model has layers 1..{len(self.blocks)}")
+            raise ConfigError(f"layer {index} is out of range: this model has layers 1..{len(self.blocks)}")
         return self.blocks[index - 1]
 
 
@@ -86,7 +86,7 @@ VGG_LAYOUTS = {  # channels per conv, "M" = 2x2 max-pool (the CIFAR forms of VGG
 def vgg(cfg: VGGConf, norm: NormConf, input_shape: tuple, num_classes: int) -> BlockNet:
     """CIFAR VGG: 3x3 convs, norm before ReLU, max-pools, one linear classifier."""
     if cfg.depth not in VGG_LAYOUTS:
-        raise ValueError(f"model.depth={cfg.depth} is unknown; valid: {sorted(VGG_LAYOUTS)}")
+        raise ConfigError(f"model.depth={cfg.depth} is unknown; valid: {sorted(VGG_LAYOUTS)}")
     c, h = input_shape[0], input_shape[1]
     body: list[nn.Module] = []
     for item in VGG_LAYOUTS[cfg.depth]:
@@ -106,7 +106,7 @@ def dln(cfg: DLNConf, norm: NormConf, input_shape: tuple, num_classes: int | Non
     """Deep linear network: W_L ... W_1 x. Hidden layers are Blocks; the output layer is the head."""
     d = cfg.dim
     if input_shape != (d,):
-        raise ValueError(f"the DLN needs inputs of shape ({d},), got {input_shape}: set data.dim={d}")
+        raise ConfigError(f"the DLN needs inputs of shape ({d},), got {input_shape}: set data.dim={d}")
     hidden = cfg.num_layers if cfg.norm_last else cfg.num_layers - 1
     body = [_block(nn.Linear(d, d, bias=cfg.bias), cfg, norm, d, False) for _ in range(hidden)]
     head = nn.Identity() if cfg.norm_last else nn.Linear(d, d, bias=cfg.bias)
@@ -128,10 +128,10 @@ def glorot_init(model: nn.Module) -> None:
 def build_model(cfg: ModelConf, norm: NormConf, input_shape: tuple, num_classes: int | None) -> BlockNet:
     """Build ``cfg.name`` from the registry with the norm factory and the configured init."""
     if cfg.name not in MODELS:
-        raise ValueError(f"model={cfg.name!r} is unknown; valid: {sorted(MODELS)}")
+        raise ConfigError(f"model={cfg.name!r} is unknown; valid: {sorted(MODELS)}")
     model = MODELS[cfg.name](cfg, norm, tuple(input_shape), num_classes)
     if cfg.init == "glorot":
         glorot_init(model)
     elif cfg.init != "default":
-        raise ValueError(f"model.init={cfg.init!r} is unknown; valid: ['default', 'glorot']")
+        raise ConfigError(f"model.init={cfg.init!r} is unknown; valid: ['default', 'glorot']")
     return model

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from bnstudy.config import NormConf
+from bnstudy.config import ConfigError, NormConf
 
 NOISE_WHERE = ("after_affine", "before_affine")
 
@@ -247,7 +247,7 @@ def _group(cfg: NormConf, num_features: int, spatial: bool) -> nn.Module:
 
 def _instance(cfg: NormConf, num_features: int, spatial: bool) -> nn.Module:
     if not spatial:
-        raise ValueError(
+        raise ConfigError(
             "instance norm needs spatial (N, C, H, W) inputs: on (N, C) each unit would be normalised "
             "over a single value (e.g. it cannot be used with the DLN)"
         )
@@ -273,5 +273,5 @@ def make_norm(cfg: NormConf, num_features: int, spatial: bool) -> nn.Module:
     try:
         factory = NORMS[cfg.name]
     except KeyError:
-        raise ValueError(f"unknown norm {cfg.name!r}; valid names: {', '.join(sorted(NORMS))}") from None
+        raise ConfigError(f"unknown norm {cfg.name!r}; valid names: {', '.join(sorted(NORMS))}") from None
     return factory(cfg, num_features, spatial)

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
-from bnstudy.config import Config, OptimConf
+from bnstudy.config import Config, ConfigError, OptimConf
 from bnstudy.data import BatchSampler, TensorData, load_dataset
 from bnstudy.measures.functional import RNGState
 from bnstudy.measures.schedule import Probes
@@ -48,10 +48,6 @@ SUMMARY = "summary.json"
 FINISHED = ("completed", "diverged")  # statuses a rerun leaves alone
 # keys that may change when a run is resumed: they do not change its results
 RESUME_FREE = frozenset({"resume", "progress", "train.threads", "train.device"})
-
-
-class ConfigError(ValueError):
-    """A config value that cannot work; the message says what to change."""
 
 
 class RunError(RuntimeError):
