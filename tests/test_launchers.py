@@ -1,0 +1,221 @@
+"""Hydra launchers (``conf/hydra/launcher/``): composition with the project's configs, and real sweeps.
+
+* every launcher option composes with every experiment (paper scale) and keeps the plugin's schema, so
+  a typo or a wrong type in a launcher field fails at start, and no merge error can creep in unseen;
+* ``parallel`` (joblib) and ``submitit`` (submitit's local executor) run a tiny 2-job sweep end to end
+  and land in the same layout, ``results/<name>/<scale>/<stamp>/<job>/``, with the same numbers as
+  Hydra's basic launcher;
+* ``slurm`` runs through Hydra and submitit up to ``sbatch``, which a stub on ``PATH`` replaces: the
+  test reads the sbatch script it would have submitted (partition, time, GPUs, CPUs, setup lines).
+
+Every subprocess runs with ``HYDRA_DEPRECATION_WARNINGS_AS_ERRORS=1``: a launcher file named like the
+plugin's own entry (``joblib.yaml``...) would be merged with it by Hydra's deprecated automatic schema
+matching, which then fails here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.config_store import ConfigStore
+from hydra.core.plugins import Plugins
+from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
+
+import bnstudy.config  # noqa: F401  (registers the structured configs)
+import bnstudy.paths  # noqa: F401  (registers ${unique:})
+
+REPO = Path(__file__).resolve().parent.parent
+CONF_DIR = REPO / "conf"
+LAUNCHER_DIR = CONF_DIR / "hydra" / "launcher"
+OURS = {"parallel": "JoblibLauncher", "submitit": "LocalLauncher", "slurm": "SlurmLauncher"}
+LAUNCHERS = {"basic": "BasicLauncher", **OURS}  # basic: Hydra's own (the default), no file of ours
+EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml") if not p.stem.startswith("_"))
+
+NAME = "launch_test"
+TINY = ["model=dln", "data=gaussian", "train.steps=20", "train.batch_size=100", "data.num_train=200",
+        "data.num_test=100", "train.eval_every=10", "optim.lr=1e-6", "train.threads=1", "progress=false"]
+SWEEP = ["norm=none,batch"]  # 2 jobs
+STAMP = re.compile(r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d_\d+-[0-9a-f]{4}")  # ${now:...}_${unique:}
+
+
+def _env(**extra: str) -> dict[str, str]:
+    return {**os.environ, "HYDRA_DEPRECATION_WARNINGS_AS_ERRORS": "1", **extra}
+
+
+def _compose(*overrides: str):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
+
+
+@pytest.fixture(autouse=True)
+def _deprecations_are_errors(monkeypatch):
+    monkeypatch.setenv("HYDRA_DEPRECATION_WARNINGS_AS_ERRORS", "1")
+
+
+# ----------------------------------------------------------------------------------------- composition
+def test_our_files_do_not_shadow_the_plugins():
+    """A file named like a registered launcher would be silently merged with it (deprecated in Hydra)."""
+    Plugins.instance()  # imports hydra_plugins.*, which register their launchers in the ConfigStore
+    registered = {name.removesuffix(".yaml") for name in ConfigStore.instance().list("hydra/launcher")}
+    assert {"basic", "joblib", "submitit_local", "submitit_slurm"} <= registered
+    ours = {p.stem for p in LAUNCHER_DIR.glob("*.yaml")}
+    assert ours == set(OURS)
+    assert not ours & registered
+
+
+@pytest.mark.parametrize("launcher", LAUNCHERS)
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_launcher_composes_with_every_experiment(launcher: str, experiment: str):
+    cfg = _compose(f"hydra/launcher={launcher}", f"experiment={experiment}", "scale=paper")
+    assert cfg.hydra.launcher._target_.endswith("." + LAUNCHERS[launcher])
+    assert cfg.hydra.runtime.choices["hydra/launcher"] == launcher
+    OmegaConf.to_container(cfg.hydra.launcher, resolve=True)  # every interpolation resolves
+    if launcher in ("slurm", "submitit"):
+        assert cfg.hydra.launcher.name == cfg.name  # the job name is the experiment's
+
+
+def test_slurm_fields():
+    cfg = _compose("hydra/launcher=slurm", "experiment=fig1", "scale=paper")
+    launcher = cfg.hydra.launcher
+    assert launcher.partition is None  # the cluster's default until set
+    assert (launcher.timeout_min, launcher.gpus_per_node, launcher.cpus_per_task, launcher.mem_gb) == (240, 1, 4, 32)
+    assert launcher.max_num_timeout == 3 and launcher.array_parallelism == 32
+    assert list(launcher.setup) == ["export OMP_NUM_THREADS=4"]
+    assert launcher.submitit_folder == f"{cfg.hydra.sweep.dir}/.submitit/%j"
+
+    cfg = _compose("hydra/launcher=slurm", "experiment=fig1", "hydra.launcher.partition=gpu",
+                   "hydra.launcher.timeout_min=30", "hydra.launcher.cpus_per_task=8", "hydra.launcher.account=lab",
+                   "+hydra.launcher.additional_parameters.mail-type=END")
+    launcher = cfg.hydra.launcher
+    assert (launcher.partition, launcher.timeout_min, launcher.account) == ("gpu", 30, "lab")
+    assert list(launcher.setup) == ["export OMP_NUM_THREADS=8"]
+    assert launcher.additional_parameters == {"mail-type": "END"}
+
+
+@pytest.mark.parametrize("override, message", [
+    ("hydra.launcher.timeout_min=abc", "could not be converted to Integer"),
+    ("hydra.launcher.partitoin=gpu", "partitoin"),
+    ("hydra.launcher.srun_args=[--x]", "srun_args"),  # not in the released plugin (1.2.0)
+])
+def test_slurm_schema_is_enforced(override: str, message: str):
+    with pytest.raises(ConfigCompositionException) as e:
+        _compose("hydra/launcher=slurm", override)
+    assert message in str(e.value) + str(e.value.__cause__)
+
+
+def test_parallel_fields():
+    launcher = _compose("hydra/launcher=parallel").hydra.launcher
+    assert launcher.n_jobs == 2 and launcher.prefer == "processes" and launcher.backend is None
+    with pytest.raises(ConfigCompositionException):
+        _compose("hydra/launcher=parallel", "hydra.launcher.n_jobz=3")
+
+
+def test_slurm_from_the_command_line():
+    """What a user sees with --cfg hydra (Hydra allows no -m with --cfg; the launcher is the same)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "experiments.train", "hydra/launcher=slurm", "experiment=fig1",
+         "hydra.launcher.partition=gpu", "hydra.launcher.timeout_min=45", "--cfg", "hydra"],
+        capture_output=True, text=True, env=_env(), cwd=REPO, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "deprecated" not in proc.stderr.lower()
+    launcher = OmegaConf.create(proc.stdout).hydra.launcher
+    assert (launcher.partition, launcher.timeout_min) == ("gpu", 45)
+    assert launcher._target_.endswith(".SlurmLauncher")
+
+
+def test_parallel_gives_each_job_its_share_of_cores():
+    """joblib's process backend (loky) starts workers with OMP_NUM_THREADS = cores // n_jobs, so jobs
+    with train.threads=0 (PyTorch's default) do not oversubscribe the machine."""
+    import torch
+    from joblib import Parallel, cpu_count, delayed
+
+    n_jobs = _compose("hydra/launcher=parallel").hydra.launcher.n_jobs
+    threads = Parallel(n_jobs=n_jobs)(delayed(torch.get_num_threads)() for _ in range(n_jobs))
+    assert threads == [max(1, cpu_count() // n_jobs)] * n_jobs
+
+
+# --------------------------------------------------------------------------------------- real sweeps
+def _sweep(launcher: str, cwd: Path, *extra: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "experiments.train", "-m", f"hydra/launcher={launcher}", f"name={NAME}",
+         *TINY, *SWEEP, *extra],
+        capture_output=True, text=True, cwd=cwd, env=env or _env(), timeout=300)
+
+
+def _results(cwd: Path) -> dict[str, tuple[str, dict]]:
+    """Check the layout results/<name>/<scale>/<stamp>/<job>/ and return {job: (norm, final metrics)}."""
+    base = cwd / "results" / NAME / "quick"
+    sweeps = [p for p in base.iterdir()]
+    assert len(sweeps) == 1 and STAMP.fullmatch(sweeps[0].name), sweeps
+    sweep = sweeps[0]
+    assert (sweep / "multirun.yaml").is_file()
+    jobs = sorted(p.name for p in sweep.iterdir() if p.is_dir() and not p.name.startswith("."))
+    assert jobs == ["0", "1"]
+    out = {}
+    for job in jobs:
+        run = sweep / job
+        for name in ("metrics.csv", "summary.json", ".hydra/config.yaml", ".hydra/overrides.yaml"):
+            assert (run / name).is_file(), run / name
+        summary = json.loads((run / "summary.json").read_text())
+        assert summary["status"] == "completed" and summary["step"] == 20
+        out[job] = (summary["config"]["norm"]["name"], summary["final"])
+    return out
+
+
+@pytest.fixture(scope="module")
+def basic_results(tmp_path_factory) -> dict:
+    cwd = tmp_path_factory.mktemp("basic")
+    proc = _sweep("basic", cwd)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return _results(cwd)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("launcher", ["parallel", "submitit"])
+def test_sweep_end_to_end(launcher: str, tmp_path: Path, basic_results: dict):
+    proc = _sweep(launcher, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "deprecated" not in proc.stderr.lower()
+    results = _results(tmp_path)
+    assert results == basic_results  # same jobs, same norms, same numbers (seeded, 1 thread each)
+    if launcher == "submitit":
+        (sweep,) = (tmp_path / "results" / NAME / "quick").iterdir()
+        assert list((sweep / ".submitit").glob("*/*_log.out"))  # submitit's own logs, out of the way
+
+    from bnstudy.runs import find_runs
+
+    runs = find_runs(tmp_path / "results")
+    assert sorted(runs["norm"]) == ["batch", "none"] and set(runs["status"]) == {"completed"}
+
+
+@pytest.mark.slow
+def test_slurm_up_to_sbatch(tmp_path: Path):
+    """Hydra -> submitit -> sbatch script, on a machine without SLURM: stubs for srun (probed by
+    submitit) and sbatch (which saves the script it is given and fails, so nothing waits for a job)."""
+    bin_dir, captured = tmp_path / "bin", tmp_path / "job.sbatch"
+    bin_dir.mkdir()
+    for tool, body in (("srun", 'echo "srun: test stub" >&2\nexit 1'),
+                       ("sbatch", f'cp "$1" "{captured}"\necho "sbatch: test stub, nothing submitted" >&2\nexit 1')):
+        (bin_dir / tool).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / tool).chmod((bin_dir / tool).stat().st_mode | stat.S_IXUSR)
+    proc = _sweep("slurm", tmp_path, "hydra.launcher.partition=gpu", "hydra.launcher.timeout_min=30",
+                  env=_env(PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}"))
+    assert proc.returncode != 0 and "sbatch: test stub" in proc.stderr, proc.stderr[-3000:]
+    assert "deprecated" not in proc.stderr.lower()
+    script = captured.read_text()
+    for line in ("#SBATCH --partition=gpu", "#SBATCH --time=30", "#SBATCH --gpus-per-node=1",
+                 "#SBATCH --cpus-per-task=4", "#SBATCH --mem=32GB", f"#SBATCH --job-name={NAME}",
+                 "#SBATCH --array=0-1%2", "export OMP_NUM_THREADS=4"):
+        assert line in script.splitlines(), f"{line!r} not in the sbatch script:\n{script}"
+    (sweep,) = (tmp_path / "results" / NAME / "quick").iterdir()
+    assert STAMP.fullmatch(sweep.name) and (sweep / ".submitit").is_dir()
+    assert "-m submitit.core._submit" in script and str(sweep.resolve()) in script
