@@ -38,7 +38,7 @@ def test_every_experiment_composes(experiment, scale):
         assert (obj.model.name, obj.model.num_layers, obj.data.name) == ("dln", 25, "gaussian")
         assert (obj.train.steps, obj.train.batch_size, obj.train.loss) == (10000, 1000, "mse_sum")
     elif experiment not in ("quick", "browser"):
-        expected = {"quick": ("vgg", 11, "fashion_mnist", 1000), "paper": ("vgg", 16, "cifar10", 15000)}[scale]
+        expected = {"quick": ("vgg", 11, "fashion_mnist", 800), "paper": ("vgg", 16, "cifar10", 15000)}[scale]
         assert (obj.model.name, obj.model.depth, obj.data.name, obj.train.steps) == expected
     measured = [m for m in ("activations", "ics", "landscape", "loss_change") if getattr(obj.measure, m).every]
     assert measured, "every experiment measures something beyond accuracy"

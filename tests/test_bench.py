@@ -1,0 +1,95 @@
+"""The benchmark (``python -m experiments.bench``) at --tiny sizes: its table and CSV have every row and column.
+
+Timings on a shared machine say nothing at this size, so no time or ratio is checked against a target:
+only that each is there, finite and (where it is a time) positive.
+"""
+
+import csv
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+STEP_CASES = [f"{m}/{n}" for m in ("small_cnn", "vgg_quick", "vgg16", "dln") for n in ("none", "batch")]
+MEASUREMENTS = ["loss_change", "activations", "ics", "landscape", "landscape_beta_act"]
+MAKE_ALL = ["fig1", "fig2", "fig3_cnn", "fig3_dln", "fig4_cnn", "fig4_dln", "fig5_cnn", "fig5_dln", "browser"]
+
+
+def test_tiny_bench_table_and_csv(tmp_path):
+    results = tmp_path / "results"  # a fake finished sweep for --make-all to read
+    for job, wall in (("0", 12.5), ("1", 7.5)):
+        run_dir = results / "fig1" / "quick" / "2026-01-01_00-00-00_1-a" / job
+        run_dir.mkdir(parents=True)
+        (run_dir / "summary.json").write_text(json.dumps({"status": "completed", "wall_time_s": wall}))
+    out = tmp_path / "bench" / "bench.csv"
+    cmd = [sys.executable, "-m", "experiments.bench", "--tiny", "--threads", "2", "--make-all",
+           "--results", str(results), "--out", str(out)]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    text = done.stdout
+
+    # the printed table: the machine, every section, the targets with PASS/FAIL
+    assert "machine: cpu " in text and "torch " in text and "device cpu" in text
+    for section in ("-- step --", "-- data --", "-- measure --", "-- flops --", "-- make_all --", "-- targets --"):
+        assert section in text, section
+    for case in STEP_CASES:
+        assert case in text
+
+    with open(out, newline="") as f:
+        reader = csv.DictReader(f)
+        assert reader.fieldnames == ["section", "case", "metric", "value", "unit", "target", "status", "note"]
+        rows = list(reader)
+    machine = {r["case"]: r["note"] for r in rows if r["section"] == "machine"}
+    assert {"cpu", "cores", "threads", "torch", "device"} <= set(machine)
+    assert machine["threads"] == "2" and machine["device"] == "cpu"
+    got = {(r["section"], r["case"], r["metric"]): r for r in rows if r["section"] != "machine"}
+    values = {k: float(r["value"]) for k, r in got.items()}
+
+    expected = []
+    for case in STEP_CASES:
+        expected += [("step", case, m) for m in ("bare_ms_per_step", "suite_ms_per_step",
+                                                  "suite_outside_loop_ms_per_run", "suite_over_bare")]
+    expected += [("data", c, "ms_per_batch") for c in ("suite_in_memory", "dataloader_tensordataset",
+                                                       "dataloader_torchvision_fmnist")]
+    expected += [("data", "small_cnn/none", "data_share_of_step"), ("data", "small_cnn/none", "torchvision_share_of_step")]
+    expected += [("measure", "small_cnn/batch", "step_ms_measurements_off")]
+    for m in MEASUREMENTS:
+        expected += [("measure", f"small_cnn/batch {m}", "step_ms_measured"),
+                     ("measure", f"small_cnn/batch {m}", "cost_step_equivalents")]
+    for case in ("vgg_quick/none", "vgg_quick/batch", "vgg16/none", "vgg16/batch"):
+        expected += [("flops", case, m) for m in ("gflop_per_step", "achieved_gflops", "percent_of_matmul_peak")]
+    expected += [("make_all", e, "wall_s") for e in MAKE_ALL + ["total"]]
+    missing = [k for k in expected if k not in got]
+    assert not missing, missing
+    assert [k for k in got if k[0] == "flops" and k[2] == "peak_gflops"], "the matmul peak row"
+
+    for key, v in values.items():
+        section, case, metric = key
+        if section == "make_all":
+            continue
+        assert math.isfinite(v), key
+        if metric != "cost_step_equivalents":  # a measurement's extra cost can read < 0 in noise
+            assert v > 0, key
+
+    # targets: a status on exactly the rows that have one, never a threshold checked here
+    checked = {k for k, r in got.items() if r["target"]}
+    assert checked == ({("step", c, "suite_over_bare") for c in STEP_CASES}
+                       | {("data", "small_cnn/none", "data_share_of_step")}
+                       | {("measure", f"small_cnn/batch {m}", "cost_step_equivalents") for m in MEASUREMENTS})
+    assert all(got[k]["status"] in ("PASS", "FAIL") for k in checked)
+    assert all(not r["status"] for k, r in got.items() if k not in checked)
+    targets = text.split("-- targets --")[1].splitlines()
+    assert sum(line.startswith(("PASS  ", "FAIL  ")) for line in targets) == len(checked)
+
+    # make all: the fake sweep's two runs are summed; experiments without runs are NaN
+    assert values[("make_all", "fig1", "wall_s")] == 20.0
+    assert values[("make_all", "total", "wall_s")] == 20.0
+    assert math.isnan(values[("make_all", "fig2", "wall_s")])
+
+
+def test_bench_help_and_bad_section():
+    done = subprocess.run([sys.executable, "-m", "experiments.bench", "--sections", "nope"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "unknown sections" in done.stderr
