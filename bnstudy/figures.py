@@ -13,15 +13,12 @@ from functools import partial
 from pathlib import Path
 from typing import Callable, Iterable
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from bnstudy.records import read_metrics  # noqa: E402
-from bnstudy.runs import find_runs  # noqa: E402
+from bnstudy.records import read_metrics
+from bnstudy.runs import find_runs
 
 NORM_STYLE = {  # colour per normalisation, shared by every figure
     "none": "#1f77b4", "batch": "#d62728", "noisy_batch": "#ff7f0e", "noise": "#7f7f7f",
@@ -33,7 +30,7 @@ NORM_LABEL = {"none": "Standard", "batch": "Standard + BatchNorm", "noisy_batch"
               "layer": "LayerNorm", "group": "GroupNorm", "instance": "InstanceNorm"}
 
 plt.rcParams.update({"figure.dpi": 110, "savefig.dpi": 150, "font.size": 9, "axes.titlesize": 9,
-                     "axes.grid": True, "grid.alpha": 0.3, "legend.fontsize": 7, "legend.frameon": False})
+                     "axes.grid": True, "grid.alpha": 0.3, "legend.fontsize": 7, "legend.framealpha": 0.7})
 
 
 @dataclass
@@ -216,7 +213,7 @@ def fig3(root: Path, scale: str):
             plot_metric(ax_cos, runs, "ics_cos", layer=layer, linestyle=ls, label_suffix=f", layer #{layer}")
         what = "DLN" if exp.endswith("dln") else "CNN"
         ax_l2.set(title=f"{what}, lr {lr:g}: l2 difference ||G - G'||", xlabel="step", yscale="log")
-        ax_cos.set(title=f"{what}, lr {lr:g}: cos angle (G, G')", xlabel="step", ylim=(-0.1, 1.05))
+        ax_cos.set(title=f"{what}, lr {lr:g}: cos angle (G, G')", xlabel="step", ylim=(-1.05, 1.05))
     return _finish(fig, axes, f"Fig. 3: gradient-based internal covariate shift ({scale})")
 
 

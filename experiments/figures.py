@@ -5,7 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bnstudy.figures import FIGURES, draw
+import matplotlib
+
+matplotlib.use("Agg")  # files only; importing bnstudy.figures leaves a notebook's backend alone
+
+from bnstudy.figures import FIGURES, draw  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:
