@@ -12,9 +12,10 @@ keeps the runs of one scale, and returns one :class:`ClaimResult` per claim, in 
 3b    The same noise in the standard network stops it from training (fig2)
 4a    Gradient ICS is not lower with BN (fig3_cnn, fig3_dln: cosine of G, G')
 4b    DLN: standard's ICS almost none (cos ~ 1), BN's G and G' nearly uncorrelated (fig3_dln)
-5a    With BN the loss-landscape band is narrower (fig4_cnn, fig4_dln, browser)
+5a    With BN the loss-landscape band is narrower (fig4_cnn, fig4_dln)
 5b    With BN gradient predictiveness is better, by up to ~2 orders of magnitude early (same)
-5c    With BN the effective beta-smoothness is smaller (same; browser also its activation beta)
+5c    With BN the effective beta-smoothness is smaller (same)
+5d    Seed 001's small CNN: with BN the loss changes less between steps and beta w.r.t. activations is smaller
 6a    l1/l2/linf normalisations match or beat BN in training accuracy (fig5_cnn)
 6b    On the DLN, l1 beats BN in training loss (fig5_dln)
 ====  ==========================================================================================
@@ -748,15 +749,15 @@ def claim_4b(R: Results) -> ClaimResult:
     return _result(cid, text, fig, _combine(outcomes), parts, notes)
 
 
-SMOOTH_EXPERIMENTS = ("fig4_cnn", "fig4_dln", "browser")
-"""Claims 5a-c: where the landscape measures are compared (standard vs BN, each lr with both)."""
+SMOOTH_EXPERIMENTS = ("fig4_cnn", "fig4_dln")
+"""Claims 5a-c: where the paper's landscape measures are compared (VGG/CNN and DLN; standard vs BN)."""
 
 
 def _smoothness(R: Results, cid: str, text: str, measures: list[tuple[str, Callable[[Run], pd.Series]]],
-                show_early_max: bool = False) -> ClaimResult:
-    fig = "Fig. 4 (+ seed 001)"
+                show_early_max: bool = False, experiments: tuple[str, ...] = SMOOTH_EXPERIMENTS,
+                fig: str = "Fig. 4") -> ClaimResult:
     notes, parts, outcomes, ran, earlies = _Notes(), [], [], [], []
-    for name in SMOOTH_EXPERIMENTS:
+    for name in experiments:
         if not R.runs(name):
             parts.append(f"{name} not run")
             continue
@@ -805,12 +806,20 @@ def claim_5b(R: Results) -> ClaimResult:
 
 
 def claim_5c(R: Results) -> ClaimResult:
+    return _smoothness(R, "5c", "With BN the effective beta-smoothness is smaller",
+                       [("beta", lambda r: r.series("beta").dropna())])
+
+
+def claim_5d(R: Results) -> ClaimResult:
+    """Seed 001's version on its shallow CNN: loss change between steps and beta w.r.t. activations."""
     def beta_act(r: Run) -> pd.Series:
         layers = r.layers("beta_act")
         return r.series("beta_act", layers[0]).dropna() if layers else pd.Series(dtype=float)
 
-    return _smoothness(R, "5c", "With BN the effective beta-smoothness is smaller",
-                       [("beta", lambda r: r.series("beta").dropna()), ("beta (activations)", beta_act)])
+    return _smoothness(R, "5d", "Seed 001 (small CNN): with BN the loss changes less between steps and the "
+                       "effective beta w.r.t. activations is smaller",
+                       [("|loss change|", lambda r: r.series("loss_change").dropna()),
+                        ("beta (activations)", beta_act)], experiments=("browser",), fig="seed 001")
 
 
 def claim_6a(R: Results) -> ClaimResult:
@@ -867,7 +876,7 @@ def claim_6b(R: Results) -> ClaimResult:
 
 
 CLAIMS: list[Callable[[Results], ClaimResult]] = [
-    claim_1a, claim_1b, claim_2, claim_3a, claim_3b, claim_4a, claim_4b, claim_5a, claim_5b, claim_5c,
+    claim_1a, claim_1b, claim_2, claim_3a, claim_3b, claim_4a, claim_4b, claim_5a, claim_5b, claim_5c, claim_5d,
     claim_6a, claim_6b,
 ]
 """Every check, in report order."""

@@ -222,19 +222,27 @@ def test_smoothness_standard_smoother_does_not_hold(tmp_path):
 def test_dead_standard_run_is_excluded_not_a_win(tmp_path):
     """The trap: standard at lr 0.5 is stuck at chance with beta ~ 0. Counted, it would make the standard
     network look smoother; it must be left out (and reported), so the verdict rests on lr 0.1 only."""
-    landscape(tmp_path, "browser", "none", 0.1, 2.0)
-    landscape(tmp_path, "browser", "batch", 0.1, 0.2)
+    landscape(tmp_path, "fig4_cnn", "none", 0.1, 2.0)
+    landscape(tmp_path, "fig4_cnn", "batch", 0.1, 0.2)
     spike = lambda s: 0.3 if s == 110 else 0.1  # one noisy window (holding measured step 100): still dead
-    landscape(tmp_path, "browser", "none", 0.5, 1e-6, acc=spike)  # dead: flat landscape
-    landscape(tmp_path, "browser", "batch", 0.5, 0.3)
-    landscape(tmp_path, "browser", "noisy_batch", 0.5, 0.3)  # not part of the BN-vs-standard claim
+    landscape(tmp_path, "fig4_cnn", "none", 0.5, 1e-6, acc=spike)  # dead: flat landscape
+    landscape(tmp_path, "fig4_cnn", "batch", 0.5, 0.3)
+    landscape(tmp_path, "fig4_cnn", "noisy_batch", 0.5, 0.3)  # not part of the BN-vs-standard claim
     r = by_id(check_claims(tmp_path, "quick"))
     for cid in ("5a", "5b", "5c"):
         assert r[cid].verdict == HOLDS, (cid, r[cid].evidence)
-        assert "browser lr 0.5" in r[cid].evidence and "left out (0 steps where both are live)" in r[cid].evidence
-        assert ("browser none lr=0.5 seed=0: whole run not live: train acc at chance (<= 0.15)"
+        assert "fig4_cnn lr 0.5" in r[cid].evidence and "left out (0 steps where both are live)" in r[cid].evidence
+        assert ("fig4_cnn none lr=0.5 seed=0: whole run not live: train acc at chance (<= 0.15)"
                 in r[cid].excluded)
-    assert "beta (activations)" in r["5c"].evidence
+
+
+def test_seed001_claim_reads_the_browser_runs(tmp_path):
+    landscape(tmp_path, "browser", "none", 0.1, 2.0)
+    landscape(tmp_path, "browser", "batch", 0.1, 0.2)
+    r = by_id(check_claims(tmp_path, "quick"))
+    assert r["5d"].verdict == HOLDS, r["5d"].evidence
+    assert "browser lr 0.1 beta (activations): median std" in r["5d"].evidence
+    assert all(r[c].verdict == NOT_RUN for c in ("5a", "5b", "5c"))  # the paper's claim: fig4 only
 
 
 def test_dead_bn_run_cannot_make_the_claim_hold(tmp_path):
