@@ -97,7 +97,7 @@ class Sizes:
 
 SIZES = {
     "tiny": Sizes(0.0, 2, 2, 1, 8, 2, 1, 0.0, 1, 4, 256, tiny=True),
-    "default": Sizes(0.3, 20, 400, 9, 32, 2, 3, 0.2, 3, 60, 2048),
+    "default": Sizes(0.3, 20, 400, 9, 32, 2, 5, 0.2, 3, 60, 2048),
     "full": Sizes(1.0, 50, 3000, 15, 128, 3, 5, 0.5, 5, 300, 4096),
 }
 
@@ -158,7 +158,7 @@ class Bench:
               note: str = "") -> str:
         status = "PASS" if value <= limit else "FAIL"
         self.row(section, case, metric, value, unit, f"<= {limit:g}", status, note)
-        self.checks.append((f"{section}: {case} {metric}", f"{value:.3g} {unit} (target <= {limit:g})", status))
+        self.checks.append((f"{section}: {case} {metric}", f"{value:.4g} {unit} (target <= {limit:g})", status))
         return status
 
     # ---------------------------------------------------------------- timing
@@ -284,9 +284,11 @@ def suite_run(bench: Bench, cfg, data: TensorData) -> tuple[float, float, int]:
 def bare_run(bench: Bench, cfg, data: TensorData, steps: int) -> float:
     """Seconds for ``steps`` steps of a hand-written loop doing the same work as the suite's step."""
     t = cfg.train
-    bench.set_threads(t.threads)
-    torch.set_flush_denormal(t.flush_denormal)  # process-wide, as Trainer sets it
-    torch.manual_seed(cfg.seed)
+    bench.set_threads(t.threads)  # the process-wide switches Trainer.__init__ sets, set the same way
+    torch.set_flush_denormal(t.flush_denormal)
+    if t.tf32:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    train_mod.seed_everything(cfg.seed, t.deterministic)
     model = build_model(cfg.model, cfg.norm, data.input_shape, data.num_classes).to(bench.device)
     channels_last = t.channels_last and data.x_train.dim() == 4
     if channels_last:
