@@ -305,7 +305,10 @@ class BatchSampler:
     Epoch e is a permutation of range(n) from its own generator, seeded with seed * 1_000_003 + e,
     cut into n // batch_size batches (the remainder is dropped). Nothing depends on earlier calls
     or on torch's global RNG, so resuming at any step replays the batches of an uninterrupted run.
-    The current epoch's permutation is cached on ``device``: consecutive steps cost one slice.
+    The current epoch's permutation is cached on ``device``: consecutive steps cost one slice. Full-batch
+    training (batch_size == n) takes the samples in their stored order at every step: a new
+    permutation per step would cost more than a DLN step's bookkeeping and change nothing but the
+    order of a sum.
     """
 
     def __init__(self, n: int, batch_size: int, seed: int, device: torch.device | str = "cpu"):
@@ -331,6 +334,10 @@ class BatchSampler:
         """The int64 sample indices of step ``step`` (0-based), on ``device``."""
         if step < 0:
             raise ValueError(f"step must be >= 0, got {step}")
+        if self.batch_size == self.n:  # full batch (the DLN): order changes nothing but summation order
+            if self._perm is None:
+                self._perm = torch.arange(self.n, device=self.device)
+            return self._perm
         epoch, i = divmod(step, self.steps_per_epoch)
         if epoch != self._epoch:
             self._perm = self.permutation(epoch).to(self.device)

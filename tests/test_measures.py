@@ -288,12 +288,13 @@ def test_probes_activation_rows_from_the_training_forward():
                 assert len(vals) == 5 and set(vals) <= set(full)  # a subset of the unit's N x H x W values
                 get = lambda m: [float(r[5]) for r in rows if r[1] == m and r[2] == i and r[3] == u][0]
                 mean = unit_values(seen[i], u).double().mean().item()
-                assert get("act_mean") == pytest.approx(mean, rel=1e-12)
-                assert get("act_var") == pytest.approx(unit_values(seen[i], u).double().var(unbiased=False).item(), rel=1e-12)
-                assert get("act_q50") == pytest.approx(unit_values(seen[i], u).double().quantile(0.5).item(), rel=1e-12)
+                f32 = dict(rel=1e-5, abs=1e-6)  # moments and quantiles are taken in the activations' float32
+                assert get("act_mean") == pytest.approx(mean, **f32)
+                assert get("act_var") == pytest.approx(unit_values(seen[i], u).double().var(unbiased=False).item(), **f32)
+                assert get("act_q50") == pytest.approx(unit_values(seen[i], u).double().quantile(0.5).item(), **f32)
                 if step > 0:
-                    assert get("moment_shift_mean") == pytest.approx(abs(mean - means[i, u, step - 1]), rel=1e-9)
-                    assert get("moment_drift_mean") == pytest.approx(abs(mean - means[i, u, 0]), rel=1e-9)
+                    assert get("moment_shift_mean") == pytest.approx(abs(mean - means[i, u, step - 1]), **f32)
+                    assert get("moment_drift_mean") == pytest.approx(abs(mean - means[i, u, 0]), **f32)
                 means[i, u, step] = mean
 
 

@@ -40,8 +40,9 @@ class LayerMoments:
 
 def layer_moments(h: torch.Tensor) -> LayerMoments:
     """Moments of every unit over N (and H x W for conv)."""
-    flat = h.detach().transpose(0, 1).reshape(h.shape[1], -1).double()
-    return LayerMoments(flat.mean(1), flat.var(1, unbiased=False))
+    flat = h.detach().transpose(0, 1).reshape(h.shape[1], -1)
+    var, mean = torch.var_mean(flat, dim=1, correction=0)  # one pass, in the activations' precision
+    return LayerMoments(mean.double(), var.double())
 
 
 def moment_shift(prev: LayerMoments, cur: LayerMoments) -> LayerMoments:

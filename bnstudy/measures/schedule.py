@@ -130,13 +130,14 @@ class Probes:
             units = self.acts.units.setdefault(i, pick_units(h.shape[1], a.units, self.seed * 1000 + i))
             moments = layer_moments(h)
             samples = sample_units(h, units, a.samples, self.seed * 1_000_003 + step)
-            q = torch.tensor(a.quantiles, dtype=torch.float64, device=h.device)
-            for u in units:
-                v = samples[u]
-                full = h[:, u].reshape(-1).double()
-                rows += [(step, "act_mean", i, u, None, moments.mean[u]), (step, "act_var", i, u, None, moments.var[u])]
-                rows += [(step, f"act_q{round(p * 100):02d}", i, u, None, val) for p, val in zip(a.quantiles, torch.quantile(full, q))]
-                rows += [(step, "act_sample", i, u, None, val) for val in v.double()]
+            q = torch.tensor(a.quantiles, dtype=h.dtype, device=h.device)
+            for u in units:  # python floats, one transfer per tensor (not one per value)
+                full = h[:, u].reshape(-1)
+                mean, var = moments.mean[u].item(), moments.var[u].item()
+                rows += [(step, "act_mean", i, u, None, mean), (step, "act_var", i, u, None, var)]
+                quantiles = torch.quantile(full, q).tolist()
+                rows += [(step, f"act_q{round(p * 100):02d}", i, u, None, val) for p, val in zip(a.quantiles, quantiles)]
+                rows += [(step, "act_sample", i, u, None, val) for val in samples[u].double().tolist()]
             prev = self.acts.prev.get(i)
             first = self.acts.first.setdefault(i, moments)
             for label, ref in (("shift", prev), ("drift", first)):
