@@ -299,6 +299,15 @@ def test_lp_claims_fail(tmp_path):
     assert r["6b"].verdict == FAILS
 
 
+def test_l1_tie_with_bn_on_the_dln_is_not_a_win(tmp_path):
+    """The quick-scale DLN ends with l1 and BN within 0.04% of each other: that is a tie, not a win."""
+    dln = dict(acc=None, data="gaussian", model="dln")
+    write_run(tmp_path, "fig5_dln", "batch", 1e-6, loss=lambda s: 12297.4, **dln)
+    write_run(tmp_path, "fig5_dln", "l1", 1e-6, loss=lambda s: 12293.0, **dln)
+    r = by_id(check_claims(tmp_path, "quick"))
+    assert r["6b"].verdict == FAILS and "ratio 0.9996" in r["6b"].evidence
+
+
 # ----------------------------------------------------------------------------------------------- report
 def test_render_report(tmp_path):
     fig1_tree(tmp_path)
