@@ -219,16 +219,15 @@ def fig3(root: Path, scale: str):
 
 def _landscape_row(axes, runs: list[Run], what: str) -> None:
     ax_band, ax_pred, ax_beta = axes
-    for (norm, lr), group in _group(runs).items():
-        color = NORM_STYLE.get(norm)
-        for metric_lo, metric_hi, ax in (("landscape_loss_min", "landscape_loss_max", ax_band),):
-            lo = pd.concat([series(r, metric_lo) for r in group], axis=1).mean(axis=1)
-            hi = pd.concat([series(r, metric_hi) for r in group], axis=1).mean(axis=1)
-            ax.fill_between(lo.index, lo.values, hi.values, color=color, alpha=0.35, lw=0, label=NORM_LABEL.get(norm, norm))
+    for (norm, _lr), group in _group(runs).items():
+        color, label = NORM_STYLE.get(norm), NORM_LABEL.get(norm, norm)
+        lo = pd.concat([series(r, "landscape_loss_min") for r in group], axis=1).mean(axis=1)
+        hi = pd.concat([series(r, "landscape_loss_max") for r in group], axis=1).mean(axis=1)
+        ax_band.fill_between(lo.index, lo.values, hi.values, color=color, alpha=0.35, lw=0, label=label)
         pred = [r.metrics[r.metrics["metric"] == "grad_pred"].groupby("step")["value"] for r in group]
         lo = pd.concat([p.min() for p in pred], axis=1).mean(axis=1)
         hi = pd.concat([p.max() for p in pred], axis=1).mean(axis=1)
-        ax_pred.fill_between(lo.index, lo.values, hi.values, color=color, alpha=0.35, lw=0, label=NORM_LABEL.get(norm, norm))
+        ax_pred.fill_between(lo.index, lo.values, hi.values, color=color, alpha=0.35, lw=0, label=label)
     plot_metric(ax_beta, runs, "beta")
     ax_band.set(title=f"{what}: loss landscape (band over eta)", xlabel="step", ylabel="loss", yscale="log")
     ax_pred.set(title=f"{what}: gradient predictiveness", xlabel="step", ylabel="||g(w) - g(w - eta g)||", yscale="log")

@@ -12,7 +12,6 @@ import difflib
 import logging
 import os
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
 
