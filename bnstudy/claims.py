@@ -506,10 +506,16 @@ def _band(r: Run) -> pd.Series:
 
 
 # ---------------------------------------------------------------------------------------------- claims
+def _experiment(R: Results, name: str) -> tuple[dict, "_Notes"]:
+    """An experiment's (norm, lr) groups, and notes already holding its excluded runs."""
+    notes = _Notes()
+    notes.extend(R.notes(name))
+    return R.groups(name), notes
+
+
 def claim_1a(R: Results) -> ClaimResult:
     cid, text, fig = "1a", "BN reaches higher accuracy than standard at the same lr", "Fig. 1"
-    groups, notes = R.groups("fig1"), _Notes()
-    notes.extend(R.notes("fig1"))
+    groups, notes = _experiment(R, "fig1")
     lrs = _pairs(groups, STANDARD, BN)
     if not lrs:
         return _not_run(cid, text, fig, "fig1 has no lr with both standard and BN runs", notes)
@@ -555,8 +561,7 @@ def _auc(r: Run) -> float:
 
 def claim_1b(R: Results) -> ClaimResult:
     cid, text, fig = "1b", "BN trains faster than standard at the same lr", "Fig. 1"
-    groups, notes = R.groups("fig1"), _Notes()
-    notes.extend(R.notes("fig1"))
+    groups, notes = _experiment(R, "fig1")
     lrs = _pairs(groups, STANDARD, BN)
     if not lrs:
         return _not_run(cid, text, fig, "fig1 has no lr with both standard and BN runs", notes)
@@ -586,8 +591,7 @@ def claim_1b(R: Results) -> ClaimResult:
 
 def claim_2(R: Results) -> ClaimResult:
     cid, text, fig = "2", "BN trains at lr 0.5 where standard training degrades", "Fig. 1"
-    groups, notes = R.groups("fig1"), _Notes()
-    notes.extend(R.notes("fig1"))
+    groups, notes = _experiment(R, "fig1")
     lrs = _pairs(groups, STANDARD, BN)
     if len(lrs) < 2:
         return _not_run(cid, text, fig, f"fig1 needs standard and BN at two lrs (has: "
@@ -616,8 +620,7 @@ def claim_2(R: Results) -> ClaimResult:
 
 def claim_3a(R: Results) -> ClaimResult:
     cid, text, fig = "3a", "Noisy BN nearly matches BN (and is far above the noisy standard network)", "Fig. 2"
-    groups, notes = R.groups("fig2"), _Notes()
-    notes.extend(R.notes("fig2"))
+    groups, notes = _experiment(R, "fig2")
     lrs = _pairs(groups, "noisy_batch", BN)
     if not lrs:
         return _not_run(cid, text, fig, "fig2 has no lr with both BN and noisy-BN runs", notes)
@@ -649,8 +652,7 @@ def claim_3a(R: Results) -> ClaimResult:
 
 def claim_3b(R: Results) -> ClaimResult:
     cid, text, fig = "3b", "The same noise in the standard network stops it from training", "Fig. 2"
-    groups, notes = R.groups("fig2"), _Notes()
-    notes.extend(R.notes("fig2"))
+    groups, notes = _experiment(R, "fig2")
     lrs = sorted({lr for (n, lr) in groups if n == "noise"})
     if not lrs:
         return _not_run(cid, text, fig, "fig2 has no standard+noise ('noise') run", notes)
@@ -827,8 +829,7 @@ def claim_5d(R: Results) -> ClaimResult:
 
 def claim_6a(R: Results) -> ClaimResult:
     cid, text, fig = "6a", "lp normalisations match or beat BN in training", "Fig. 5"
-    groups, notes = R.groups("fig5_cnn"), _Notes()
-    notes.extend(R.notes("fig5_cnn"))
+    groups, notes = _experiment(R, "fig5_cnn")
     lrs = sorted({lr for (n, lr) in groups if n == BN and any((p, lr) in groups for p in ("l1", "l2", "linf"))})
     if not lrs:
         return _not_run(cid, text, fig, "fig5_cnn has no lr with BN and an lp normalisation", notes)
@@ -856,8 +857,7 @@ def claim_6a(R: Results) -> ClaimResult:
 
 def claim_6b(R: Results) -> ClaimResult:
     cid, text, fig = "6b", "On the DLN, l1 normalisation beats BN (training loss)", "Fig. 5"
-    groups, notes = R.groups("fig5_dln"), _Notes()
-    notes.extend(R.notes("fig5_dln"))
+    groups, notes = _experiment(R, "fig5_dln")
     lrs = _pairs(groups, "l1", BN)
     if not lrs:
         return _not_run(cid, text, fig, "fig5_dln has no lr with both l1 and BN runs", notes)
