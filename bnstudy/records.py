@@ -124,6 +124,16 @@ def json_safe(v: Any) -> Any:
     return v
 
 
+def flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested config dict as ``{"optim.lr": 0.1, ...}`` (lists become tuples, so values hash)."""
+    if not isinstance(d, dict):
+        return {prefix[:-1]: tuple(d) if isinstance(d, list) else d}
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out.update(flatten(v, f"{prefix}{k}."))
+    return out
+
+
 def _jsonable(v: Any) -> Any:
     if isinstance(v, float) and not math.isfinite(v):
         return str(v)

@@ -27,7 +27,7 @@ from typing import Any, Iterator
 
 import pandas as pd
 
-from bnstudy.records import is_locked, read_json, write_text_atomic
+from bnstudy.records import flatten, is_locked, read_json, write_text_atomic
 
 SUMMARY = "summary.json"  # the names bnstudy.train writes
 METRICS = "metrics.csv"
@@ -61,15 +61,6 @@ def run_status(run_dir: str | Path) -> tuple[str, dict]:
     return status, summary
 
 
-def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(d, dict):
-        return {prefix[:-1]: tuple(d) if isinstance(d, list) else d}
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        out.update(_flatten(v, f"{prefix}{k}."))
-    return out
-
-
 def _row(run_dir: Path, status: str, summary: dict) -> dict[str, Any]:
     cfg = summary.get("config") or {}
     sub = lambda key: (cfg.get(key) or {}) if isinstance(cfg.get(key), dict) else {}
@@ -82,7 +73,7 @@ def _row(run_dir: Path, status: str, summary: dict) -> dict[str, Any]:
     }
     for key, value in (summary.get("final") or {}).items():
         row[f"final_{key}"] = pd.to_numeric(value, errors="coerce")  # "nan" (JSON has no NaN) -> NaN
-    row.update(_flatten(cfg))  # every setting as a dotted column: optim.lr, model.num_layers, ...
+    row.update(flatten(cfg))  # every setting as a dotted column: optim.lr, model.num_layers, ...
     return row
 
 

@@ -13,7 +13,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -25,7 +25,8 @@ from bnstudy.data import BatchSampler, TensorData, load_dataset
 from bnstudy.measures.functional import RNGState
 from bnstudy.measures.schedule import Probes
 from bnstudy.models import BlockNet, build_model
-from bnstudy.records import MetricsWriter, RunLock, RunLockedError, json_safe, read_json, write_json_atomic
+from bnstudy.records import (MetricsWriter, RunLock, RunLockedError, flatten, json_safe, read_json,
+                             write_json_atomic)
 
 log = logging.getLogger("bnstudy")
 
@@ -84,18 +85,9 @@ def check_keys(cfg: DictConfig) -> None:
     walk(cfg, "")
 
 
-def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(d, dict):
-        return {prefix[:-1]: d}
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        out.update(_flatten(v, f"{prefix}{k}."))
-    return out
-
-
 def config_diff(old: dict, new: dict) -> list[str]:
     """``key: old -> new`` for each setting that differs, ignoring the keys in RESUME_FREE."""
-    a, b = _flatten(json_safe(old)), _flatten(json_safe(new))
+    a, b = flatten(json_safe(old)), flatten(json_safe(new))
     return [f"{k}: {a.get(k, '<unset>')} -> {b.get(k, '<unset>')}"
             for k in sorted(set(a) | set(b)) if k not in RESUME_FREE and a.get(k) != b.get(k)]
 
