@@ -340,6 +340,9 @@ class BatchSampler:
             return self._perm
         epoch, i = divmod(step, self.steps_per_epoch)
         if epoch != self._epoch:
-            self._perm = self.permutation(epoch).to(self.device)
+            perm = self.permutation(epoch)
+            if self.device.type == "cuda":  # pinned + non_blocking: the copy waits for no queued kernel
+                perm = perm.pin_memory()
+            self._perm = perm.to(self.device, non_blocking=True)
             self._epoch = epoch
         return self._perm[i * self.batch_size : (i + 1) * self.batch_size]

@@ -1,8 +1,9 @@
 """The training loop: steps, the measurement schedule, checkpoint/resume, divergence, device.
 
 ``run(cfg, out_dir)`` is everything a Hydra job does; it can be called from a notebook too. Per step it
-does what a bare PyTorch loop does (index the in-memory data, forward, backward, step) plus two
-device-side accumulations; everything that reads back to the host happens on the log schedule.
+does what a bare PyTorch loop does (index the in-memory data, forward, backward, step) and keeps a
+reference to the step's loss and logits (no kernel, no read-back); they are reduced and read back to
+the host once per ``log_every`` steps, so a GPU's queue never waits on the loop between log rows.
 """
 
 from __future__ import annotations
@@ -166,6 +167,46 @@ def evaluate(model: BlockNet, x: torch.Tensor, y: torch.Tensor, batch: int, clas
     return total_loss / len(x), correct / len(x)
 
 
+class LogWindow:
+    """The training batches' losses (and logits, for accuracy) since the last log row, on the device.
+
+    ``add`` only appends references, so a step costs no kernel and no host sync for its own logging;
+    ``reduce`` turns the window into the mean loss and accuracy with a handful of kernels, on the log
+    schedule. All batches have the same size (the sampler drops the remainder), so the accuracy over
+    the window's samples is the mean of the per-step accuracies.
+    """
+
+    def __init__(self, classify: bool, state: dict | None = None):
+        self.classify = classify
+        self.losses: list[torch.Tensor] = []
+        self.outs: list[torch.Tensor] = []
+        self.targets: list[torch.Tensor] = []
+        if state and len(state["loss"]):  # a checkpoint's window, resumed: the same values in the same order
+            self.losses.append(state["loss"])
+            if classify:
+                self.outs.append(state["out"])
+                self.targets.append(state["y"])
+
+    def add(self, loss: torch.Tensor, out: torch.Tensor, y: torch.Tensor) -> None:
+        self.losses.append(loss.detach().reshape(1))
+        if self.classify:
+            self.outs.append(out.detach())
+            self.targets.append(y)
+
+    def reduce(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Mean loss and (classifiers) accuracy over the window, as float64 device tensors; then empty."""
+        loss = torch.cat(self.losses).double().mean()
+        acc = None
+        if self.classify:
+            acc = (torch.cat(self.outs).argmax(1) == torch.cat(self.targets)).double().mean()
+        self.losses, self.outs, self.targets = [], [], []
+        return loss, acc
+
+    def state_dict(self) -> dict:
+        cat = lambda xs: torch.cat(xs) if xs else torch.zeros(0)
+        return {"loss": cat(self.losses), "out": cat(self.outs), "y": cat(self.targets)}
+
+
 class Trainer:
     """One run: builds data, model, optimiser and probes from a Config, then steps."""
 
@@ -298,9 +339,7 @@ class Trainer:
             log.info("%s: resuming from step %d", self.out_dir, start)
         else:
             writer = MetricsWriter(self.out_dir / METRICS, truncate_to=0)
-        zero = lambda: torch.zeros((), device=self.device, dtype=torch.float64)
-        loss_sum, correct_sum, count = (window["loss"].to(self.device), window["correct"].to(self.device),
-                                        window["count"]) if window else (zero(), zero(), 0)
+        window = LogWindow(self.classify, window)
         summary = {"status": "running", "step": start, "config": OmegaConf.to_container(OmegaConf.structured(cfg)),
                    "out_dir": str(self.out_dir), "resumed_from": start if resumed else None}
         write_json_atomic(summary_path, summary)
@@ -330,18 +369,15 @@ class Trainer:
             self.optimizer.step()
             if before is not None:
                 rows += self.probes.after_step(step, x, y, before, rng)
-            loss_sum += loss.detach()
-            if self.classify:
-                correct_sum += (out.detach().argmax(1) == y).sum() / len(y)
-            count += 1
-            if (step + 1) % t.log_every == 0 or step + 1 == t.steps:
-                mean_loss = (loss_sum / count).item()
+            window.add(loss, out, y)
+            if (step + 1) % t.log_every == 0 or step + 1 == t.steps:  # the loop's only read-back
+                loss_t, acc_t = window.reduce()
+                mean_loss = loss_t.item()
                 rows.append((step + 1, "train_loss", None, None, None, mean_loss))
-                if self.classify:
-                    rows.append((step + 1, "train_acc", None, None, None, correct_sum / count))
+                if acc_t is not None:
+                    rows.append((step + 1, "train_acc", None, None, None, acc_t))
                 writer.write(rows)
                 rows = []
-                loss_sum, correct_sum, count = zero(), zero(), 0
                 bar.set_postfix(loss=f"{mean_loss:.4g}", refresh=False)
                 if not mean_loss == mean_loss or abs(mean_loss) > t.divergence_loss:  # NaN, inf or huge
                     status = "diverged"
@@ -352,7 +388,7 @@ class Trainer:
             if t.checkpoint_every and (step + 1) % t.checkpoint_every == 0 and step + 1 < t.steps:
                 writer.write(rows)
                 rows = []
-                self.save_checkpoint(step + 1, writer, {"loss": loss_sum, "correct": correct_sum, "count": count})
+                self.save_checkpoint(step + 1, writer, window.state_dict())
         bar.close()
         if status == "completed" and t.eval_every:
             rows += self._eval_rows(t.steps)

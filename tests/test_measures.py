@@ -385,3 +385,34 @@ def test_measurements_leave_training_bit_for_bit(tmp_path, norm, fix_noise, beta
         assert (ics1 == 0.0).all()  # G' of layer 1 is G itself: the step's noise is replayed exactly
     else:
         assert (ics1 > 0).all()  # fresh noise in the probe: G' differs from G even for layer 1
+
+
+HOST_READS = ("item", "tolist", "cpu", "numpy", "__float__", "__int__", "__bool__", "__index__")
+
+
+@pytest.mark.parametrize("norm, measured", [("none", False), ("batch", False), ("noisy_batch", False),
+                                            ("l2", False), ("noisy_batch", True)])
+def test_loop_reads_tensors_back_only_on_its_schedules(tmp_path, monkeypatch, norm, measured):
+    """No device-to-host read (a host sync on a GPU) in a step unless it logs or measures."""
+    cfg = _config(norm, measured)
+    cfg.train = TrainConf(steps=11, batch_size=12, log_every=4, eval_every=0, checkpoint_every=0)
+    if measured:
+        for m in (cfg.measure.activations, cfg.measure.ics, cfg.measure.landscape, cfg.measure.loss_change):
+            m.every = 5
+    trainer = Trainer(cfg, tmp_path, data=_synthetic())
+    now: dict = {"step": None}
+    indices = trainer.sampler.indices
+    monkeypatch.setattr(trainer.sampler, "indices", lambda step: (now.update(step=step), indices(step))[1])
+    reads: list[tuple] = []
+    for name in HOST_READS:
+        def read(self, *a, _orig=getattr(torch.Tensor, name), _name=name, **k):
+            reads.append((now["step"], _name))
+            return _orig(self, *a, **k)
+        monkeypatch.setattr(torch.Tensor, name, read)
+    trainer.run()
+    monkeypatch.undo()
+    logged = {3, 7, 10}  # (step + 1) % log_every == 0, and the last step
+    due = {0, 5, 10} if measured else set()  # every 5
+    steps = {s for s, _ in reads if s is not None}
+    assert steps <= logged | due, sorted(steps - logged - due)
+    assert logged <= steps  # the patch sees reads: each log row reads the window back
