@@ -22,10 +22,6 @@ COLUMNS = ["step", "metric", "layer", "unit", "eta", "value"]
 HEADER = ",".join(COLUMNS) + "\n"
 
 
-def _cell(v: Any) -> str:
-    return "" if v is None else str(v)
-
-
 def format_rows(rows: Iterable[tuple]) -> str:
     """CSV text for rows whose value may be a 0-d tensor (all tensors read back in one transfer)."""
     rows = list(rows)
@@ -35,12 +31,10 @@ def format_rows(rows: Iterable[tuple]) -> str:
         for t in tensors:
             by_device.setdefault(t.device, []).append(t.detach().double().reshape(()))
         values = {d: iter(torch.stack(ts).cpu().tolist()) for d, ts in by_device.items()}
-    lines = []
-    for r in rows:
-        v = r[-1]
-        v = next(values[v.device]) if isinstance(v, torch.Tensor) else float(v)
-        lines.append(",".join(_cell(c) for c in r[:-1]) + "," + repr(v) + "\n")
-    return "".join(lines)
+        rows = [(*r[:-1], next(values[r[-1].device])) if isinstance(r[-1], torch.Tensor) else r for r in rows]
+    cell = lambda c: "" if c is None else c
+    return "".join([f"{step},{metric},{cell(layer)},{cell(unit)},{cell(eta)},{float(v)!r}\n"
+                    for step, metric, layer, unit, eta, v in rows])
 
 
 class MetricsWriter:

@@ -15,7 +15,8 @@ from typing import Optional
 import torch
 
 from bnstudy.config import MeasureConf
-from bnstudy.measures.activations import LayerMoments, layer_moments, moment_shift, pick_units, sample_units
+from bnstudy.measures.activations import (LayerMoments, layer_moments, moment_shift, pick_units, sample_units,
+                                          unit_values)
 from bnstudy.measures.functional import LossFn, Params, RNGState, trainable_params
 from bnstudy.measures.ics import gradient_ics
 from bnstudy.measures.landscape import activation_beta, eta_grid, landscape
@@ -124,43 +125,49 @@ class Probes:
 
     # ------------------------------------------------------------------ helpers
     def _activation_rows(self, step: int) -> list[Row]:
+        """Samples, moments and quantiles of the chosen units, moment shift/drift of each captured layer.
+
+        Each layer's numbers are gathered into one float64 tensor and read back with one transfer.
+        """
         a = self.cfg.activations
         rows: list[Row] = []
         for i, h in self._captured.items():
-            units = self.acts.units.setdefault(i, pick_units(h.shape[1], a.units, self.seed * 1000 + i))
+            if i not in self.acts.units:
+                self.acts.units[i] = pick_units(h.shape[1], a.units, self.seed * 1000 + i)
+            units = self.acts.units[i]
+            idx = torch.tensor(units, device=h.device)
             moments = layer_moments(h)
+            labels = [(m, u) for m in ("act_mean", "act_var") for u in units]  # one per value, in order
+            blocks = [moments.stats[:, idx].reshape(-1)]
+            if a.quantiles:
+                values = torch.stack([unit_values(h, u) for u in units])  # (units, N[xHxW])
+                q = torch.quantile(values, torch.tensor(a.quantiles, dtype=h.dtype, device=h.device), dim=1)
+                labels += [(f"act_q{round(p * 100):02d}", u) for p in a.quantiles for u in units]
+                blocks.append(q.double().reshape(-1))
             samples = sample_units(h, units, a.samples, self.seed * 1_000_003 + step)
-            q = torch.tensor(a.quantiles, dtype=h.dtype, device=h.device)
-            for u in units:  # python floats, one transfer per tensor (not one per value)
-                full = h[:, u].reshape(-1)
-                mean, var = moments.mean[u].item(), moments.var[u].item()
-                rows += [(step, "act_mean", i, u, None, mean), (step, "act_var", i, u, None, var)]
-                quantiles = torch.quantile(full, q).tolist()
-                rows += [(step, f"act_q{round(p * 100):02d}", i, u, None, val) for p, val in zip(a.quantiles, quantiles)]
-                rows += [(step, "act_sample", i, u, None, val) for val in samples[u].double().tolist()]
+            labels += [("act_sample", u) for u in units for _ in range(len(samples[u]))]
+            blocks.append(torch.cat([samples[u] for u in units]).double())
             prev = self.acts.prev.get(i)
             first = self.acts.first.setdefault(i, moments)
-            for label, ref in (("shift", prev), ("drift", first)):
-                if ref is None:
-                    continue
-                d = moment_shift(ref, moments)
-                rows += [(step, f"moment_{label}_mean", i, None, None, d.mean.mean()),
-                         (step, f"moment_{label}_var", i, None, None, d.var.mean())]
-                for u in units:
-                    rows += [(step, f"moment_{label}_mean", i, u, None, d.mean[u]),
-                             (step, f"moment_{label}_var", i, u, None, d.var[u])]
+            for name, ref in (("shift", prev), ("drift", first)):
+                if ref is not None:
+                    d = moment_shift(ref, moments).stats  # (2, units)
+                    labels += [(f"moment_{name}_{stat}", u) for stat in ("mean", "var") for u in [None, *units]]
+                    blocks.append(torch.cat([d.mean(1, keepdim=True), d[:, idx]], dim=1).reshape(-1))
             self.acts.prev[i] = moments
+            values = torch.cat(blocks).tolist()
+            rows += [(step, metric, i, u, None, v) for (metric, u), v in zip(labels, values, strict=True)]
         self._captured.clear()
         return rows
 
     # ------------------------------------------------------------------ resume
     def state_dict(self) -> dict:
         s = self.acts
-        pack = lambda d: {i: torch.stack([m.mean, m.var]) for i, m in d.items()}
+        pack = lambda d: {i: m.stats for i, m in d.items()}
         return {"units": s.units, "first": pack(s.first), "prev": pack(s.prev), "prev_loss": self._prev_loss}
 
     def load_state_dict(self, state: dict) -> None:
-        unpack = lambda d: {int(i): LayerMoments(t[0], t[1]) for i, t in d.items()}
+        unpack = lambda d: {int(i): LayerMoments(t) for i, t in d.items()}
         self.acts = _ActivationState({int(i): list(u) for i, u in state["units"].items()},
                                      unpack(state["first"]), unpack(state["prev"]))
         self._prev_loss = state["prev_loss"]
