@@ -140,6 +140,17 @@ def validate(cfg: Config, n_train: int | None = None, n_layers: int | None = Non
             raise ConfigError(message)
 
 
+def set_tf32(on: bool) -> None:
+    """TF32 tensor cores for float32 matmuls and cuDNN convolutions, both ways (process-wide).
+
+    PyTorch's own default allows TF32 in cuDNN convolutions but not in matmuls; ``train.tf32=false``
+    switches both off so that a float32 run is float32 throughout. The legacy flags are used on purpose:
+    mixing them with the newer ``fp32_precision`` API makes later reads of either raise.
+    """
+    torch.backends.cuda.matmul.allow_tf32 = on
+    torch.backends.cudnn.allow_tf32 = on
+
+
 def seed_everything(seed: int, deterministic: bool) -> None:
     torch.manual_seed(seed)
     if deterministic:
@@ -216,8 +227,7 @@ class Trainer:
         if cfg.train.threads > 0:
             torch.set_num_threads(cfg.train.threads)
         torch.set_flush_denormal(cfg.train.flush_denormal)
-        if cfg.train.tf32:
-            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+        set_tf32(cfg.train.tf32)
         self.device = resolve_device(cfg.train.device)
         seed_everything(cfg.seed, cfg.train.deterministic)
         self.data = (data or load_dataset(cfg.data)).to(self.device)

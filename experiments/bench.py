@@ -28,7 +28,9 @@ Sections, all in one process, printed as tables and written to one long-format C
 4. ``flops``: achieved FLOP/s of the VGG training steps (FLOPs of one forward+backward counted with
    ``torch.utils.flop_counter.FlopCounterMode``; convolutions and matmuls only) against a large float32
    matmul timed in the same run.
-5. ``make_all`` (``--make-all``): per experiment of ``make all``, the summed ``wall_time_s`` of the runs
+5. ``switches``: the effect of ``train.channels_last`` (and, on CUDA, ``train.tf32``) on the suite's VGG
+   step (VGG-16 on a GPU, the quick VGG on a CPU): each off and on back to back, speed-up = off / on.
+6. ``make_all`` (``--make-all``): per experiment of ``make all``, the summed ``wall_time_s`` of the runs
    of its latest quick sweep under ``results/<exp>/quick/`` (training loops only; process start-up, data
    loading and figures are not in it). Nothing is run.
 
@@ -288,8 +290,7 @@ def bare_run(bench: Bench, cfg, data: TensorData, steps: int) -> float:
     t = cfg.train
     bench.set_threads(t.threads)  # the process-wide switches Trainer.__init__ sets, set the same way
     torch.set_flush_denormal(t.flush_denormal)
-    if t.tf32:
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    train_mod.set_tf32(t.tf32)
     train_mod.seed_everything(cfg.seed, t.deterministic)
     model = build_model(cfg.model, cfg.norm, data.input_shape, data.num_classes).to(bench.device)
     channels_last = t.channels_last and data.x_train.dim() == 4
@@ -576,6 +577,7 @@ def matmul_peak(bench: Bench) -> tuple[float, int]:
     """GFLOP/s of a large float32 matmul (median of several), with the run's TF32 setting."""
     n = 8192 if bench.device.type == "cuda" else bench.sizes.matmul_n_cpu
     bench.set_threads(None)
+    train_mod.set_tf32(bench.args.tf32)
     a = torch.randn(n, n, device=bench.device)
     b = torch.randn(n, n, device=bench.device)
     a @ b  # warm-up
@@ -617,7 +619,39 @@ def section_flops(bench: Bench) -> None:
               f"{100 * achieved / peak:5.1f}% of matmul", flush=True)
 
 
-# ------------------------------------------------------------------------------------------ 5. make all
+# ------------------------------------------------------------------------------------------ 5. switches
+def section_switches(bench: Bench) -> None:
+    """The performance switches' effect on the suite's step: ``train.channels_last`` (and ``train.tf32`` on
+    CUDA), each run off and on back to back (off/on alternating), on the VGG the device trains at scale."""
+    s = bench.sizes
+    cuda = bench.device.type == "cuda"
+    model = "vgg16" if cuda or s.tiny else "vgg_quick"
+    switches = ["train.channels_last"] + (["train.tf32"] if cuda else [])
+    for case in [c for c in model_cases(bench.args, s) if c.name.split("/")[0] == model]:
+        data = bench.data(case.data)
+        base = {k: False for k in switches}
+        if s.tiny:
+            steps = s.min_steps
+        else:
+            suite_run(bench, bench.config(case.overrides, 2, case.threads, set=base), data)  # warm-up
+            loop, _, done = suite_run(bench, bench.config(case.overrides, 5, case.threads, set=base), data)
+            steps = int(min(s.max_steps, max(s.min_steps, round(s.target_s / (loop / done)))))
+        for switch in switches:
+            ms: dict[bool, list[float]] = {False: [], True: []}
+            for r in range(s.repeats):
+                for on in ((False, True) if r % 2 == 0 else (True, False)):
+                    loop, _, done = suite_run(bench, bench.config(case.overrides, steps, case.threads,
+                                                                  set={**base, switch: on}), data)
+                    ms[on].append(1000 * loop / done)
+            speedup = med([off / on for off, on in zip(ms[False], ms[True])])
+            note = f"steps={steps} repeats={s.repeats}; off {med(ms[False]):.4g} ms, on {med(ms[True]):.4g} ms per step"
+            bench.row("switches", case.name, f"{switch.split('.')[1]}_speedup", speedup, "x", note=note)
+            print(f"  switches {case.name:16s} {switch:20s} off {med(ms[False]):8.3f} ms  on {med(ms[True]):8.3f} ms  "
+                  f"speed-up {speedup:.3f}x", flush=True)
+    train_mod.set_tf32(bench.args.tf32)  # the process-wide flag back to the bench's own setting
+
+
+# ------------------------------------------------------------------------------------------ 6. make all
 def section_make_all(bench: Bench) -> None:
     results = Path(bench.args.results)
     total = 0.0
@@ -694,7 +728,7 @@ def print_table(rows: list[dict], columns: list[str]) -> None:
 def report(bench: Bench, info: dict[str, str], out: Path) -> None:
     print("\n== bnstudy bench ==")
     print("machine: " + "; ".join(f"{k} {v}" for k, v in info.items()))
-    for section in ("step", "data", "measure", "flops", "make_all"):
+    for section in ("step", "data", "measure", "flops", "switches", "make_all"):
         rows = [r for r in bench.rows if r["section"] == section]
         if rows:
             print(f"\n-- {section} --")
@@ -726,7 +760,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=usable_cores(), help="torch intra-op threads (DLN: always 1)")
     p.add_argument("--channels-last", action="store_true", help="train.channels_last=true (both loops)")
     p.add_argument("--tf32", action="store_true", help="train.tf32=true (both loops, and the matmul peak)")
-    p.add_argument("--sections", default="step,data,measure,flops", help="comma-separated subset")
+    p.add_argument("--sections", default="step,data,measure,flops,switches", help="comma-separated subset")
     p.add_argument("--models", default="", help="only these models (small_cnn,vgg_quick,vgg16,dln)")
     p.add_argument("--repeats", type=int, default=0, help="override the repeats of sections 1-3")
     p.add_argument("--make-all", action="store_true", help="add the make-all wall times read from --results")
@@ -750,7 +784,8 @@ def main(argv: list[str] | None = None) -> int:
     bench = Bench(args, sizes)
     info = machine(bench)
     print("machine: " + "; ".join(f"{k} {v}" for k, v in info.items()), flush=True)
-    sections = {"step": section_step, "data": section_data, "measure": section_measure, "flops": section_flops}
+    sections = {"step": section_step, "data": section_data, "measure": section_measure, "flops": section_flops,
+                "switches": section_switches}
     wanted = [s for s in args.sections.split(",") if s]
     unknown = set(wanted) - set(sections) - {"make_all"}
     if unknown:

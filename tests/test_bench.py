@@ -32,7 +32,8 @@ def test_tiny_bench_table_and_csv(tmp_path):
 
     # the printed table: the machine, every section, the targets with PASS/FAIL
     assert "machine: cpu " in text and "torch " in text and "device cpu" in text
-    for section in ("-- step --", "-- data --", "-- measure --", "-- flops --", "-- make_all --", "-- targets --"):
+    for section in ("-- step --", "-- data --", "-- measure --", "-- flops --", "-- switches --", "-- make_all --",
+                    "-- targets --"):
         assert section in text, section
     for case in STEP_CASES:
         assert case in text
@@ -60,6 +61,7 @@ def test_tiny_bench_table_and_csv(tmp_path):
                      ("measure", f"small_cnn/batch {m}", "cost_step_equivalents")]
     for case in ("vgg_quick/none", "vgg_quick/batch", "vgg16/none", "vgg16/batch"):
         expected += [("flops", case, m) for m in ("gflop_per_step", "achieved_gflops", "percent_of_matmul_peak")]
+    expected += [("switches", f"vgg16/{n}", "channels_last_speedup") for n in ("none", "batch")]
     expected += [("make_all", e, "wall_s") for e in MAKE_ALL + ["total"]]
     missing = [k for k in expected if k not in got]
     assert not missing, missing
