@@ -12,6 +12,9 @@ seed_list = $(shell seq -s, 0 $$(( $(SEEDS) - 1 )))
 # then fits in about 12 minutes on 2 cores; see README, Performance).
 dln_quick = train.steps=4000 train.measure_every=100
 dln_paper =
+# DLN runs are single-threaded (train.threads=1): two at a time fill 2 cores and give byte-identical
+# CSVs. Set DLN_LAUNCHER= to run them one by one; a launcher in ARGS comes later and wins.
+DLN_LAUNCHER ?= hydra/launcher=parallel
 # paper-scale browser figures use MNIST, as seed 001 does
 browser_data_paper = data=mnist
 browser_data_quick =
@@ -44,17 +47,17 @@ fig2:  ## standard vs BN vs noisy BN (and noise alone): accuracy, histograms, mo
 
 fig3:  ## gradient ICS: CNN at lr 0.1/0.01, DLN at 1e-6/1e-7
 	$(call cnn,fig3_cnn)
-	$(call train,fig3_dln,scale=$(SCALE) $(dln_$(SCALE)))
+	$(call train,fig3_dln,scale=$(SCALE) $(dln_$(SCALE)) $(DLN_LAUNCHER))
 	$(call figures,fig3)
 
 fig4:  ## loss landscape, gradient predictiveness, effective beta: CNN and DLN
 	$(call cnn,fig4_cnn)
-	$(call train,fig4_dln,scale=$(SCALE) $(dln_$(SCALE)))
+	$(call train,fig4_dln,scale=$(SCALE) $(dln_$(SCALE)) $(DLN_LAUNCHER))
 	$(call figures,fig4)
 
 fig5:  ## l1/l2/linf normalisations vs standard and BN: CNN and DLN
 	$(call cnn,fig5_cnn)
-	$(call train,fig5_dln,scale=$(SCALE) $(dln_$(SCALE)))
+	$(call train,fig5_dln,scale=$(SCALE) $(dln_$(SCALE)) $(DLN_LAUNCHER))
 	$(call figures,fig5)
 
 browser:  ## seed 001's three figures (small CNN; MNIST at paper scale)

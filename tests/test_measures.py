@@ -18,7 +18,7 @@ from bnstudy.config import (ActivationsConf, Config, DLNConf, ICSConf, Landscape
                             NormConf, OptimConf, SmallCNNConf, TrainConf, DataConf)
 from bnstudy.data import TensorData
 from bnstudy.measures import eta_grid, landscape, layer_moments, moment_shift, sample_units
-from bnstudy.measures.activations import pick_units, unit_values
+from bnstudy.measures.activations import pick_units, unit_values, units_matrix
 from bnstudy.measures.functional import RNGState, loss_and_grads, trainable_params
 from bnstudy.measures.ics import gradient_ics
 from bnstudy.measures.landscape import activation_beta
@@ -253,10 +253,14 @@ def test_sampler_same_units_and_subset_of_values():
     assert pick_units(16, 3, seed=5) == a  # independent of torch's global RNG
     assert pick_units(2, 5, seed=0) == [0, 1]
     h = torch.arange(2 * 3 * 4 * 4, dtype=torch.float32).reshape(2, 3, 4, 4)  # every value distinct
-    s = sample_units(h, [0, 2], samples=7, seed=0)
-    for u in (0, 2):
-        assert len(set(s[u].tolist())) == 7 and set(s[u].tolist()) <= set(unit_values(h, u).tolist())
-    assert sample_units(h, [1], samples=100, seed=0)[1].tolist() == unit_values(h, 1).tolist()
+    values = units_matrix(h, [0, 2])
+    assert [values[j].tolist() for j in (0, 1)] == [unit_values(h, u).tolist() for u in (0, 2)]
+    s = sample_units(values, samples=7, seed=0)
+    for j, u in enumerate((0, 2)):
+        assert len(set(s[j].tolist())) == 7 and set(s[j].tolist()) <= set(unit_values(h, u).tolist())
+    assert torch.equal(sample_units(values, samples=7, seed=0), s)  # seeded
+    assert not torch.equal(sample_units(values, samples=7, seed=1), s)
+    assert sample_units(units_matrix(h, [1]), samples=100, seed=0)[0].tolist() == unit_values(h, 1).tolist()
 
 
 def test_probes_activation_rows_from_the_training_forward():

@@ -15,7 +15,7 @@ Cost per measured step, beyond the training step's own forward+backward (P = lan
 | effective beta w.r.t. activations (``beta_wrt=activations``) | (1 + P) forward + (1 + P) backward, the backward stopping at h | the layers below h are not differentiated |
 """
 
-from bnstudy.measures.activations import LayerMoments, layer_moments, moment_shift, sample_units
+from bnstudy.measures.activations import LayerMoments, layer_moments, moment_shift, sample_units, units_matrix
 from bnstudy.measures.functional import RNGState, loss_and_grads, trainable_params
 from bnstudy.measures.ics import gradient_ics
 from bnstudy.measures.landscape import LandscapeResult, activation_beta, eta_grid, landscape
@@ -33,4 +33,5 @@ __all__ = [
     "moment_shift",
     "sample_units",
     "trainable_params",
+    "units_matrix",
 ]

@@ -19,20 +19,27 @@ def pick_units(num_units: int, count: int, seed: int) -> list[int]:
     return sorted(torch.randperm(num_units, generator=g)[: min(count, num_units)].tolist())
 
 
-def sample_units(h: torch.Tensor, units: list[int], samples: int, seed: int) -> dict[int, torch.Tensor]:
-    """Up to ``samples`` values of each unit (a seeded random subset of its N[xHxW] values).
+def units_matrix(h: torch.Tensor, units: list[int]) -> torch.Tensor:
+    """The chosen units' values as a (len(units), N[xHxW]) matrix: row j is ``unit_values(h, units[j])``.
+
+    One gather on the (units-first) transposed view, so a conv layer's values are copied once.
+    """
+    idx = torch.tensor(units, device=h.device)
+    return h.detach().transpose(0, 1)[idx].reshape(len(units), -1)
+
+
+def sample_units(values: torch.Tensor, samples: int, seed: int) -> torch.Tensor:
+    """Up to ``samples`` values of each row of ``values`` (a seeded random subset of its positions).
 
     Python's ``random.sample`` picks k of n positions in O(k) (a permutation of all N x H x W positions
-    would cost O(n) per measured step), independently of torch's global RNG.
+    would cost O(n) per measured step), independently of torch's global RNG; one gather takes them all.
     """
-    out = {}
+    n = values.shape[1]
+    if n <= samples:
+        return values
     rng = random.Random(seed)
-    for u in units:
-        v = unit_values(h, u)
-        if v.numel() > samples:
-            v = v[torch.tensor(rng.sample(range(v.numel()), samples), device=v.device)]
-        out[u] = v
-    return out
+    pos = torch.tensor([rng.sample(range(n), samples) for _ in range(len(values))], device=values.device)
+    return values.gather(1, pos)
 
 
 @dataclass

@@ -16,7 +16,7 @@ import torch
 
 from bnstudy.config import MeasureConf
 from bnstudy.measures.activations import (LayerMoments, layer_moments, moment_shift, pick_units, sample_units,
-                                          unit_values)
+                                          units_matrix)
 from bnstudy.measures.functional import LossFn, Params, RNGState, trainable_params
 from bnstudy.measures.ics import gradient_ics
 from bnstudy.measures.landscape import activation_beta, eta_grid, landscape
@@ -139,14 +139,14 @@ class Probes:
             moments = layer_moments(h)
             labels = [(m, u) for m in ("act_mean", "act_var") for u in units]  # one per value, in order
             blocks = [moments.stats[:, idx].reshape(-1)]
+            values = units_matrix(h, units)  # (units, N[xHxW])
             if a.quantiles:
-                values = torch.stack([unit_values(h, u) for u in units])  # (units, N[xHxW])
                 q = torch.quantile(values, torch.tensor(a.quantiles, dtype=h.dtype, device=h.device), dim=1)
                 labels += [(f"act_q{round(p * 100):02d}", u) for p in a.quantiles for u in units]
                 blocks.append(q.double().reshape(-1))
-            samples = sample_units(h, units, a.samples, self.seed * 1_000_003 + step)
-            labels += [("act_sample", u) for u in units for _ in range(len(samples[u]))]
-            blocks.append(torch.cat([samples[u] for u in units]).double())
+            samples = sample_units(values, a.samples, self.seed * 1_000_003 + step)  # (units, samples)
+            labels += [("act_sample", u) for u in units for _ in range(samples.shape[1])]
+            blocks.append(samples.double().reshape(-1))
             prev = self.acts.prev.get(i)
             first = self.acts.first.setdefault(i, moments)
             for name, ref in (("shift", prev), ("drift", first)):
@@ -155,8 +155,8 @@ class Probes:
                     labels += [(f"moment_{name}_{stat}", u) for stat in ("mean", "var") for u in [None, *units]]
                     blocks.append(torch.cat([d.mean(1, keepdim=True), d[:, idx]], dim=1).reshape(-1))
             self.acts.prev[i] = moments
-            values = torch.cat(blocks).tolist()
-            rows += [(step, metric, i, u, None, v) for (metric, u), v in zip(labels, values, strict=True)]
+            numbers = torch.cat(blocks).tolist()
+            rows += [(step, metric, i, u, None, v) for (metric, u), v in zip(labels, numbers, strict=True)]
         self._captured.clear()
         return rows
 
