@@ -30,7 +30,9 @@ Sections, all in one process, printed as tables and written to one long-format C
    matmul timed in the same run.
 5. ``switches``: the effect of ``train.channels_last`` (and, on CUDA, ``train.tf32``) on the suite's VGG
    step (VGG-16 on a GPU, the quick VGG on a CPU): each off and on back to back, speed-up = off / on.
-6. ``make_all`` (``--make-all``): per experiment of ``make all``, the summed ``wall_time_s`` of the runs
+6. ``paper_fig1`` (only with ``--sections paper_fig1``): wall time of fig1 at paper scale on this device
+   (VGG-16, 4 runs x 15,000 steps) on synthetic CIFAR-10-sized data written in CIFAR-10's own format.
+7. ``make_all`` (``--make-all``): per experiment of ``make all``, the summed ``wall_time_s`` of the runs
    of its latest quick sweep under ``results/<exp>/quick/`` (training loops only; process start-up, data
    loading and figures are not in it). Nothing is run.
 
@@ -51,9 +53,11 @@ import glob
 import json
 import math
 import os
+import pickle
 import platform
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -61,12 +65,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+import numpy as np
 import torch
 
 import bnstudy.config  # noqa: F401  (registers the structured configs)
 import bnstudy.train as train_mod
 from bnstudy.config import DataConf
-from bnstudy.data import FASHION_SYSTEM_DIR, BatchSampler, TensorData, load_dataset
+from bnstudy.data import CIFAR_TEST_FILE, CIFAR_TRAIN_FILES, FASHION_SYSTEM_DIR, BatchSampler, TensorData, load_dataset
 from bnstudy.models import build_model
 from bnstudy.train import LOSSES, OPTIMIZERS, Trainer, loss_name
 
@@ -359,6 +364,7 @@ def section_step(bench: Bench) -> None:
         bench.step_ms[case.name] = dict(bare_ms=b_ms, suite_ms=s_ms, cfg=cfg, data=data)
         bench.row("step", case.name, "bare_ms_per_step", b_ms, "ms", note=note)
         bench.row("step", case.name, "suite_ms_per_step", s_ms, "ms", note=note)
+        bench.row("step", case.name, "suite_steps_per_s", 1000 / s_ms, "steps/s", note=note)
         bench.row("step", case.name, "suite_outside_loop_ms_per_run", med(fixed), "ms",
                   note="run() beyond the loop: summary/CSV files, final metrics")
         bench.check("step", case.name, "suite_over_bare", ratio, "x", RATIO_TARGET,
@@ -652,7 +658,52 @@ def section_switches(bench: Bench) -> None:
     train_mod.set_tf32(bench.args.tf32)  # the process-wide flag back to the bench's own setting
 
 
-# ------------------------------------------------------------------------------------------ 6. make all
+# ------------------------------------------------------------------------------------------ 6. paper fig1
+def write_synthetic_cifar10(directory: Path, per_batch: int, seed: int = 0) -> None:
+    """CIFAR-10's five training batches and its test batch in the real on-disk format (python pickles)
+    with random images whose brightness encodes the label, so the nets learn as they would on CIFAR-10.
+    For timing where the real data cannot be downloaded; never for results."""
+    rng = np.random.default_rng(seed)
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in (*CIFAR_TRAIN_FILES, CIFAR_TEST_FILE):
+        labels = rng.integers(0, 10, size=per_batch)
+        data = np.clip(rng.normal(30 + 20 * labels[:, None], 50, size=(per_batch, 3072)), 0, 255).astype(np.uint8)
+        with open(directory / name, "wb") as f:
+            pickle.dump({b"batch_label": name.encode(), b"labels": labels.tolist(), b"data": data,
+                         b"filenames": [f"{i}.png".encode() for i in range(per_batch)]}, f, protocol=2)
+
+
+def section_paper_fig1(bench: Bench) -> None:
+    """Wall time of fig1 at paper scale (VGG-16, 4 runs of 15,000 steps at batch 128, CIFAR-10-sized
+    synthetic data) on this device: the experiment's own command, in a subprocess. Hours on a CPU; meant
+    for a GPU (``--device cuda --sections paper_fig1``). ``--tiny`` shrinks it to a few steps."""
+    root = bench._tmp / "paper_fig1"
+    write_synthetic_cifar10(root / "cifar-10-batches-py", per_batch=64 if bench.sizes.tiny else 10_000)
+    tiny = ["model.width=0.125", "train.steps=4", "train.batch_size=16", "train.eval_every=2", "train.eval_size=64",
+            "train.measure_every=2"] if bench.sizes.tiny else []
+    cmd = [sys.executable, "-m", "experiments.train", "-m", "experiment=fig1", "scale=paper", f"data.root={root}",
+           "seed=0", "progress=false", f"train.device={bench.device.type}", f"train.channels_last={bench.args.channels_last}",
+           f"train.tf32={bench.args.tf32}", f"hydra.sweep.dir={root / 'sweep'}", *tiny]
+    print(f"  paper_fig1: {' '.join(cmd[2:])}", flush=True)
+    t0 = time.perf_counter()
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if done.returncode != 0:
+        raise RuntimeError(f"fig1 at paper scale failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
+    for path in sorted((root / "sweep").glob("*/summary.json")):
+        summary = json.loads(path.read_text())
+        c = summary["config"]
+        case = f"vgg16/{c['norm']['name']} lr {c['optim']['lr']:g}"
+        bench.row("paper_fig1", case, "run_wall_s", summary["wall_time_s"], "s",
+                  note=f"{summary['status']} at step {summary['step']} of {c['train']['steps']}")
+        bench.row("paper_fig1", case, "steps_per_s", summary["step"] / summary["wall_time_s"], "steps/s",
+                  note="evals, histograms and checkpoints included")
+    bench.row("paper_fig1", "fig1", "wall_s", wall, "s", note="4 runs, one after another, process start-up included; "
+              "synthetic CIFAR-10-sized data" + (" (--tiny: a few steps of a narrow VGG-16)" if bench.sizes.tiny else ""))
+    print(f"  paper_fig1 wall {wall:.1f} s", flush=True)
+
+
+# ------------------------------------------------------------------------------------------ 7. make all
 def section_make_all(bench: Bench) -> None:
     results = Path(bench.args.results)
     total = 0.0
@@ -729,7 +780,7 @@ def print_table(rows: list[dict], columns: list[str]) -> None:
 def report(bench: Bench, info: dict[str, str], out: Path) -> None:
     print("\n== bnstudy bench ==")
     print("machine: " + "; ".join(f"{k} {v}" for k, v in info.items()))
-    for section in ("step", "data", "measure", "flops", "switches", "make_all"):
+    for section in ("step", "data", "measure", "flops", "switches", "paper_fig1", "make_all"):
         rows = [r for r in bench.rows if r["section"] == section]
         if rows:
             print(f"\n-- {section} --")
@@ -786,7 +837,7 @@ def main(argv: list[str] | None = None) -> int:
     info = machine(bench)
     print("machine: " + "; ".join(f"{k} {v}" for k, v in info.items()), flush=True)
     sections = {"step": section_step, "data": section_data, "measure": section_measure, "flops": section_flops,
-                "switches": section_switches}
+                "switches": section_switches, "paper_fig1": section_paper_fig1}  # paper_fig1 only when asked
     wanted = [s for s in args.sections.split(",") if s]
     unknown = set(wanted) - set(sections) - {"make_all"}
     if unknown:

@@ -50,7 +50,7 @@ def test_tiny_bench_table_and_csv(tmp_path):
 
     expected = []
     for case in STEP_CASES:
-        expected += [("step", case, m) for m in ("bare_ms_per_step", "suite_ms_per_step",
+        expected += [("step", case, m) for m in ("bare_ms_per_step", "suite_ms_per_step", "suite_steps_per_s",
                                                   "suite_outside_loop_ms_per_run", "suite_over_bare")]
     expected += [("data", c, "ms_per_batch") for c in ("suite_in_memory", "dataloader_tensordataset",
                                                        "dataloader_torchvision_fmnist")]
@@ -89,6 +89,23 @@ def test_tiny_bench_table_and_csv(tmp_path):
     assert values[("make_all", "fig1", "wall_s")] == 20.0
     assert values[("make_all", "total", "wall_s")] == 20.0
     assert math.isnan(values[("make_all", "fig2", "wall_s")])
+
+
+def test_tiny_paper_fig1_times_the_experiment_on_synthetic_cifar(tmp_path):
+    """fig1's own sweep at paper scale (shrunk by --tiny) on CIFAR-10 files the bench writes: each run's
+    wall time and steps/s, and the sweep's wall time."""
+    out = tmp_path / "bench.csv"
+    cmd = [sys.executable, "-m", "experiments.bench", "--tiny", "--sections", "paper_fig1", "--out", str(out)]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    with open(out, newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["section"] == "paper_fig1"]
+    runs = {r["case"] for r in rows if r["metric"] == "run_wall_s"}
+    assert runs == {f"vgg16/{n} lr {lr}" for n in ("none", "batch") for lr in ("0.1", "0.5")}
+    assert all(r["note"] == "completed at step 4 of 4" for r in rows if r["metric"] == "run_wall_s")
+    wall = [float(r["value"]) for r in rows if r["case"] == "fig1" and r["metric"] == "wall_s"]
+    run_walls = [float(r["value"]) for r in rows if r["metric"] == "run_wall_s"]
+    assert len(wall) == 1 and all(0 < w for w in run_walls) and sum(run_walls) < wall[0]
 
 
 def test_bench_help_and_bad_section():
