@@ -9,7 +9,7 @@ Cost per measured step, beyond the training step's own forward+backward (P = lan
 | measurement | extra passes | why no more |
 | --- | --- | --- |
 | training loss / accuracy, loss change | 0 | read off the training forward |
-| activation samples, moments, quantiles, moment shift / drift | 0 | forward hooks on the training forward |
+| activation samples, moments, quantiles, moment shift / drift | 0 (a read of the layer, a sort per chosen unit) | forward hooks on the training forward |
 | gradient ICS (per layer i in ``ics.layers``) | 1 forward + 1 backward, the backward stopping at W_i | G is the training gradient |
 | loss landscape, gradient predictiveness, effective beta (weights) | P forward + P backward, shared by all three | g(w) is the training gradient |
 | effective beta w.r.t. activations (``beta_wrt=activations``) | (1 + P) forward + (1 + P) backward, the backward stopping at h | the layers below h are not differentiated |
