@@ -182,9 +182,9 @@ class LogWindow:
     """The training batches' losses (and logits, for accuracy) since the last log row, on the device.
 
     ``add`` only appends references, so a step costs no kernel and no host sync for its own logging;
-    ``reduce`` turns the window into the mean loss and accuracy with a handful of kernels, on the log
-    schedule. All batches have the same size (the sampler drops the remainder), so the accuracy over
-    the window's samples is the mean of the per-step accuracies.
+    ``reduce`` turns the window into the mean loss and accuracy with a handful of kernels and one
+    read-back, on the log schedule. All batches have the same size (the sampler drops the remainder),
+    so the accuracy over the window's samples is the mean of the per-step accuracies.
     """
 
     def __init__(self, classify: bool, state: dict | None = None):
@@ -204,14 +204,14 @@ class LogWindow:
             self.outs.append(out.detach())
             self.targets.append(y)
 
-    def reduce(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Mean loss and (classifiers) accuracy over the window, as float64 device tensors; then empty."""
-        loss = torch.cat(self.losses).double().mean()
-        acc = None
+    def reduce(self) -> tuple[float, float | None]:
+        """Mean loss and (classifiers) accuracy over the window, read back in one transfer; then empty."""
+        stats = [torch.cat(self.losses).double().mean()]
         if self.classify:
-            acc = (torch.cat(self.outs).argmax(1) == torch.cat(self.targets)).double().mean()
+            stats.append((torch.cat(self.outs).argmax(1) == torch.cat(self.targets)).double().mean())
         self.losses, self.outs, self.targets = [], [], []
-        return loss, acc
+        values = torch.stack(stats).tolist()
+        return values[0], (values[1] if self.classify else None)
 
     def state_dict(self) -> dict:
         cat = lambda xs: torch.cat(xs) if xs else torch.zeros(0)
@@ -381,11 +381,10 @@ class Trainer:
                 rows += self.probes.after_step(step, x, y, before, rng)
             window.add(loss, out, y)
             if (step + 1) % t.log_every == 0 or step + 1 == t.steps:  # the loop's only read-back
-                loss_t, acc_t = window.reduce()
-                mean_loss = loss_t.item()
+                mean_loss, acc = window.reduce()
                 rows.append((step + 1, "train_loss", None, None, None, mean_loss))
-                if acc_t is not None:
-                    rows.append((step + 1, "train_acc", None, None, None, acc_t))
+                if acc is not None:
+                    rows.append((step + 1, "train_acc", None, None, None, acc))
                 writer.write(rows)
                 rows = []
                 bar.set_postfix(loss=f"{mean_loss:.4g}", refresh=False)
