@@ -433,3 +433,27 @@ def test_configs_never_name_code_to_import():
     offenders += [p for d in ("bnstudy", "experiments") for p in (ROOT / d).rglob("*.py")
                   if "instantiate(" in p.read_text()]
     assert not offenders
+
+
+def test_log_window_resumed_from_its_state_reduces_to_the_same_numbers():
+    """A checkpoint taken mid-window (checkpoint_every not a multiple of log_every) carries the window:
+    loss and accuracy over it come out as in an uninterrupted run."""
+    from bnstudy.train import LogWindow
+
+    g = torch.Generator().manual_seed(0)
+    steps = [(torch.rand((), generator=g), torch.randn(8, 4, generator=g), torch.randint(0, 4, (8,), generator=g))
+             for _ in range(5)]
+    whole = LogWindow(classify=True)
+    for s in steps:
+        whole.add(*s)
+    first = LogWindow(classify=True)
+    for s in steps[:3]:
+        first.add(*s)
+    resumed = LogWindow(classify=True, state=first.state_dict())
+    for s in steps[3:]:
+        resumed.add(*s)
+    loss, acc = whole.reduce()
+    assert resumed.reduce() == (loss, acc)
+    assert loss == pytest.approx(sum(float(s[0]) for s in steps) / 5)
+    assert acc == pytest.approx(sum(float((o.argmax(1) == y).float().mean()) for _, o, y in steps) / 5)
+    assert LogWindow(classify=False, state=LogWindow(classify=False).state_dict()).losses == []
