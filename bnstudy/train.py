@@ -9,6 +9,7 @@ the host once per ``log_every`` steps, so a GPU's queue never waits on the loop 
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import difflib
 import logging
 import os
@@ -138,6 +139,11 @@ def validate(cfg: Config, n_train: int | None = None, n_layers: int | None = Non
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
+
+
+def _iso(t: float) -> str:
+    """A time.time() as local ISO 8601 with milliseconds (summary.json: when the loop ran)."""
+    return datetime.datetime.fromtimestamp(t).astimezone().isoformat(timespec="milliseconds")
 
 
 def set_tf32(on: bool) -> None:
@@ -404,8 +410,9 @@ class Trainer:
         writer.write(rows)
         writer.close()
         final = self._final_metrics()
-        summary.update(status=status, step=step + 1,
-                       wall_time_s=round(time.time() - t0, 3), final=final)
+        end = time.time()
+        summary.update(status=status, step=step + 1, wall_time_s=round(end - t0, 3), started_at=_iso(t0),
+                       finished_at=_iso(end), final=final)
         write_json_atomic(summary_path, summary)
         (self.out_dir / CHECKPOINT).unlink(missing_ok=True)
         return summary

@@ -18,11 +18,17 @@ MAKE_ALL = ["fig1", "fig2", "fig3_cnn", "fig3_dln", "fig4_cnn", "fig4_dln", "fig
 
 
 def test_tiny_bench_table_and_csv(tmp_path):
-    results = tmp_path / "results"  # a fake finished sweep for --make-all to read
-    for job, wall in (("0", 12.5), ("1", 7.5)):
+    results = tmp_path / "results"  # fake finished sweeps for --make-all to read
+    for job, wall in (("0", 12.5), ("1", 7.5)):  # older summaries: no timestamps, the loops are summed
         run_dir = results / "fig1" / "quick" / "2026-01-01_00-00-00_1-a" / job
         run_dir.mkdir(parents=True)
         (run_dir / "summary.json").write_text(json.dumps({"status": "completed", "wall_time_s": wall}))
+    for job, (start, end) in (("0", (0, 10)), ("1", (2, 14))):  # two jobs side by side: first start to last end
+        run_dir = results / "fig3_dln" / "quick" / "2026-01-01_00-00-00_1-b" / job
+        run_dir.mkdir(parents=True)
+        stamp = lambda s: f"2026-01-01T00:00:{s:02d}.000+00:00"
+        (run_dir / "summary.json").write_text(json.dumps({"status": "completed", "wall_time_s": end - start,
+                                                           "started_at": stamp(start), "finished_at": stamp(end)}))
     out = tmp_path / "bench" / "bench.csv"
     cmd = [sys.executable, "-m", "experiments.bench", "--tiny", "--threads", "2", "--make-all",
            "--results", str(results), "--out", str(out)]
@@ -87,7 +93,8 @@ def test_tiny_bench_table_and_csv(tmp_path):
 
     # make all: the fake sweep's two runs are summed; experiments without runs are NaN
     assert values[("make_all", "fig1", "wall_s")] == 20.0
-    assert values[("make_all", "total", "wall_s")] == 20.0
+    assert values[("make_all", "fig3_dln", "wall_s")] == 14.0  # not 10 + 12
+    assert values[("make_all", "total", "wall_s")] == 34.0
     assert math.isnan(values[("make_all", "fig2", "wall_s")])
 
 

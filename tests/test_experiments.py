@@ -1,5 +1,7 @@
 """Every experiment composes at both scales; a tiny real sweep runs end to end into CSVs and figures."""
 
+import datetime as dt
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -72,6 +74,9 @@ def test_tiny_sweep_end_to_end(tmp_path):
         assert sorted(df.loc[df.metric == "beta", "step"]) == [0, 10, 20]
         assert df.loc[df.metric == "landscape_loss", "eta"].nunique() == 3
         assert (df.loc[df.metric == "beta", "value"] > 0).all()
+        s = json.loads((job / "summary.json").read_text())
+        loop = dt.datetime.fromisoformat(s["finished_at"]) - dt.datetime.fromisoformat(s["started_at"])
+        assert loop.total_seconds() == pytest.approx(s["wall_time_s"], abs=0.01)
     paths = draw(["fig4"], tmp_path, "quick", tmp_path / "figures")
     assert [p.name for p in paths] == ["fig4_quick.png", "fig4_quick.pdf"]
     assert all(p.stat().st_size > 10_000 for p in paths)
