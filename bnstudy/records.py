@@ -25,11 +25,11 @@ HEADER = ",".join(COLUMNS) + "\n"
 def format_rows(rows: Iterable[tuple]) -> str:
     """CSV text for rows whose value may be a 0-d tensor (all tensors read back in one transfer)."""
     rows = list(rows)
-    tensors = [r[-1] for r in rows if isinstance(r[-1], torch.Tensor)]
-    if tensors:
-        by_device: dict = {}
-        for t in tensors:
-            by_device.setdefault(t.device, []).append(t.detach().double().reshape(()))
+    by_device: dict = {}
+    for r in rows:
+        if isinstance(r[-1], torch.Tensor):
+            by_device.setdefault(r[-1].device, []).append(r[-1].detach().double().reshape(()))
+    if by_device:
         values = {d: iter(torch.stack(ts).cpu().tolist()) for d, ts in by_device.items()}
         rows = [(*r[:-1], next(values[r[-1].device])) if isinstance(r[-1], torch.Tensor) else r for r in rows]
     cell = lambda c: "" if c is None else c

@@ -74,6 +74,7 @@ import bnstudy.config  # noqa: F401  (registers the structured configs)
 import bnstudy.train as train_mod
 from bnstudy.config import DataConf
 from bnstudy.data import CIFAR_TEST_FILE, CIFAR_TRAIN_FILES, FASHION_SYSTEM_DIR, BatchSampler, TensorData, load_dataset
+from bnstudy.measures.activations import layer_moments, sample_units, units_matrix
 from bnstudy.models import build_model
 from bnstudy.train import LOSSES, OPTIMIZERS, Trainer, loss_name
 
@@ -340,6 +341,16 @@ def med(xs: list[float]) -> float:
     return statistics.median(xs)
 
 
+def alternate(repeats: int, a: Callable[[], float], b: Callable[[], float]) -> tuple[list[float], list[float]]:
+    """``repeats`` back-to-back pairs of runs of ``a`` and ``b``, which one first alternating (AB BA AB ...)
+    so that a load that comes and goes hits both; their results, pair by pair."""
+    got_a, got_b = [], []
+    for r in range(repeats):
+        for run in ((a, b) if r % 2 == 0 else (b, a)):
+            (got_a if run is a else got_b).append(run())
+    return got_a, got_b
+
+
 # ------------------------------------------------------------------------------------------ 1. step
 def section_step(bench: Bench) -> None:
     s = bench.sizes
@@ -360,15 +371,15 @@ def section_step(bench: Bench) -> None:
         cfg = bench.config(case.overrides, steps, case.threads)
         if not (slow or s.tiny):
             suite_run(bench, bench.config(case.overrides, 2, case.threads), data)  # warm-up of the suite's path
-        suite, bare, fixed, done = [], [], [], steps
-        for r in range(repeats):
-            for which in (("suite", "bare") if r % 2 == 0 else ("bare", "suite")):
-                if which == "suite":
-                    loop, outside, done = suite_run(bench, cfg, data)
-                    suite.append(1000 * loop / done)
-                    fixed.append(1000 * outside)
-                else:
-                    bare.append(1000 * bare_run(bench, cfg, data, steps) / steps)
+        fixed, done = [], steps
+
+        def suite_ms() -> float:
+            nonlocal done
+            loop, outside, done = suite_run(bench, cfg, data)
+            fixed.append(1000 * outside)
+            return 1000 * loop / done
+
+        suite, bare = alternate(repeats, suite_ms, lambda: 1000 * bare_run(bench, cfg, data, steps) / steps)
         b_ms, s_ms = med(bare), med(suite)
         ratio = med([a / b for a, b in zip(suite, bare)])  # each pair ran back to back: load drifts cancel
         note = (f"steps={steps} batch={cfg.train.batch_size} repeats={repeats} threads={case.threads or bench.threads}"
@@ -504,20 +515,18 @@ def measurements(points: int) -> list[Measurement]:
 
 
 def activation_arithmetic(cfg) -> Callable[[dict], None]:
-    """The arithmetic an activation measurement cannot avoid, bare: the mean and variance of every unit
-    of each captured layer, the quantiles of the chosen units' N x H x W values and a gather of their
-    samples (no rows, no CSV)."""
+    """The arithmetic an activation measurement cannot avoid, with bnstudy's own functions and nothing
+    else: the moments of every unit of each captured layer, and the chosen units' values, quantiles and
+    samples (no rows, no shift bookkeeping, no CSV)."""
     a = cfg.measure.activations
     units = list(range(a.units))
 
     def arithmetic(captured: dict) -> None:
         for h in captured.values():
-            dims = [d for d in range(h.dim()) if d != 1]
-            mean = h.mean(dims, keepdim=True)
-            (h - mean).square().mean(dims)
-            values = h[:, units].transpose(0, 1).reshape(len(units), -1)
+            layer_moments(h)
+            values = units_matrix(h, units)
             torch.quantile(values, torch.tensor(a.quantiles, dtype=h.dtype, device=h.device), dim=1)
-            values[:, : a.samples].clone()
+            sample_units(values, a.samples, seed=0)
 
     return arithmetic
 
@@ -526,13 +535,9 @@ def activation_floor(bench: Bench, cfg, data: TensorData, steps: int, repeats: i
     """The bare loop with :func:`activation_arithmetic` after every backward against the bare loop, in
     steps: the activation measurement's minimum, paid where the suite pays it (after the backward, with
     the caches the step left), median over back-to-back pairs."""
-    ratios = []
-    for r in range(repeats):
-        times = {}
-        for on in ((False, True) if r % 2 == 0 else (True, False)):
-            times[on] = bare_run(bench, cfg, data, steps, activation_arithmetic(cfg) if on else None)
-        ratios.append(times[True] / times[False] - 1)
-    return med(ratios)
+    off, on = alternate(repeats, lambda: bare_run(bench, cfg, data, steps),
+                        lambda: bare_run(bench, cfg, data, steps, activation_arithmetic(cfg)))
+    return med([t_on / t_off - 1 for t_on, t_off in zip(on, off)])
 
 
 def section_measure(bench: Bench) -> None:
@@ -570,7 +575,7 @@ def section_measure(bench: Bench) -> None:
         act_set = next(m.set for m in measurements(points) if m.name == "activations")
         floor = activation_floor(bench, bench.config(overrides, steps, set=act_set), data, steps, s.measure_repeats)
         bench.row("measure", f"{case} activations", "floor_step_equivalents", floor, "steps",
-                  note="bare loop + bare moments of all units, quantiles and samples of the chosen units after each backward")
+                  note="bare loop + moments of all units, quantiles and samples of the chosen units after each backward")
         for name, _, m in variants[1:]:
             on = med(times[name])
             cost = med(costs[name])  # median over back-to-back (off, on) pairs
@@ -652,16 +657,16 @@ def section_switches(bench: Bench) -> None:
             loop, _, done = suite_run(bench, bench.config(case.overrides, 5, case.threads, set=base), data)
             steps = int(min(s.max_steps, max(s.min_steps, round(s.target_s / (loop / done)))))
         for switch in switches:
-            ms: dict[bool, list[float]] = {False: [], True: []}
-            for r in range(s.repeats):
-                for on in ((False, True) if r % 2 == 0 else (True, False)):
-                    loop, _, done = suite_run(bench, bench.config(case.overrides, steps, case.threads,
-                                                                  set={**base, switch: on}), data)
-                    ms[on].append(1000 * loop / done)
-            speedup = med([off / on for off, on in zip(ms[False], ms[True])])
-            note = f"steps={steps} repeats={s.repeats}; off {med(ms[False]):.4g} ms, on {med(ms[True]):.4g} ms per step"
+            def step_ms(on: bool) -> float:
+                loop, _, done = suite_run(bench, bench.config(case.overrides, steps, case.threads,
+                                                              set={**base, switch: on}), data)
+                return 1000 * loop / done
+
+            off, on = alternate(s.repeats, lambda: step_ms(False), lambda: step_ms(True))
+            speedup = med([t_off / t_on for t_off, t_on in zip(off, on)])
+            note = f"steps={steps} repeats={s.repeats}; off {med(off):.4g} ms, on {med(on):.4g} ms per step"
             bench.row("switches", case.name, f"{switch.split('.')[1]}_speedup", speedup, "x", note=note)
-            print(f"  switches {case.name:16s} {switch:20s} off {med(ms[False]):8.3f} ms  on {med(ms[True]):8.3f} ms  "
+            print(f"  switches {case.name:16s} {switch:20s} off {med(off):8.3f} ms  on {med(on):8.3f} ms  "
                   f"speed-up {speedup:.3f}x", flush=True)
     train_mod.set_tf32(bench.args.tf32)  # the process-wide flag back to the bench's own setting
 

@@ -135,10 +135,9 @@ class Probes:
             if i not in self.acts.units:
                 self.acts.units[i] = pick_units(h.shape[1], a.units, self.seed * 1000 + i)
             units = self.acts.units[i]
-            idx = torch.tensor(units, device=h.device)
             moments = layer_moments(h)
             labels = [(m, u) for m in ("act_mean", "act_var") for u in units]  # one per value, in order
-            blocks = [moments.stats[:, idx].reshape(-1)]
+            blocks = [moments.stats[:, units].reshape(-1)]
             values = units_matrix(h, units)  # (units, N[xHxW])
             if a.quantiles:
                 q = torch.quantile(values, torch.tensor(a.quantiles, dtype=h.dtype, device=h.device), dim=1)
@@ -153,7 +152,7 @@ class Probes:
                 if ref is not None:
                     d = moment_shift(ref, moments).stats  # (2, units)
                     labels += [(f"moment_{name}_{stat}", u) for stat in ("mean", "var") for u in [None, *units]]
-                    blocks.append(torch.cat([d.mean(1, keepdim=True), d[:, idx]], dim=1).reshape(-1))
+                    blocks.append(torch.cat([d.mean(1, keepdim=True), d[:, units]], dim=1).reshape(-1))
             self.acts.prev[i] = moments
             numbers = torch.cat(blocks).tolist()
             rows += [(step, metric, i, u, None, v) for (metric, u), v in zip(labels, numbers, strict=True)]
