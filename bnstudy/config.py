@@ -182,6 +182,7 @@ class Config:
     name: str = "run"  # experiment name, used in output paths
     scale: str = "quick"  # quick | paper
     resume: bool = True  # continue from a checkpoint in the run dir when there is one
+    resume_mismatch: str = "refuse"  # refuse | allow: resume a run started with other code or libraries
     progress: bool = True  # tqdm bar
 
 

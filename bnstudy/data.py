@@ -57,6 +57,7 @@ class TensorData:
     y_test: torch.Tensor
     num_classes: int | None  # None for regression
     target_matrix: torch.Tensor | None = None  # gaussian only: y = x @ target_matrix.T
+    files: tuple[Path, ...] = ()  # the files read (their sha256 goes into the run's provenance)
 
     def to(self, device: torch.device | str) -> TensorData:
         """A copy with every tensor on ``device`` (done once, so batches are sliced on the device)."""
@@ -238,7 +239,7 @@ def _idx_dataset(
             raise DatasetFormatError(_corrupt(files[label_name], problem, hint))
         _check_labels(labels, files[label_name], hint)
         splits += [images[:, None], labels]
-    return _image_data(name, *splits, cfg)
+    return replace(_image_data(name, *splits, cfg), files=tuple(files.values()))
 
 
 def load_fashion_mnist(cfg: DataConf) -> TensorData:
@@ -265,7 +266,7 @@ def load_cifar10(cfg: DataConf) -> TensorData:
     train = [read_cifar_batch(files[name]) for name in CIFAR_TRAIN_FILES]
     x_test, y_test = read_cifar_batch(files[CIFAR_TEST_FILE])
     x_train, y_train = (np.concatenate(parts) for parts in zip(*train))
-    return _image_data("cifar10", x_train, y_train, x_test, y_test, cfg)
+    return replace(_image_data("cifar10", x_train, y_train, x_test, y_test, cfg), files=tuple(files.values()))
 
 
 def make_gaussian(cfg: DataConf) -> TensorData:

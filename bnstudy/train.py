@@ -27,6 +27,7 @@ from bnstudy.data import BatchSampler, TensorData, load_dataset
 from bnstudy.measures.functional import RNGState
 from bnstudy.measures.schedule import Probes
 from bnstudy.models import BlockNet, build_model
+from bnstudy.provenance import environment, resume_differences
 from bnstudy.records import (MetricsWriter, RunLock, RunLockedError, flatten, json_safe, read_json,
                              write_json_atomic)
 
@@ -49,7 +50,7 @@ SUMMARY = "summary.json"
 
 FINISHED = ("completed", "diverged")  # statuses a rerun leaves alone
 # keys that may change when a run is resumed: they do not change its results
-RESUME_FREE = frozenset({"resume", "progress", "train.threads", "train.device"})
+RESUME_FREE = frozenset({"resume", "resume_mismatch", "progress", "train.threads", "train.device"})
 
 
 class RunError(RuntimeError):
@@ -125,6 +126,7 @@ def validate(cfg: Config, n_train: int | None = None, n_layers: int | None = Non
              m.loss_change.every) >= 0, "schedules (…every) must be >= 0 (0 = off)"),
         (cfg.optim.name in OPTIMIZERS, f"optim.name={cfg.optim.name!r} is unknown; valid: {sorted(OPTIMIZERS)}"),
         (cfg.norm.position in ("before", "after"), f"norm.position={cfg.norm.position!r}; valid: ['after', 'before']"),
+        (cfg.resume_mismatch in ("refuse", "allow"), f"resume_mismatch={cfg.resume_mismatch!r}; valid: ['allow', 'refuse']"),
     ]
     if n_train is not None:
         checks.append((t.batch_size <= n_train,
@@ -304,6 +306,7 @@ class Trainer:
         except RunLockedError as e:
             raise RunError(str(e)) from None
         try:
+            self.environment = environment(self.device, self.data.files, self.cfg.train.flush_denormal)
             previous = self._previous_run()
             if previous is not None:
                 return previous
@@ -337,6 +340,15 @@ class Trainer:
         if previous.get("status") in FINISHED:
             log.info("%s: already %s at step %s; nothing to do", self.out_dir, previous["status"], previous.get("step"))
             return previous
+        if (self.out_dir / CHECKPOINT).exists():  # a resume: same code and libraries, or an explicit override
+            diff = resume_differences(previous.get("environment"), self.environment)
+            if diff and cfg.resume_mismatch != "allow":
+                raise RunError(f"{self.out_dir} was started with other code or libraries ({'; '.join(diff)}): "
+                               f"resume it where it started, or pass resume_mismatch=allow to resume anyway "
+                               f"(recorded in summary.json), or pick another hydra.run.dir")
+            before = dict(previous.get("environment") or {})
+            self.environment = {**self.environment, "earlier": [*before.pop("earlier", []), before],
+                                "resume_mismatch": {"allowed": True, "differences": diff} if diff else None}
         return None
 
     def _train(self) -> dict:
@@ -357,7 +369,8 @@ class Trainer:
             writer = MetricsWriter(self.out_dir / METRICS, truncate_to=0)
         window = LogWindow(self.classify, window)
         summary = {"status": "running", "step": start, "config": OmegaConf.to_container(OmegaConf.structured(cfg)),
-                   "out_dir": str(self.out_dir), "resumed_from": start if resumed else None}
+                   "out_dir": str(self.out_dir), "resumed_from": start if resumed else None,
+                   "environment": self.environment}
         write_json_atomic(summary_path, summary)
         self.summary = summary
         t0, status, rows = time.time(), "completed", []
