@@ -7,6 +7,7 @@ SCALE ?= quick
 SEEDS ?= 1
 ARGS ?=
 RESULTS ?= results
+LOCK ?= requirements.lock
 seed_list = $(shell seq -s, 0 $$(( $(SEEDS) - 1 )))
 # The DLN is the paper's at both scales, except that quick runs 4,000 of its 10,000 steps (make all
 # then fits in about 12 minutes on 2 cores; see README, Performance).
@@ -22,13 +23,16 @@ train = $(PY) -m experiments.train -m experiment=$(1) $(2) seed=$(seed_list) pro
 cnn = $(call train,$(1),scale=$(SCALE))
 figures = $(PY) -m experiments.figures $(1) --scale $(SCALE) --results $(RESULTS)
 
-.PHONY: help install test quick fig1 fig2 fig3 fig4 fig5 browser all figures report bench clean-results
+.PHONY: help install lock test quick fig1 fig2 fig3 fig4 fig5 browser all figures report bench clean-results
 
 help:  ## list the targets
 	@grep -hE '^[a-z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-install:  ## create .venv, install bnstudy (editable, dev extras) and the offline Fashion-MNIST
-	bash scripts/install.sh
+install:  ## create .venv, install bnstudy (editable, dev extras) from requirements.lock, and the offline Fashion-MNIST
+	LOCK="$(LOCK)" bash scripts/install.sh
+
+lock:  ## regenerate requirements.lock (pinned, hashed; CPython 3.11, Linux x86_64) from pyproject.toml
+	LOCK_ARGS="$(LOCK_ARGS)" bash scripts/lock.sh
 
 test:  ## run the test suite (unit tests, tiny end-to-end runs, notebooks)
 	$(PY) -m pytest

@@ -1,17 +1,33 @@
 #!/usr/bin/env bash
 # Set up bnstudy: a .venv with the package (editable, dev extras) and the offline Fashion-MNIST data.
+# By default every dependency comes from requirements.lock (pinned, hashed: CPython 3.11, Linux x86_64),
+# the environment the reference results were made with. LOCK= (empty) installs pyproject's version
+# ranges instead (other Pythons and platforms).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
+LOCK=${LOCK-requirements.lock}
 
 if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
 fi
 "$VENV/bin/python" -m pip install -q --upgrade pip
-# torch 2.14.1 / torchvision 0.29.1 are the pair known to import together here; newer pairs work too.
-"$VENV/bin/python" -m pip install -q "torch>=2.4" "torchvision>=0.19"
-"$VENV/bin/python" -m pip install -q -e ".[dev]"
+if [ -n "$LOCK" ]; then
+  where=$("$VENV/bin/python" -c 'import platform, sys; print(f"{platform.python_implementation()} {sys.version_info[0]}.{sys.version_info[1]} {platform.system()} {platform.machine()}")')
+  if [ "$where" != "CPython 3.11 Linux x86_64" ]; then
+    echo "error: $LOCK is for CPython 3.11 on Linux x86_64, and $VENV has $where: use PYTHON=python3.11, or make install LOCK= to install pyproject's version ranges (not the reference's versions)" >&2
+    exit 2
+  fi
+  "$VENV/bin/python" -m pip install -q --require-hashes -r "$LOCK"
+  # bnstudy itself, with the lock's setuptools and nothing else from the index
+  "$VENV/bin/python" -m pip install -q --no-deps --no-build-isolation -e .
+  echo "installed from $LOCK: $("$VENV/bin/python" -m pip list --format=freeze 2>/dev/null | grep -iE '^(torch|torchvision|hydra-core|numpy|pandas)==' | tr '\n' ' ')"
+else
+  "$VENV/bin/python" -m pip install -q "torch>=2.4" "torchvision>=0.19"
+  "$VENV/bin/python" -m pip install -q -e ".[dev]"
+  echo "installed pyproject's version ranges (no lock): $("$VENV/bin/python" -m pip list --format=freeze 2>/dev/null | grep -iE '^(torch|torchvision)==' | tr '\n' ' ')"
+fi
 
 # Fashion-MNIST for offline runs: Debian's dataset-fashion-mnist (IDX files in /usr/share/datasets).
 FASHION=/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
