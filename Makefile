@@ -8,6 +8,7 @@ SEEDS ?= 1
 ARGS ?=
 RESULTS ?= results
 LOCK ?= requirements.lock
+REFERENCE ?= results/reference/$(SCALE)
 seed_list = $(shell seq -s, 0 $$(( $(SEEDS) - 1 )))
 # The DLN is the paper's at both scales, except that quick runs 4,000 of its 10,000 steps (make all
 # then fits in about 12 minutes on 2 cores; see README, Performance).
@@ -23,7 +24,7 @@ train = $(PY) -m experiments.train -m experiment=$(1) $(2) seed=$(seed_list) pro
 cnn = $(call train,$(1),scale=$(SCALE))
 figures = $(PY) -m experiments.figures $(1) --scale $(SCALE) --results $(RESULTS)
 
-.PHONY: help install lock test quick fig1 fig2 fig3 fig4 fig5 browser all figures report bench clean-results
+.PHONY: help install lock test quick fig1 fig2 fig3 fig4 fig5 browser all figures report verify reference bench clean-results
 
 help:  ## list the targets
 	@grep -hE '^[a-z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -75,6 +76,12 @@ figures:  ## redraw every figure from the CSVs (no training)
 
 report:  ## results/REPORT.md: every figure and the paper's claims checked on the CSVs
 	$(PY) -m experiments.report --results $(RESULTS) --scale $(SCALE)
+
+verify:  ## compare your latest runs at SCALE with the committed reference, metric by metric (README: Provenance)
+	$(PY) -m experiments.verify --results $(RESULTS) --scale $(SCALE) --reference $(REFERENCE)
+
+reference:  ## write REFERENCE (results/reference/SCALE) from the latest runs, then redraw its figures and report
+	$(PY) -m experiments.reference --results $(RESULTS) --scale $(SCALE) --out $(REFERENCE)
 
 bench:  ## suite vs bare PyTorch loop, data path, measurement costs, FLOP/s (ARGS=--full for longer)
 	$(PY) -m experiments.bench $(ARGS)

@@ -175,7 +175,8 @@ class Run:
     @property
     def metrics(self) -> pd.DataFrame:
         if self._metrics is None:
-            df = read_metrics(self.path / "metrics.csv") if (self.path / "metrics.csv").exists() else \
+            found = any((self.path / name).exists() for name in ("metrics.csv", "metrics.csv.gz"))
+            df = read_metrics(self.path / "metrics.csv") if found else \
                 pd.DataFrame(columns=["step", "metric", "layer", "unit", "eta", "value"])
             df["value"] = pd.to_numeric(df["value"], errors="coerce")
             self._metrics = df
@@ -905,10 +906,16 @@ def render_table(results: list[ClaimResult]) -> str:
     return "\n".join(lines)
 
 
-def render_report(results: list[ClaimResult], figures: list[Path], scale: str, date: Optional[str] = None) -> str:
-    """The report as markdown: title, date, the claims table, the excluded runs, then every figure
-    (linked as ``figures/NAME.png``, relative to the report in the results folder)."""
+def render_report(results: list[ClaimResult], figures: list[Path], scale: str, date: Optional[str] = None,
+                  root: Optional[Path] = None) -> str:
+    """The report as markdown: title, date, (given the results ``root``) a warning if a figure mixes runs
+    of several commits, torch versions or devices, the claims table, the excluded runs, the provenance
+    table, then every figure (linked as ``figures/NAME.png``, relative to the report in the results folder)."""
     import datetime
+
+    from bnstudy.report_provenance import sections
+
+    mixed, provenance = sections(root, scale, results) if root is not None else ("", "")
 
     date = date or datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     counts = {v: sum(r.verdict == v for r in results) for v in VERDICTS}
@@ -918,6 +925,7 @@ def render_report(results: list[ClaimResult], figures: list[Path], scale: str, d
            "Rules and thresholds: `bnstudy/claims.py` (module constants). Curve claims (4, 5) compare only the "
            "steps where both runs are live (above chance + margin, finite and decreasing loss); a diverged run "
            "counts at chance accuracy in the accuracy claims.", "",
+           *([mixed, ""] if mixed else []),
            "## Claims", "", render_table(results), "", "## Excluded runs", ""]
     claims_of: dict[str, list[str]] = {}  # each note once, with the claims it applies to
     for r in results:
@@ -928,6 +936,7 @@ def render_report(results: list[ClaimResult], figures: list[Path], scale: str, d
         out += [f"- {_cell(n)} (claim{'s' if len(ids) > 1 else ''} {', '.join(ids)})" for n, ids in claims_of.items()]
     else:
         out.append("None.")
+    out += ["", provenance] if provenance else []
     out += ["", "## Figures", ""]
     if figures:
         for f in figures:

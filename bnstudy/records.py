@@ -8,6 +8,7 @@ apply. Rows are appended with one ``os.write`` per flush, so a killed run leaves
 from __future__ import annotations
 
 import fcntl
+import gzip
 import json
 import math
 import os
@@ -76,8 +77,17 @@ class MetricsWriter:
 
 
 def read_metrics(path: Path) -> pd.DataFrame:
-    """A run's metrics as a DataFrame (a trailing partial line, if any, is dropped)."""
-    text = Path(path).read_text()
+    """A run's metrics as a DataFrame (a trailing partial line, if any, is dropped).
+
+    Where ``metrics.csv`` is absent but ``metrics.csv.gz`` is there (the committed reference keeps its
+    CSVs gzipped), that is read instead.
+    """
+    path = Path(path)
+    gz = path.with_name(path.name + ".gz")
+    if path.suffix == ".gz" or (not path.exists() and gz.exists()):
+        text = gzip.decompress((path if path.suffix == ".gz" else gz).read_bytes()).decode()
+    else:
+        text = path.read_text()
     if not text.endswith("\n"):
         text = text[: text.rfind("\n") + 1]
     return pd.read_csv(StringIO(text), dtype={"metric": str})

@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     claims = check_claims(results, args.scale)
     out = Path(args.out) if args.out else results / "REPORT.md"
-    write_text_atomic(out, render_report(claims, find_figures(results, args.scale), args.scale))
+    write_text_atomic(out, render_report(claims, find_figures(results, args.scale), args.scale, root=results))
     print(render_table(claims))
     print(f"\nwrote {out}")
     return 0
