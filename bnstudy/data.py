@@ -2,14 +2,17 @@
 
 Every dataset is read once into float32 / int64 tensors (a few hundred MB at most), so a training step
 draws its batch by indexing instead of decoding samples one by one through PIL. The raw formats (IDX
-for (Fashion-)MNIST, python pickles for CIFAR-10) are parsed here directly: that is fast and needs
-torchvision only to download. ``BatchSampler`` makes the batch of step t a pure function of
+for (Fashion-)MNIST, CIFAR-10's binary batches or its python pickles) are parsed here directly: that is
+fast and needs torchvision only to download. No file is ever unpickled with ``pickle.load``: the CIFAR-10
+python batches go through ``SafeUnpickler``, which admits only what the real files hold, so a data folder
+from the internet or a colleague cannot run code. ``BatchSampler`` makes the batch of step t a pure function of
 (seed, t), so a resumed run sees exactly the batches of an uninterrupted one.
 """
 
 from __future__ import annotations
 
 import gzip
+import io
 import pickle
 import zlib
 from dataclasses import dataclass, replace
@@ -29,6 +32,8 @@ IDX_FILES = {  # split -> (images, labels); each may also be stored gzipped, wit
 }
 CIFAR_TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 CIFAR_TEST_FILE = "test_batch"
+CIFAR_BIN_SUFFIX = ".bin"  # cifar-10-batches-bin: the same names + .bin, rows of 1 label byte + 3072 pixels
+CIFAR_IMAGE_BYTES = 3 * 32 * 32
 NUM_CLASSES = 10  # all three image datasets
 
 FASHION_HINT = (
@@ -117,27 +122,71 @@ def read_idx(path: str | Path, ndim: int, hint: str = DOWNLOAD_HINT) -> np.ndarr
     return np.frombuffer(data, np.uint8, offset=header).reshape(dims)
 
 
+class SafeUnpickler(pickle.Unpickler):
+    """An unpickler that admits only what CIFAR-10's python batches hold: dicts, lists, bytes, str,
+    ints and numpy's array reconstruction. Any other global (``os.system``, ``builtins.eval``, ...) is
+    refused before it is looked up, so a ``__reduce__`` planted in a data file never runs."""
+
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"), ("numpy", "dtype"),
+        ("_codecs", "encode"),  # bytes in a protocol-2 pickle written by Python 3: encode(str, "latin1")
+    }
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refused global {module}.{name}: a CIFAR-10 batch holds only "
+                                         "dicts, lists, bytes, str, ints and numpy arrays")
+        if name == "_reconstruct":  # numpy 2 moved numpy.core to numpy._core; old files name the old one
+            core = getattr(np, "_core", None) or np.core
+            return core.multiarray._reconstruct
+        if module == "_codecs":
+            import codecs
+            return codecs.encode
+        return getattr(np, name)
+
+
+def safe_unpickle(data: bytes):
+    """``pickle.loads`` through ``SafeUnpickler`` (Python 2's str read as bytes, as in the real files)."""
+    return SafeUnpickler(io.BytesIO(data), encoding="bytes").load()
+
+
 def read_cifar_batch(path: str | Path, hint: str = DOWNLOAD_HINT) -> tuple[np.ndarray, np.ndarray]:
     """One CIFAR-10 python batch as (uint8 images (N, 3, 32, 32), labels (N,)).
 
     The official format is a pickled dict with b'data' (N, 3072: the R, G, B planes of each 32x32
-    image) and b'labels'. Unpickling runs code from the file, as torchvision's own loader does: only
-    read files from the official archive.
+    image) and b'labels'. It is read with ``SafeUnpickler``: nothing in the file can run code.
     """
     path = Path(path)
     try:
-        with path.open("rb") as f:
-            batch = pickle.load(f, encoding="bytes")
+        batch = safe_unpickle(path.read_bytes())
         images, labels = np.asarray(batch[b"data"]), np.asarray(batch[b"labels"])
-    except Exception as exc:  # a damaged pickle can fail in many ways
+    except Exception as exc:  # a damaged (or hostile) pickle can fail in many ways
         raise DatasetFormatError(_corrupt(path, f"not a CIFAR-10 batch ({exc!r})", hint)) from exc
-    if images.dtype != np.uint8 or images.ndim != 2 or images.shape[1] != 3 * 32 * 32:
+    if images.dtype != np.uint8 or images.ndim != 2 or images.shape[1] != CIFAR_IMAGE_BYTES:
         problem = f"data is {images.dtype} {images.shape}, not uint8 (N, 3072)"
         raise DatasetFormatError(_corrupt(path, problem, hint))
-    if labels.shape != (len(images),):
-        raise DatasetFormatError(_corrupt(path, f"{labels.shape} labels for {len(images)} images", hint))
+    if labels.shape != (len(images),) or labels.dtype.kind not in "iu":
+        raise DatasetFormatError(_corrupt(path, f"{labels.dtype} {labels.shape} labels for {len(images)} images", hint))
     _check_labels(labels, path, hint)
     return images.reshape(-1, 3, 32, 32), labels
+
+
+def read_cifar_bin(path: str | Path, hint: str = DOWNLOAD_HINT) -> tuple[np.ndarray, np.ndarray]:
+    """One batch of CIFAR-10's binary version (``cifar-10-batches-bin``): no pickle at all.
+
+    Each record is 1 label byte followed by the 3072 pixel bytes (R, G, B planes of a 32x32 image).
+    """
+    path = Path(path)
+    raw = np.frombuffer(_read_bytes(path, hint), np.uint8)
+    record = 1 + CIFAR_IMAGE_BYTES
+    if raw.size == 0 or raw.size % record:
+        problem = f"{raw.size} bytes, not a whole number of {record}-byte records"
+        raise DatasetFormatError(_corrupt(path, problem, hint))
+    rows = raw.reshape(-1, record)
+    labels = rows[:, 0].copy()
+    _check_labels(labels, path, hint)
+    return np.ascontiguousarray(rows[:, 1:]).reshape(-1, 3, 32, 32), labels
 
 
 def _check_labels(labels: np.ndarray, path: Path, hint: str) -> None:
@@ -176,7 +225,14 @@ def _locate(
             raise
     import torchvision.datasets  # slow import, needed only here
 
-    getattr(torchvision.datasets, tv_class)(str(_root(cfg)), train=True, download=True)  # fetches both splits
+    try:  # fetches both splits
+        getattr(torchvision.datasets, tv_class)(str(_root(cfg)), train=True, download=True)
+    except (OSError, RuntimeError) as exc:  # offline (URLError is an OSError; torchvision raises RuntimeError)
+        reason = " ".join(str(exc).split())  # torchvision's message spans lines
+        raise DatasetNotFoundError(
+            f"{what} could not be downloaded into {_root(cfg)} ({type(exc).__name__}: {reason}): check the internet "
+            f"connection, or copy the files there yourself and set data.download=false"
+        ) from exc
     return _find_files(dirs, names, suffixes, what, hint)
 
 
@@ -259,12 +315,21 @@ def load_mnist(cfg: DataConf) -> TensorData:
 
 
 def load_cifar10(cfg: DataConf) -> TensorData:
-    """CIFAR-10 from the python batches in ``<root>/cifar-10-batches-py`` (torchvision's layout)."""
-    dirs = [_root(cfg) / "cifar-10-batches-py", _root(cfg)]
+    """CIFAR-10 from its binary batches (``<root>/cifar-10-batches-bin``, read without any pickle) when
+    they are there, else from the python batches in ``<root>/cifar-10-batches-py`` (torchvision's
+    layout, which ``data.download=true`` fetches), read with ``SafeUnpickler``."""
     names = [*CIFAR_TRAIN_FILES, CIFAR_TEST_FILE]
-    files = _locate(cfg, dirs, names, ("",), "CIFAR-10", DOWNLOAD_HINT, "CIFAR10")
-    train = [read_cifar_batch(files[name]) for name in CIFAR_TRAIN_FILES]
-    x_test, y_test = read_cifar_batch(files[CIFAR_TEST_FILE])
+    try:
+        bin_dirs = [_root(cfg) / "cifar-10-batches-bin", _root(cfg)]
+        found = _find_files(bin_dirs, [n + CIFAR_BIN_SUFFIX for n in names], ("",), "CIFAR-10", DOWNLOAD_HINT)
+        files = {n: found[n + CIFAR_BIN_SUFFIX] for n in names}
+        read = read_cifar_bin
+    except DatasetNotFoundError:
+        dirs = [_root(cfg) / "cifar-10-batches-py", _root(cfg)]
+        files = _locate(cfg, dirs, names, ("",), "CIFAR-10 (python or binary version)", DOWNLOAD_HINT, "CIFAR10")
+        read = read_cifar_batch
+    train = [read(files[name]) for name in CIFAR_TRAIN_FILES]
+    x_test, y_test = read(files[CIFAR_TEST_FILE])
     x_train, y_train = (np.concatenate(parts) for parts in zip(*train))
     return replace(_image_data("cifar10", x_train, y_train, x_test, y_test, cfg), files=tuple(files.values()))
 

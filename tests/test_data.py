@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 import pickle
 import struct
 from pathlib import Path
@@ -24,6 +25,7 @@ from bnstudy.data import (
     TensorData,
     load_dataset,
     read_idx,
+    safe_unpickle,
 )
 
 IMAGES = {"train": "train-images-idx3-ubyte", "test": "t10k-images-idx3-ubyte"}
@@ -160,6 +162,81 @@ def test_cifar10_normalize_per_channel(tmp_path):
     mean, std = planes.mean(axis=(0, 2)), planes.std(axis=(0, 2))
     expected = (x_test.reshape(-1, 3, 1024) / 255 - mean[:, None]) / std[:, None]
     np.testing.assert_allclose(data.x_test.reshape(-1, 3, 1024).numpy(), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_malicious_cifar_pickle_is_refused_and_never_runs(tmp_path):
+    """A ``__reduce__`` planted in a batch would run ``touch <marker>`` under ``pickle.load``."""
+    directory, marker = tmp_path / "cifar-10-batches-py", tmp_path / "pwned"
+    write_cifar(directory)
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    for payload in ({b"data": Evil(), b"labels": [0]}, Evil(), [Evil()]):
+        (directory / "data_batch_2").write_bytes(pickle.dumps(payload, protocol=2))
+        with pytest.raises(DatasetFormatError, match=r"data_batch_2: not a CIFAR-10 batch .*refused global posix.system"):
+            load_dataset(conf(name="cifar10", root=str(tmp_path)))
+        assert not marker.exists()
+    for module, name in (("builtins", "eval"), ("numpy", "load"), ("subprocess", "Popen")):
+        evil = b"\x80\x02c" + f"{module}\n{name}\n".encode() + b"X\x01\x00\x00\x001\x85R."
+        with pytest.raises(pickle.UnpicklingError, match=f"refused global {module}.{name}"):
+            safe_unpickle(evil)
+
+
+def test_cifar_python_batch_as_python2_wrote_it(tmp_path):
+    """The official files name numpy.core.multiarray (numpy 1) and hold Python 2 str as bytes."""
+    directory = tmp_path / "cifar-10-batches-py"
+    x_train, y_train, _, _ = write_cifar(directory)
+    for name in CIFAR_TRAIN_FILES:
+        raw = (directory / name).read_bytes()
+        (directory / name).write_bytes(raw.replace(b"numpy._core.multiarray", b"numpy.core.multiarray"))
+    data = load_dataset(conf(name="cifar10", root=str(tmp_path), normalize=False))
+    assert torch.equal(data.x_train.reshape(20, -1), unit(x_train))
+    assert torch.equal(data.y_train, torch.from_numpy(y_train))
+
+
+def write_cifar_bin(directory: Path, per_batch: int = 4, n_test: int = 6, seed: int = 1):
+    """The binary version: <name>.bin, each record a label byte then the 3072 pixel bytes."""
+    rng = np.random.default_rng(seed)
+    directory.mkdir(parents=True, exist_ok=True)
+    parts = {}
+    for name in (*CIFAR_TRAIN_FILES, CIFAR_TEST_FILE):
+        n = n_test if name == CIFAR_TEST_FILE else per_batch
+        data = rng.integers(0, 256, size=(n, 3072), dtype=np.uint8)
+        labels = rng.integers(0, 10, size=n).astype(np.uint8)
+        (directory / f"{name}.bin").write_bytes(np.concatenate([labels[:, None], data], axis=1).tobytes())
+        parts[name] = (data, labels)
+    x_train, y_train = (np.concatenate(a) for a in zip(*[parts[name] for name in CIFAR_TRAIN_FILES]))
+    return (x_train, y_train, *parts[CIFAR_TEST_FILE])
+
+
+def test_cifar10_binary_version_values(tmp_path):
+    x_train, y_train, x_test, y_test = write_cifar_bin(tmp_path / "cifar-10-batches-bin")
+    write_cifar(tmp_path / "cifar-10-batches-py")  # other values: the binary version is preferred
+    data = load_dataset(conf(name="cifar10", root=str(tmp_path), normalize=False))
+    assert data.x_train.shape == (20, 3, 32, 32) and data.x_test.shape == (6, 3, 32, 32)
+    assert torch.equal(data.x_train[5, 1], unit(x_train[5, 1024:2048].reshape(32, 32)))
+    assert torch.equal(data.x_train.reshape(20, -1), unit(x_train))
+    assert torch.equal(data.x_test.reshape(6, -1), unit(x_test))
+    assert torch.equal(data.y_train, torch.from_numpy(y_train.astype(np.int64)))
+    assert torch.equal(data.y_test, torch.from_numpy(y_test.astype(np.int64)))
+    path = tmp_path / "cifar-10-batches-bin" / "test_batch.bin"
+    path.write_bytes(path.read_bytes()[:-5])
+    with pytest.raises(DatasetFormatError, match="test_batch.bin: .* not a whole number of 3073-byte records"):
+        load_dataset(conf(name="cifar10", root=str(tmp_path)))
+
+
+def test_offline_download_is_one_clear_error(tmp_path, monkeypatch):
+    import urllib.error
+    import urllib.request
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    with pytest.raises(DatasetNotFoundError, match="MNIST could not be downloaded into .*check the internet"):
+        load_dataset(conf(name="mnist", root=str(tmp_path), download=True))
 
 
 # ---------------------------------------------------------------------------------------- missing
