@@ -1,4 +1,7 @@
-"""Run records: the long-format metrics CSV (whole rows, resume-safe) and atomic JSON summaries.
+"""Run records and the run folder's rules: the long-format metrics CSV (whole rows, resume-safe), atomic
+JSON summaries, and ``RunFolder``: one writer at a time (``RunLock``), results never overwritten or mixed,
+every file written atomically (``write_atomic``) or in whole lines, and never through a symbolic link
+(``open_nofollow``: the suite often runs as root, and a planted link must not redirect a write).
 
 CSV columns (one observation per row): ``step, metric, layer, unit, eta, value``. ``layer`` is the
 1-based block index, ``unit`` the channel, ``eta`` the landscape step size; empty where they do not
@@ -7,6 +10,7 @@ apply. Rows are appended with one ``os.write`` per flush, so a killed run leaves
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import gzip
 import json
@@ -14,7 +18,7 @@ import math
 import os
 from pathlib import Path
 from io import StringIO
-from typing import Any, Iterable
+from typing import Any, BinaryIO, Callable, Iterable
 
 import pandas as pd
 import torch
@@ -43,7 +47,7 @@ class MetricsWriter:
 
     def __init__(self, path: Path, truncate_to: int | None = None):
         self.path = Path(path)
-        self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self.fd = open_nofollow(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
         if truncate_to is not None:
             if truncate_to > self.offset:  # never pad with zeros: the rows the checkpoint counts are gone
                 size = self.offset
@@ -93,28 +97,61 @@ def read_metrics(path: Path) -> pd.DataFrame:
     return pd.read_csv(StringIO(text), dtype={"metric": str})
 
 
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write JSON to a temp file in the same directory, fsync, then rename over ``path``.
-
-    Non-finite floats become the strings "nan", "inf", "-inf" (strict JSON has no such numbers).
-    """
-    write_text_atomic(path, json.dumps(json_safe(obj), indent=2, default=_jsonable, allow_nan=False))
+# ------------------------------------------------------------------------------------ safe writes
+class RunError(RuntimeError):
+    """The run dir cannot be used as asked (another config, results that would be overwritten, a
+    symbolic link, a bad checkpoint, a failed write); the message names the folder or file and what to do."""
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write text to a temp file in the same directory, fsync, then rename over ``path``: a reader
-    sees the old file or the new one, never half of one; on an error the old file stays as it was."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+class LinkRefusedError(RunError):
+    """A file the suite would write is a symbolic link: it is refused, never written through."""
+
+
+def open_nofollow(path: Path, flags: int, mode: int = 0o644) -> int:
+    """``os.open`` that refuses a symbolic link at ``path`` (``O_NOFOLLOW``) with a one-line error."""
     try:
-        with open(tmp, "w") as f:
-            f.write(text)
+        return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    except OSError as e:
+        if e.errno in (errno.ELOOP, errno.EMLINK):  # EMLINK: the BSDs' O_NOFOLLOW error
+            raise LinkRefusedError(f"{path} is a symbolic link: bnstudy never writes through a link; "
+                                   f"remove the link (or pick another folder)") from None
+        raise
+
+
+def write_atomic(path: Path, data: bytes | Callable[[BinaryIO], None]) -> None:
+    """The one way the suite replaces a file: write ``data`` (bytes, or a function writing to a binary
+    file) to a temp file next to ``path``, fsync, then rename it over ``path``. A reader sees the old
+    file or the new one, never half of one; on any error (a full disk, Ctrl-C) the temp file is removed
+    and the old file stays as it was. Neither the temp file nor ``path`` may be a symbolic link."""
+    path = Path(path)
+    if path.is_symlink():
+        raise LinkRefusedError(f"{path} is a symbolic link: bnstudy never writes through a link; "
+                               f"remove the link (or pick another folder)")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = open_nofollow(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            if callable(data):
+                data(f)
+            else:
+                f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """JSON through ``write_atomic``. Non-finite floats become the strings "nan", "inf", "-inf" (strict
+    JSON has no such numbers)."""
+    write_text_atomic(path, json.dumps(json_safe(obj), indent=2, default=_jsonable, allow_nan=False))
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Text through ``write_atomic``."""
+    write_atomic(path, text.encode())
 
 
 def json_safe(v: Any) -> Any:
@@ -154,7 +191,7 @@ def read_json(path: Path) -> dict:
 LOCK = ".lock"
 
 
-class RunLockedError(RuntimeError):
+class RunLockedError(RunError):
     """Another live process is writing to this run dir."""
 
 
@@ -170,7 +207,7 @@ class RunLock:
         self.fd: int | None = None
 
     def __enter__(self) -> "RunLock":
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = open_nofollow(self.path, os.O_RDWR | os.O_CREAT)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -193,8 +230,8 @@ class RunLock:
 def is_locked(run_dir: Path) -> bool:
     """Whether a live process holds the run dir's lock (i.e. the run is still going)."""
     try:
-        fd = os.open(Path(run_dir) / LOCK, os.O_RDONLY)
-    except FileNotFoundError:
+        fd = os.open(Path(run_dir) / LOCK, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:  # none, or a link (which no run of ours holds)
         return False
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
@@ -203,3 +240,76 @@ def is_locked(run_dir: Path) -> bool:
     finally:
         os.close(fd)  # closing drops a lock we got
     return False
+
+
+# ---------------------------------------------------------------------------------------- run folder
+METRICS = "metrics.csv"
+SUMMARY = "summary.json"
+CHECKPOINT = "checkpoint.pt"
+RUN_FILES = (METRICS, SUMMARY, CHECKPOINT, LOCK)  # what the suite writes in a run dir (besides temp files)
+FINISHED = ("completed", "diverged")  # statuses a rerun leaves alone
+# keys that may differ when a run is resumed: they do not change its results (train.threads would, so a
+# resume keeps the thread count the run started with; see RunFolder.check)
+RESUME_FREE = frozenset({"resume", "resume_mismatch", "progress", "train.threads", "train.device"})
+
+
+def config_diff(old: dict, new: dict) -> list[str]:
+    """``key: old -> new`` for each setting that differs, ignoring the keys in RESUME_FREE."""
+    a, b = flatten(json_safe(old)), flatten(json_safe(new))
+    return [f"{k}: {a.get(k, '<unset>')} -> {b.get(k, '<unset>')}"
+            for k in sorted(set(a) | set(b)) if k not in RESUME_FREE and a.get(k) != b.get(k)]
+
+
+class RunFolder:
+    """A run dir and its rules; ``check`` decides, writing nothing, whether a run may go on there."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.summary, self.metrics, self.checkpoint = (self.path / n for n in (SUMMARY, METRICS, CHECKPOINT))
+
+    def check(self, config: dict, resume: bool, holding_lock: bool = False) -> dict | None:
+        """The summary of the run the dir holds with this config (to resume or return as finished), or
+        None for an empty dir. Raises ``RunError`` for a dir in use, a link, results that would be
+        overwritten (``resume=false``) or mixed (another config), or files the suite did not write."""
+        if not holding_lock and is_locked(self.path):
+            pid = (self.path / LOCK).read_text(errors="replace").strip() or "?"
+            raise RunLockedError(f"{self.path} is in use by another run (pid {pid}): "
+                                 f"wait for it to end, or pick another hydra.run.dir")
+        for path in (self.path / n for n in RUN_FILES):
+            if path.is_symlink():
+                raise LinkRefusedError(f"{path} is a symbolic link: bnstudy never writes through a link; "
+                                       f"remove the link (or pick another folder)")
+        if not (self.summary.exists() or self.metrics.exists() or self.checkpoint.exists()):
+            return None
+        if not resume:
+            raise RunError(f"{self.path} already holds a run and resume=false would overwrite it: pick another "
+                           f"hydra.run.dir, or delete it first (python -m experiments.clean_results {self.path})")
+        if not self.summary.exists():  # the suite writes summary.json before metrics.csv or a checkpoint
+            raise RunError(f"{self.path} holds {METRICS} or {CHECKPOINT} but no {SUMMARY}: not a run bnstudy "
+                           f"wrote, so it is left alone; pick another hydra.run.dir")
+        try:
+            previous = read_json(self.summary)
+            if not isinstance(previous, dict) or not isinstance(previous.get("config"), dict):
+                raise ValueError("no config in it")
+        except (OSError, ValueError) as e:
+            raise RunError(f"{self.summary} cannot be read ({e}): not a run bnstudy can resume; "
+                           f"pick another hydra.run.dir") from None
+        diff = config_diff(previous["config"], config)
+        if diff:
+            more = f" (+{len(diff) - 3} more)" if len(diff) > 3 else ""
+            raise RunError(f"{self.path} holds a run with another config ({'; '.join(diff[:3])}{more}): "
+                           f"resume it with its own overrides, or pick another hydra.run.dir")
+        return previous
+
+    def lock(self) -> RunLock:
+        return RunLock(self.path)
+
+    def write_summary(self, summary: dict) -> None:
+        write_json_atomic(self.summary, summary)
+
+    def metrics_writer(self, truncate_to: int | None) -> MetricsWriter:
+        return MetricsWriter(self.metrics, truncate_to=truncate_to)
+
+    def save_checkpoint(self, save: Callable[[BinaryIO], None]) -> None:
+        """Atomic: the old checkpoint or the new one, never half of one (``save`` writes it to a file)."""
+        write_atomic(self.checkpoint, save)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import difflib
+import errno
 import logging
 import os
 import time
@@ -28,8 +29,8 @@ from bnstudy.measures.functional import RNGState
 from bnstudy.measures.schedule import Probes
 from bnstudy.models import BlockNet, build_model
 from bnstudy.provenance import environment, resume_differences
-from bnstudy.records import (MetricsWriter, RunLock, RunLockedError, flatten, json_safe, read_json,
-                             write_json_atomic)
+from bnstudy.records import (CHECKPOINT, FINISHED, METRICS, RESUME_FREE, SUMMARY, MetricsWriter,  # noqa: F401
+                             RunError, RunFolder, config_diff)
 
 log = logging.getLogger("bnstudy")
 
@@ -43,19 +44,8 @@ LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "mse_mean": lambda out, y: (out - y).pow(2).sum(1).mean(),
 }
 
-CHECKPOINT = "checkpoint.pt"
-METRICS = "metrics.csv"
-SUMMARY = "summary.json"
-
-
-FINISHED = ("completed", "diverged")  # statuses a rerun leaves alone
-# keys that may change when a run is resumed: they do not change its results
-RESUME_FREE = frozenset({"resume", "resume_mismatch", "progress", "train.threads", "train.device"})
-
-
-class RunError(RuntimeError):
-    """The run dir cannot be used as asked (another config, results that would be overwritten, a bad
-    checkpoint); the message names the folder or file and what to do."""
+# errors of a write that the user can fix (a full disk or quota, a read-only or forbidden folder)
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
 
 class CheckpointError(RunError):
@@ -86,13 +76,6 @@ def check_keys(cfg: DictConfig) -> None:
                 walk(child, f"{prefix}{key}.")
 
     walk(cfg, "")
-
-
-def config_diff(old: dict, new: dict) -> list[str]:
-    """``key: old -> new`` for each setting that differs, ignoring the keys in RESUME_FREE."""
-    a, b = flatten(json_safe(old)), flatten(json_safe(new))
-    return [f"{k}: {a.get(k, '<unset>')} -> {b.get(k, '<unset>')}"
-            for k in sorted(set(a) | set(b)) if k not in RESUME_FREE and a.get(k) != b.get(k)]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -265,15 +248,10 @@ class Trainer:
             "probes": self.probes.state_dict(), "window": window, "chance_evals": self.chance_evals,
         }
         writer.sync()  # the rows the checkpoint counts are on disk before it names their offset
-        tmp = self.out_dir / f".{CHECKPOINT}.tmp"
-        with open(tmp, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.out_dir / CHECKPOINT)  # atomic: the old checkpoint or the new, never half
+        self.folder.save_checkpoint(lambda f: torch.save(state, f))
 
     def load_checkpoint(self) -> dict:
-        path = self.out_dir / CHECKPOINT
+        path = self.folder.checkpoint
         try:  # weights_only: a tampered or truncated file is data we refuse, never code we run
             state = torch.load(path, map_location=self.device, weights_only=True)
             self.model.load_state_dict(state["model"])
@@ -296,83 +274,96 @@ class Trainer:
     def run(self) -> dict:
         """Train, resuming from the run dir's checkpoint; a finished run with this config is returned as is.
 
-        Holds the dir's lock throughout. The summary's status ends as "completed" or "diverged"; an
-        exception leaves "failed" (Ctrl-C: "interrupted") and the last checkpoint, to resume from.
+        Holds the dir's lock throughout; ``RunFolder.check`` refuses what the dir's rules forbid. The
+        summary's status ends as "completed" or "diverged"; an exception leaves "failed" (Ctrl-C:
+        "interrupted") and the last checkpoint, to resume from. A failed write (full disk, read-only
+        folder) becomes a one-line ``RunError``.
         """
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.folder = RunFolder(self.out_dir)
         self.summary: dict | None = None
         try:
-            lock = RunLock(self.out_dir).__enter__()
-        except RunLockedError as e:
-            raise RunError(str(e)) from None
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            lock = self.folder.lock().__enter__()
+        except OSError as e:
+            raise self._write_error(e) from e
         try:
-            self.environment = environment(self.device, self.data.files, self.cfg.train.flush_denormal)
-            previous = self._previous_run()
-            if previous is not None:
+            config = OmegaConf.to_container(OmegaConf.structured(self.cfg))
+            previous = self.folder.check(config, self.cfg.resume, holding_lock=True)
+            if previous is not None and previous.get("status") in FINISHED:
+                log.info("%s: already %s at step %s; nothing to do", self.out_dir, previous["status"], previous.get("step"))
                 return previous
+            self._keep_threads(previous)
+            self.environment = environment(self.device, self.data.files, self.cfg.train.flush_denormal)
+            self._check_environment(previous)
             return self._train()
         except BaseException as e:
             if self.summary is not None and self.summary["status"] == "running":
                 interrupted = isinstance(e, (KeyboardInterrupt, SystemExit))
                 self.summary.update(status="interrupted" if interrupted else "failed",
                                     error=f"{type(e).__name__}: {e}")
-                write_json_atomic(self.out_dir / SUMMARY, self.summary)
+                try:
+                    self.folder.write_summary(self.summary)
+                except OSError as again:  # the disk is still full: the lock's release marks it interrupted
+                    log.warning("%s: could not record the failure in %s (%s)", self.out_dir, SUMMARY, again)
+            if isinstance(e, OSError):
+                raise self._write_error(e) from e
             raise
         finally:
-            lock.__exit__()
+            if "lock" in locals():
+                lock.__exit__()
 
-    def _previous_run(self) -> dict | None:
-        """What the run dir already holds: refuse to overwrite or mix results; return a finished run."""
-        cfg, summary_path = self.cfg, self.out_dir / SUMMARY
-        if not (summary_path.exists() or (self.out_dir / METRICS).exists()):
-            return None
-        if not cfg.resume:
-            raise RunError(f"{self.out_dir} already holds a run and resume=false would overwrite it: pick another "
-                           f"hydra.run.dir, or delete it first (python -m experiments.clean_results {self.out_dir})")
-        if not summary_path.exists():
-            return None  # killed before its first summary: nothing worth keeping
-        previous = read_json(summary_path)
-        diff = config_diff(previous.get("config", {}), OmegaConf.to_container(OmegaConf.structured(cfg)))
-        if diff:
-            more = f" (+{len(diff) - 3} more)" if len(diff) > 3 else ""
-            raise RunError(f"{self.out_dir} holds a run with another config ({'; '.join(diff[:3])}{more}): "
-                           f"resume it with its own overrides, or pick another hydra.run.dir")
-        if previous.get("status") in FINISHED:
-            log.info("%s: already %s at step %s; nothing to do", self.out_dir, previous["status"], previous.get("step"))
-            return previous
-        if (self.out_dir / CHECKPOINT).exists():  # a resume: same code and libraries, or an explicit override
-            diff = resume_differences(previous.get("environment"), self.environment)
-            if diff and cfg.resume_mismatch != "allow":
-                raise RunError(f"{self.out_dir} was started with other code or libraries ({'; '.join(diff)}): "
-                               f"resume it where it started, or pass resume_mismatch=allow to resume anyway "
-                               f"(recorded in summary.json), or pick another hydra.run.dir")
-            before = dict(previous.get("environment") or {})
-            self.environment = {**self.environment, "earlier": [*before.pop("earlier", []), before],
-                                "resume_mismatch": {"allowed": True, "differences": diff} if diff else None}
-        return None
+    def _write_error(self, e: OSError) -> BaseException:
+        """A write the user can fix as one line saying how to go on; any other OSError as it is."""
+        if e.errno not in WRITE_ERRNOS:
+            return e
+        return RunError(f"cannot write in {self.out_dir} ({e.strerror}: {e.filename or self.out_dir}): free some "
+                        f"space or pick a writable folder, then resume: the same command with hydra.run.dir={self.out_dir}")
+
+    def _keep_threads(self, previous: dict | None) -> None:
+        """A resumed run keeps the intra-op thread count it started with: another count can change the
+        order of float sums and so the numbers; a differing ``train.threads`` is ignored with a warning."""
+        threads = ((previous or {}).get("environment") or {}).get("threads", {}).get("intra_op")
+        if threads and threads != torch.get_num_threads():
+            log.warning("%s: resuming with the %d thread(s) this run started with, not %d (train.threads=%d): "
+                        "another thread count can change its numbers", self.out_dir, threads,
+                        torch.get_num_threads(), self.cfg.train.threads)
+            torch.set_num_threads(threads)
+
+    def _check_environment(self, previous: dict | None) -> None:
+        """A resume runs the code and libraries the run started with, or says so (``resume_mismatch``)."""
+        if previous is None or not self.folder.checkpoint.exists():
+            return
+        diff = resume_differences(previous.get("environment"), self.environment)
+        if diff and self.cfg.resume_mismatch != "allow":
+            raise RunError(f"{self.out_dir} was started with other code or libraries ({'; '.join(diff)}): "
+                           f"resume it where it started, or pass resume_mismatch=allow to resume anyway "
+                           f"(recorded in summary.json), or pick another hydra.run.dir")
+        before = dict(previous.get("environment") or {})
+        self.environment = {**self.environment, "earlier": [*before.pop("earlier", []), before],
+                            "resume_mismatch": {"allowed": True, "differences": diff} if diff else None}
 
     def _train(self) -> dict:
         cfg, t = self.cfg, self.cfg.train
-        summary_path = self.out_dir / SUMMARY
         self.chance_evals = 0
         start, window = 0, None
-        resumed = cfg.resume and (self.out_dir / CHECKPOINT).exists()
+        resumed = cfg.resume and self.folder.checkpoint.exists()
         if resumed:
             state = self.load_checkpoint()
             start, window = state["step"], state["window"]
-            try:
-                writer = MetricsWriter(self.out_dir / METRICS, truncate_to=state["csv_offset"])
-            except (ValueError, FileNotFoundError) as e:
-                raise CheckpointError(f"{e}: delete {self.out_dir / CHECKPOINT} to restart this run from step 0") from e
-            log.info("%s: resuming from step %d", self.out_dir, start)
-        else:
-            writer = MetricsWriter(self.out_dir / METRICS, truncate_to=0)
         window = LogWindow(self.classify, window)
         summary = {"status": "running", "step": start, "config": OmegaConf.to_container(OmegaConf.structured(cfg)),
                    "out_dir": str(self.out_dir), "resumed_from": start if resumed else None,
                    "environment": self.environment}
-        write_json_atomic(summary_path, summary)
+        self.folder.write_summary(summary)  # before metrics.csv: a CSV with no summary is never the suite's
         self.summary = summary
+        if resumed:
+            try:
+                writer = self.folder.metrics_writer(truncate_to=state["csv_offset"])
+            except (ValueError, FileNotFoundError) as e:
+                raise CheckpointError(f"{e}: delete {self.folder.checkpoint} to restart this run from step 0") from e
+            log.info("%s: resuming from step %d", self.out_dir, start)
+        else:
+            writer = self.folder.metrics_writer(truncate_to=0)
         t0, status, rows = time.time(), "completed", []
         x_all, y_all = self.data.x_train, self.data.y_train
         bar = tqdm(range(start, t.steps), initial=start, total=t.steps, disable=not cfg.progress,
@@ -426,8 +417,8 @@ class Trainer:
         end = time.time()
         summary.update(status=status, step=step + 1, wall_time_s=round(end - t0, 3), started_at=_iso(t0),
                        finished_at=_iso(end), final=final)
-        write_json_atomic(summary_path, summary)
-        (self.out_dir / CHECKPOINT).unlink(missing_ok=True)
+        self.folder.write_summary(summary)
+        self.folder.checkpoint.unlink(missing_ok=True)
         return summary
 
     def _eval_rows(self, step: int) -> list[tuple]:

@@ -1,8 +1,12 @@
 """Hydra entry point: one training run per job. ``python -m experiments.train --help`` lists the groups.
 
-A config that cannot work (``ConfigError``), a run dir that cannot be used as asked (``RunError``) or a
-missing or corrupt dataset ends the job with one line on stderr and exit status 2, no traceback; if
-Hydra's own files are all the run dir holds by then, the dir is removed, so nothing half-made is left.
+Before Hydra writes anything, ``experiments.preflight`` refuses what must not start: overrides naming code
+under ``hydra``, and (its Hydra callback) a config that cannot work, a run dir that cannot be used as asked,
+for a run or for every job of a sweep. What can only fail at run time (``ConfigError`` about the data,
+``RunError``, a missing or corrupt dataset) ends the job with one line on stderr and exit status 2, no
+traceback; if Hydra's own files are all the run dir holds by then, the dir is removed, so nothing
+half-made is left. In a sweep a failed job does not stop the others: the sweep's summary names it at the
+end and the exit status is 1. Ctrl-C prints how to resume (exit status 130).
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import logging
 import shutil
 import sys
+import traceback
 from pathlib import Path
 
 import hydra
@@ -21,11 +26,12 @@ import bnstudy.config  # noqa: F401  (registers the structured configs)
 import bnstudy.paths  # noqa: F401  (registers ${unique:}, used by the run and sweep dir names)
 from bnstudy.data import DatasetFormatError, DatasetNotFoundError
 from bnstudy.train import ConfigError, RunError, check_keys, run
+from experiments.preflight import EXIT_USER_ERROR, STATE, refuse_code_overrides
 
 log = logging.getLogger("bnstudy")
 
 USER_ERRORS = (ConfigError, RunError, DatasetNotFoundError, DatasetFormatError)
-EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
 
 
 def _only_hydra_files(path: Path, allowed: set[str]) -> bool:
@@ -35,7 +41,7 @@ def _only_hydra_files(path: Path, allowed: set[str]) -> bool:
 def remove_untouched_run_dir(out_dir: Path) -> bool:
     """Remove the job's dir if it holds nothing but what Hydra wrote (``.hydra/``, the job's log).
 
-    In a sweep, the sweep dir goes too once it holds only ``multirun.yaml``. Nothing else is touched.
+    Nothing else is touched (a sweep's dir stays: its other jobs go on).
     """
     hc = HydraConfig.get()
     subdir = hc.output_subdir or ".hydra"
@@ -44,10 +50,6 @@ def remove_untouched_run_dir(out_dir: Path) -> bool:
             _only_hydra_files(out_dir / subdir, {"config.yaml", "hydra.yaml", "overrides.yaml"})):
         return False
     shutil.rmtree(out_dir)
-    if hc.mode == RunMode.MULTIRUN:
-        sweep_dir = Path(hc.sweep.dir).absolute()
-        if sweep_dir != out_dir and _only_hydra_files(sweep_dir, {"multirun.yaml"}):
-            shutil.rmtree(sweep_dir)
     return True
 
 
@@ -55,8 +57,9 @@ CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")  # absolute: wor
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
-def main(cfg: DictConfig) -> None:
+def hydra_main(cfg: DictConfig) -> None:
     out_dir = Path(HydraConfig.get().runtime.output_dir)
+    sweep = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
         check_keys(cfg)
         summary = run(OmegaConf.to_object(cfg), out_dir)
@@ -64,8 +67,30 @@ def main(cfg: DictConfig) -> None:
         remove_untouched_run_dir(out_dir)
         message = " ".join(str(e).split())  # one line
         print(f"error: {message}", file=sys.stderr)
+        if sweep:
+            return  # the other jobs go on; the sweep's summary names this one and the exit status is 1
         sys.exit(EXIT_USER_ERROR)
+    except KeyboardInterrupt:
+        where = f"hydra.sweep.dir={HydraConfig.get().sweep.dir}" if sweep else f"hydra.run.dir={out_dir}"
+        print(f"interrupted: resume with the same command and {where}", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
+    except Exception:
+        if not sweep:
+            raise
+        traceback.print_exc()  # a bug, not a user error: its traceback, and the other jobs go on
+        return
     log.info("%s: %s at step %s, final %s", out_dir, summary["status"], summary["step"], summary.get("final"))
+
+
+def main() -> None:
+    """``python -m experiments.train``: refuse code-naming overrides, then Hydra (with ``Preflight``)."""
+    refuse_code_overrides(sys.argv[1:])
+    try:
+        hydra_main()
+    except KeyboardInterrupt:  # e.g. while a parallel launcher waits for its jobs
+        where = f" and hydra.sweep.dir={STATE['sweep_dir']}" if STATE.get("sweep_dir") else ""
+        print(f"interrupted: resume with the same command{where}", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
 
 
 if __name__ == "__main__":

@@ -48,7 +48,8 @@ STAMP = re.compile(r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d_\d+-[0-9a-f]{4}")  # ${now:.
 
 
 def _env(**extra: str) -> dict[str, str]:
-    return {**os.environ, "HYDRA_DEPRECATION_WARNINGS_AS_ERRORS": "1", **extra}
+    # PYTHONPATH: the subprocess imports this checkout's code, not the one the venv was installed from
+    return {**os.environ, "HYDRA_DEPRECATION_WARNINGS_AS_ERRORS": "1", "PYTHONPATH": str(REPO), **extra}
 
 
 def _compose(*overrides: str):

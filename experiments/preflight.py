@@ -1,0 +1,240 @@
+"""Checks that run before Hydra writes anything, and the sweep's closing summary (a Hydra callback).
+
+Hydra 1.3 writes a run's ``.hydra/`` (config.yaml, hydra.yaml, overrides.yaml) and, in a sweep, the
+sweep's ``multirun.yaml`` before the task function starts, so a refusal decided there comes too late:
+the record of the refused config is already written over the run's own. Hydra calls a callback's
+``on_run_start`` before ``run_job`` makes the run dir, and ``on_multirun_start`` before the sweeper
+writes ``multirun.yaml`` or launches a job; ``Preflight`` (``hydra.callbacks.bnstudy`` in
+``conf/config.yaml``) decides there, for the run or for every job of the sweep (composed the way the
+launcher will compose it, with ``load_sweep_config``):
+
+- ``hydra`` names no code but the launchers and sweeper the suite ships (``check_hydra_node``);
+- each job's config passes ``check_keys`` and ``validate`` (ranges, enums);
+- each job's folder may be used (``RunFolder.check``: not in use, no link, not another config, not
+  foreign files), is writable, and Hydra's own files there are no links.
+
+One bad job refuses the whole sweep before its first job starts. A run dir that already holds a run
+gets no new ``.hydra/`` (``hydra.output_subdir`` is set to null for it); a resumed sweep's
+``multirun.yaml`` and its jobs' ``.hydra/`` files are put back as they were when the sweep ends. A job
+that fails at run time does not stop the others (``experiments.train.main`` returns); ``on_multirun_end``
+prints the sweep's summary and exits 1 naming the failed jobs.
+
+``hydra.callbacks`` itself is instantiated before any callback runs, so overrides that add or change a
+callback (or logging classes, set up while the config is composed) are refused earlier still, from the
+command line (``refuse_code_overrides``), and ``Preflight`` refuses to start next to any other callback.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from hydra.core.global_hydra import GlobalHydra
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+
+EXIT_USER_ERROR = 2
+CALLBACK = "bnstudy"  # our key under hydra.callbacks
+ALLOWED_TARGETS = frozenset({
+    "experiments.preflight.Preflight",
+    "hydra._internal.core_plugins.basic_launcher.BasicLauncher",
+    "hydra._internal.core_plugins.basic_sweeper.BasicSweeper",
+    "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher",  # hydra/launcher=parallel
+    "hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher",  # hydra/launcher=submitit
+    "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher",  # hydra/launcher=slurm
+})
+LOGGING_CLASSES = frozenset({"logging.StreamHandler", "logging.FileHandler"})  # Hydra's own logging configs
+HYDRA_FILES = ("config.yaml", "hydra.yaml", "overrides.yaml")
+STATE: dict[str, Any] = {}  # the running sweep's dir, for the Ctrl-C message (experiments.train)
+
+
+class Refused(Exception):
+    """A run or sweep that must not start; the message is one line saying what to change."""
+
+
+def refuse(message: str) -> None:
+    print(f"error: {' '.join(message.split())}", file=sys.stderr)
+    sys.exit(EXIT_USER_ERROR)
+
+
+# ------------------------------------------------------------------------------------------ code
+CODE_KEYS = ("hydra.callbacks", "hydra/callbacks", "hydra.hydra_logging", "hydra/hydra_logging")
+
+
+def refuse_code_overrides(argv: list[str]) -> None:
+    """Refuse command-line overrides that would make Hydra import and call something: any callback,
+    any ``_target_`` or logging class under ``hydra``, or the whole ``hydra`` node at once."""
+    for arg in argv:
+        if arg.startswith("-") or "=" not in arg:
+            continue
+        key = arg.split("=", 1)[0].lstrip("+~")
+        leaf = key.rsplit(".", 1)[-1]
+        if (key == "hydra" or key.startswith(CODE_KEYS)
+                or (key.startswith(("hydra.", "hydra/")) and leaf in ("_target_", "class", "()"))):
+            refuse(f"{arg}: overrides under hydra may not name code to run (callbacks, _target_, logging "
+                   f"classes); bnstudy runs only its own launchers: hydra/launcher=parallel, submitit or slurm")
+
+
+def check_hydra_node(hydra: DictConfig) -> None:
+    """Every ``_target_`` under ``hydra`` is one the suite ships, every logging class one of Hydra's own."""
+    callbacks = list((hydra.get("callbacks") or {}).keys())
+    if callbacks != [CALLBACK]:
+        raise Refused(f"hydra.callbacks must be exactly bnstudy's own ({CALLBACK}), not {callbacks}")
+
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, DictConfig):
+            for key in node.keys():
+                value = node._get_node(key)._value() if not OmegaConf.is_missing(node, key) else None
+                where = f"{path}.{key}"
+                if key == "_target_" and value not in ALLOWED_TARGETS:
+                    raise Refused(f"{where}={value}: bnstudy instantiates only its own launchers, not other code")
+                if key == "()" or (key == "class" and "logging" in path and value not in LOGGING_CLASSES):
+                    raise Refused(f"{where}={value}: logging classes other than Hydra's own are refused")
+                walk(node._get_node(key), where)
+        elif OmegaConf.is_list(node):
+            for i, item in enumerate(node._content or []):
+                walk(item, f"{path}[{i}]")
+
+    walk(hydra, "hydra")
+
+
+# ------------------------------------------------------------------------------------------ jobs
+def _task_config(config: DictConfig) -> DictConfig:
+    task = copy.deepcopy(config)
+    with read_write(task), open_dict(task):
+        del task["hydra"]
+    return task
+
+
+def check_job(config: DictConfig, out_dir: Path) -> dict | None:
+    """Everything that would refuse this job, decided before anything is written; returns what its dir
+    holds (the summary of a run to resume or of a finished one), or None."""
+    from bnstudy.config import ConfigError
+    from bnstudy.records import RunError, RunFolder
+    from bnstudy.train import check_keys, validate
+
+    check_hydra_node(config.hydra)
+    task = _task_config(config)
+    try:
+        check_keys(task)
+        cfg = OmegaConf.to_object(task)
+        validate(cfg)
+        previous = RunFolder(out_dir).check(OmegaConf.to_container(OmegaConf.structured(cfg)), cfg.resume)
+    except (ConfigError, RunError) as e:
+        raise Refused(str(e)) from None
+    existing = next((p for p in [out_dir, *out_dir.parents] if p.exists()), None)
+    if existing is not None and not os.access(existing, os.W_OK):
+        raise Refused(f"cannot write in {out_dir}: {existing} is read-only; pick a writable folder "
+                      f"(hydra.run.dir=... or hydra.sweep.dir=...)")
+    hydra_files = [out_dir / (config.hydra.output_subdir or ".hydra") / n for n in HYDRA_FILES]
+    for path in [*hydra_files, out_dir / f"{config.hydra.job.name}.log"]:
+        if path.is_symlink():
+            raise Refused(f"{path} is a symbolic link: bnstudy never writes through a link; remove the link")
+    return previous
+
+
+def sweep_jobs(config: DictConfig) -> list[list[str]]:
+    """The overrides of each job of the sweep, in job order, as Hydra's basic sweeper splits them."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    params = [f"{k}={v}" for k, v in (OmegaConf.select(config, "hydra.sweeper.params") or {}).items()]
+    args = params + list(OmegaConf.to_container(config.hydra.overrides.task, resolve=False))
+    loader = GlobalHydra.instance().config_loader()
+    overrides = OverridesParser.create(config_loader=loader).parse_overrides(args)
+    return [job for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
+
+
+def _varying(jobs: list[list[str]]) -> list[list[str]]:
+    """Each job's overrides that not every job shares (what names it in a message)."""
+    return [[o for o in job if not all(o in other for other in jobs)] or job for job in jobs]
+
+
+def job_dir(config: DictConfig, num: int) -> tuple[DictConfig, Path]:
+    """Job ``num``'s config and folder (``hydra.sweep.dir`` / ``hydra.sweep.subdir``), as the launcher
+    composes them."""
+    with open_dict(config):
+        config.hydra.job.num = num
+        config.hydra.job.id = str(num)
+    return config, Path(str(config.hydra.sweep.dir)) / str(config.hydra.sweep.subdir)
+
+
+def _status(out_dir: Path) -> tuple[str, str]:
+    from bnstudy.records import read_json
+
+    try:
+        summary = read_json(out_dir / "summary.json")
+        return summary.get("status", "broken"), summary.get("error") or ""
+    except (OSError, ValueError):
+        return "not started", "its error is printed above"
+
+
+# ------------------------------------------------------------------------------------------ callback
+class Preflight(Callback):
+    """The Hydra callback (Hydra instantiates it from ``hydra.callbacks.bnstudy``)."""
+
+    def __init__(self) -> None:
+        self.jobs: list[tuple[int, list[str], Path]] = []
+        self.kept: dict[Path, bytes] = {}  # a resumed sweep's records, put back at its end
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        out_dir = Path(str(config.hydra.run.dir)).absolute()
+        try:
+            previous = check_job(config, out_dir)
+        except Refused as e:
+            refuse(str(e))
+        if previous is not None:  # the dir's .hydra/ records the run as it started: keep it
+            with read_write(config.hydra):
+                config.hydra.output_subdir = None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        loader = GlobalHydra.instance().config_loader()
+        sweep_dir = Path(str(config.hydra.sweep.dir)).absolute()  # first: fills the resolver cache jobs copy
+        errors = []
+        jobs = sweep_jobs(config)
+        for num, (overrides, named) in enumerate(zip(jobs, _varying(jobs))):
+            job_cfg, out_dir = job_dir(loader.load_sweep_config(config, list(overrides)), num)
+            out_dir = out_dir.absolute()
+            overrides = named
+            self.jobs.append((num, overrides, out_dir))
+            try:
+                if check_job(job_cfg, out_dir) is not None:
+                    subdir = out_dir / (job_cfg.hydra.output_subdir or ".hydra")
+                    self.kept.update({p: p.read_bytes() for p in (subdir / n for n in HYDRA_FILES) if p.is_file()})
+            except Refused as e:
+                errors.append(f"job #{num} ({' '.join(overrides)}): {e}")
+        if errors:
+            more = f" (and {len(errors) - 1} more job(s))" if len(errors) > 1 else ""
+            refuse(f"{errors[0]}{more}; no job of the sweep was started")
+        STATE["sweep_dir"] = sweep_dir
+        if (sweep_dir / "multirun.yaml").is_symlink():
+            refuse(f"{sweep_dir / 'multirun.yaml'} is a symbolic link: bnstudy never writes through a link")
+        if (sweep_dir / "multirun.yaml").is_file():
+            self.kept[sweep_dir / "multirun.yaml"] = (sweep_dir / "multirun.yaml").read_bytes()
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from bnstudy.records import FINISHED, write_atomic
+
+        for path, data in self.kept.items():  # a resumed sweep's records stay those of its start
+            if path.is_file() and not path.is_symlink() and path.read_bytes() != data:
+                write_atomic(path, data)
+        statuses = {num: _status(out_dir) for num, _, out_dir in self.jobs}
+        failed = [num for num, (status, _) in statuses.items() if status not in FINISHED]
+        counts: dict[str, int] = {}
+        for status, _ in statuses.values():
+            counts[status] = counts.get(status, 0) + 1
+        sweep_dir = STATE.get("sweep_dir")
+        print(f"sweep {sweep_dir}: {len(self.jobs)} job(s): "
+              + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())), file=sys.stderr)
+        if failed:
+            for num, overrides, out_dir in self.jobs:
+                if num in failed:
+                    status, error = statuses[num]
+                    print(f"  job #{num} ({' '.join(overrides)}) {status}: {' '.join(error.split())}", file=sys.stderr)
+            print(f"error: {len(failed)} of {len(self.jobs)} job(s) did not finish (#{', #'.join(map(str, failed))}); "
+                  f"fix the cause and resume the sweep: the same command with hydra.sweep.dir={sweep_dir}",
+                  file=sys.stderr)
+            sys.exit(1)

@@ -1,0 +1,279 @@
+"""Safe by default (issue 15): no write through a symbolic link, nothing foreign overwritten, failed
+writes are one line and leave no temp file, a resume keeps its thread count.
+
+Runs are tiny deep linear networks on the synthetic ``gaussian`` data, through the Hydra entry point
+in-process. A marker file stands for what a planted link points at: it must never appear or change.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import bnstudy.train
+import experiments.train as entry
+from bnstudy.records import LinkRefusedError, MetricsWriter, RunFolder, write_atomic, write_json_atomic
+
+DLN = ["model=dln", "model.num_layers=3", "data=gaussian", "norm=batch", "data.num_train=64",
+       "data.num_test=64", "train.batch_size=16", "train.log_every=5", "train.eval_every=10",
+       "train.threads=1", "progress=false", "optim.lr=1e-4", "train.deterministic=false", "train.steps=10"]
+
+
+def call_main(monkeypatch, capsys, *args) -> tuple[int, str]:
+    """The entry point in-process: (exit code, stderr)."""
+    monkeypatch.setattr(sys, "argv", ["train", *args])
+    try:
+        entry.main()
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    return code, capsys.readouterr().err
+
+
+def one_line(err: str) -> bool:
+    return err.count("\n") == 1 and "Traceback" not in err
+
+
+def summary(run_dir: Path) -> dict:
+    return json.loads((run_dir / "summary.json").read_text())
+
+
+def tmp_files(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.name.endswith(".tmp")]
+
+
+# ------------------------------------------------------------------------------------- symlinks
+@pytest.mark.parametrize("name", ["metrics.csv", "summary.json", ".lock", "checkpoint.pt", "summary-tmp"])
+@pytest.mark.parametrize("target_exists", [True, False])
+def test_no_write_follows_a_symlink(tmp_path, monkeypatch, capsys, name, target_exists):
+    """A link planted at any file the run writes is refused: its target is neither changed nor created."""
+    run_dir, marker = tmp_path / "run", tmp_path / "marker"
+    run_dir.mkdir()
+    if target_exists:
+        marker.write_text("precious\n")
+    if name == "summary-tmp":  # the temp file summary.json is first written to (in this process)
+        name = f".summary.json.{os.getpid()}.tmp"
+    (run_dir / name).symlink_to(marker)
+    code, err = call_main(monkeypatch, capsys, *DLN, f"hydra.run.dir={run_dir}")
+    assert code == 2 and one_line(err), err
+    assert f"{run_dir / name} is a symbolic link: bnstudy never writes through a link" in err
+    assert marker.read_text() == "precious\n" if target_exists else not marker.exists()
+
+
+def test_write_helpers_refuse_links(tmp_path):
+    marker = tmp_path / "marker"
+    marker.write_text("precious\n")
+    for name in ("out.json", ".out.json.tmp"):
+        (tmp_path / name).symlink_to(marker)
+    (tmp_path / f".out.json.{os.getpid()}.tmp").symlink_to(marker)
+    with pytest.raises(LinkRefusedError, match="out.json is a symbolic link"):
+        write_json_atomic(tmp_path / "out.json", {"a": 1})
+    (tmp_path / "out.json").unlink()
+    with pytest.raises(LinkRefusedError, match=r"\.out\.json\.\d+\.tmp is a symbolic link"):
+        write_json_atomic(tmp_path / "out.json", {"a": 1})
+    (tmp_path / "m.csv").symlink_to(marker)
+    with pytest.raises(LinkRefusedError, match="m.csv is a symbolic link"):
+        MetricsWriter(tmp_path / "m.csv")
+    assert marker.read_text() == "precious\n" and not (tmp_path / "out.json").exists()
+
+
+def test_foreign_metrics_csv_without_summary_is_refused(tmp_path, monkeypatch, capsys):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "metrics.csv").write_text("my,own,data\n")
+    code, err = call_main(monkeypatch, capsys, *DLN, f"hydra.run.dir={run_dir}")
+    assert code == 2 and one_line(err)
+    assert f"{run_dir} holds metrics.csv or checkpoint.pt but no summary.json: not a run bnstudy wrote" in err
+    assert (run_dir / "metrics.csv").read_text() == "my,own,data\n"
+    assert RunFolder(tmp_path / "new").check({}, resume=True) is None
+
+
+# ------------------------------------------------------------------------------------- failed writes
+def test_atomic_write_that_fails_leaves_the_old_file_and_no_temp(tmp_path):
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"old")
+
+    def full_disk(f):
+        f.write(b"half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left"):
+        write_atomic(path, full_disk)
+    assert path.read_bytes() == b"old" and os.listdir(tmp_path) == ["f.bin"]
+    write_atomic(path, lambda f: f.write(b"new"))
+    assert path.read_bytes() == b"new" and os.listdir(tmp_path) == ["f.bin"]
+
+
+@pytest.mark.parametrize("where", ["metrics", "checkpoint"])
+def test_full_disk_mid_run_is_one_line_and_the_summary_says_failed(tmp_path, monkeypatch, capsys, where):
+    run_dir = tmp_path / "run"
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(run_dir / "x"))
+
+    if where == "metrics":
+        writes = {"n": 0}
+        real = MetricsWriter._write_all
+
+        def write_all(self, data):
+            writes["n"] += 1
+            if writes["n"] == 3:  # the header, one flush, then the disk is full
+                full_disk()
+            real(self, data)
+
+        monkeypatch.setattr(MetricsWriter, "_write_all", write_all)
+    else:
+        monkeypatch.setattr(torch, "save", lambda obj, f: (f.write(b"partial"), full_disk()))
+    code, err = call_main(monkeypatch, capsys, *DLN, "train.checkpoint_every=5", f"hydra.run.dir={run_dir}")
+    assert code == 2 and one_line(err), err
+    assert f"error: cannot write in {run_dir} (No space left on device" in err
+    assert f"then resume: the same command with hydra.run.dir={run_dir}" in err
+    s = summary(run_dir)
+    assert s["status"] == "failed" and "No space left on device" in s["error"]
+    assert not tmp_files(tmp_path)
+    assert (run_dir / "checkpoint.pt").exists() == (where == "metrics")  # the last whole checkpoint stays
+    monkeypatch.undo()  # space freed: the message's fix works
+    code, err = call_main(monkeypatch, capsys, *DLN, "train.checkpoint_every=5", f"hydra.run.dir={run_dir}")
+    assert code == 0 and summary(run_dir)["status"] == "completed", err
+
+
+# ------------------------------------------------------------------------------------- resume
+def test_resume_keeps_the_thread_count_the_run_started_with(tmp_path, monkeypatch, capsys):
+    run_dir = tmp_path / "run"
+    args = [*DLN, "train.steps=20", "train.checkpoint_every=5", f"hydra.run.dir={run_dir}"]
+    write = MetricsWriter.write
+
+    def write_or_stop(self, rows):  # Ctrl-C once a checkpoint exists
+        write(self, rows)
+        if (run_dir / "checkpoint.pt").exists():
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(MetricsWriter, "write", write_or_stop)
+    code, _ = call_main(monkeypatch, capsys, *args)
+    assert code != 0 and summary(run_dir)["status"] == "interrupted"
+    assert summary(run_dir)["environment"]["threads"]["intra_op"] == 1
+    monkeypatch.setattr(MetricsWriter, "write", write)
+    seen, warned = [], []
+    monkeypatch.setattr(MetricsWriter, "sync", lambda self: seen.append(torch.get_num_threads()))
+    monkeypatch.setattr(bnstudy.train.log, "warning", lambda msg, *args: warned.append(msg % args))
+    before = torch.get_num_threads()
+    try:
+        code, err = call_main(monkeypatch, capsys, *args[:-1], "train.threads=2", args[-1])
+    finally:
+        torch.set_num_threads(before)
+    assert code == 0, err
+    s = summary(run_dir)
+    assert s["status"] == "completed" and s["resumed_from"] == 5
+    assert s["environment"]["threads"]["intra_op"] == 1
+    assert seen and set(seen) == {1}  # the resumed steps ran on the run's own thread count
+    assert len(warned) == 1 and "resuming with the 1 thread(s) this run started with, not 2 (train.threads=2)" in warned[0]
+
+
+# ------------------------------------------------------------------------------------- code under hydra
+@pytest.mark.parametrize("override", [
+    "+hydra.callbacks.x._target_=builtins.open +hydra.callbacks.x.file={marker} +hydra.callbacks.x.mode=w",
+    "hydra={{callbacks:{{x:{{_target_:builtins.open,file:'{marker}',mode:w}}}}}}",
+    "+hydra.job_logging.handlers.x.class=logging.FileHandler +hydra.job_logging.handlers.x.filename={marker}",
+])
+def test_code_under_hydra_is_refused_before_it_runs(tmp_path, monkeypatch, capsys, override):
+    marker, run_dir = tmp_path / "marker", tmp_path / "run"
+    code, err = call_main(monkeypatch, capsys, *DLN, *override.format(marker=marker).split(), f"hydra.run.dir={run_dir}")
+    assert code == 2 and one_line(err), err
+    assert "overrides under hydra may not name code to run" in err
+    assert not marker.exists() and not run_dir.exists()
+
+
+def test_hydra_node_allows_only_the_shipped_launchers():
+    from hydra import compose, initialize_config_dir
+
+    from experiments.preflight import Refused, check_hydra_node
+
+    conf = str(Path(entry.CONF_DIR))
+    with initialize_config_dir(version_base="1.3", config_dir=conf):
+        for launcher in ("basic", "parallel", "submitit", "slurm"):
+            check_hydra_node(compose("config", [f"hydra/launcher={launcher}"], return_hydra_config=True).hydra)
+        hydra = compose("config", ["hydra.launcher._target_=builtins.exec"], return_hydra_config=True).hydra
+    with pytest.raises(Refused, match="hydra.launcher._target_=builtins.exec: bnstudy instantiates only its own"):
+        check_hydra_node(hydra)
+
+
+# ------------------------------------------------------------------------------------- .hydra records
+def hydra_records(*dirs: Path) -> dict[Path, bytes]:
+    return {p: p.read_bytes() for d in dirs for p in sorted(d.rglob("*.yaml"))}
+
+
+def test_a_refused_run_leaves_the_run_record_untouched(tmp_path, monkeypatch, capsys):
+    from bnstudy.records import RunLock
+
+    run_dir = tmp_path / "run"
+    args = [*DLN, f"hydra.run.dir={run_dir}"]
+    assert call_main(monkeypatch, capsys, *args)[0] == 0
+    before = hydra_records(run_dir)
+    assert len(before) == 3
+    code, err = call_main(monkeypatch, capsys, *args, "optim.lr=2e-4")
+    assert code == 2 and "holds a run with another config (optim.lr: 0.0001 -> 0.0002)" in err
+    with RunLock(run_dir):  # a second process into a live run
+        code, err = call_main(monkeypatch, capsys, *args)
+    assert code == 2 and "is in use by another run" in err
+    assert call_main(monkeypatch, capsys, *args, "progress=true")[0] == 0  # accepted: nothing to do
+    assert hydra_records(run_dir) == before
+
+
+def test_a_sweep_resumed_in_another_order_is_refused_before_anything_is_written(tmp_path, monkeypatch, capsys):
+    sweep = tmp_path / "sweep"
+    args = ["-m", *DLN, f"hydra.sweep.dir={sweep}"]
+    assert call_main(monkeypatch, capsys, *args, "optim.lr=1e-4,2e-4")[0] == 0
+    before = hydra_records(sweep)
+    assert sweep / "multirun.yaml" in before and len(before) == 7
+    code, err = call_main(monkeypatch, capsys, *args, "optim.lr=2e-4,1e-4")
+    assert code == 2 and one_line(err), err
+    assert f"job #0 (optim.lr=0.0002): {sweep / '0'} holds a run with another config" in err
+    assert "(and 1 more job(s)); no job of the sweep was started" in err
+    assert hydra_records(sweep) == before
+    code, err = call_main(monkeypatch, capsys, *args, "optim.lr=1e-4,2e-4", "progress=true")  # accepted resume
+    assert code == 0, err
+    assert hydra_records(sweep) == before
+
+
+# ------------------------------------------------------------------------------------- sweeps
+def test_a_bad_value_refuses_the_whole_sweep_before_its_first_job(tmp_path, monkeypatch, capsys):
+    sweep = tmp_path / "sweep"
+    code, err = call_main(monkeypatch, capsys, "-m", *DLN, "optim.lr=1e-4,-1,2e-4", f"hydra.sweep.dir={sweep}")
+    assert code == 2 and one_line(err), err
+    assert "error: job #1 (optim.lr=-1): optim.lr=-1.0 must be > 0; no job of the sweep was started" in err
+    assert not sweep.exists()
+
+
+def check_sweep_went_on(sweep: Path, code: int, err: str) -> None:
+    assert code == 1, err
+    assert [summary(sweep / j)["status"] for j in ("0", "2")] == ["completed", "completed"]
+    assert "data.train_size=1000, but the split has 64 samples" in err  # the job's own line
+    assert f"sweep {sweep}: 3 job(s): 2 completed, 1 not started" in err
+    assert "job #1 (data.train_size=1000) not started" in err
+    assert f"error: 1 of 3 job(s) did not finish (#1); fix the cause and resume the sweep: the same command " \
+           f"with hydra.sweep.dir={sweep}" in err
+    assert "Traceback" not in err
+
+
+def test_a_job_failing_at_run_time_does_not_stop_the_sweep(tmp_path, monkeypatch, capsys):
+    sweep = tmp_path / "sweep"
+    code, err = call_main(monkeypatch, capsys, "-m", *DLN, "data.train_size=32,1000,48", f"hydra.sweep.dir={sweep}")
+    check_sweep_went_on(sweep, code, err)
+
+
+@pytest.mark.slow
+def test_a_failing_job_does_not_stop_the_parallel_launcher(tmp_path):
+    import subprocess
+
+    sweep, root = tmp_path / "sweep", Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "experiments.train", "-m", "hydra/launcher=parallel", *DLN,
+                           "data.train_size=32,1000,48", f"hydra.sweep.dir={sweep}"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    check_sweep_went_on(sweep, proc.returncode, proc.stderr)
