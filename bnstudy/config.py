@@ -1,14 +1,18 @@
 """Structured configs (dataclasses) for every Hydra config group, registered in the ConfigStore.
 
 Each group's YAML files under ``conf/`` list their schema first in ``defaults:``; a typo in a key or a
-wrong type then fails at start with Hydra's own error naming it. Each group maps to one registry in
+wrong type then fails at start with Hydra's own error naming it. Options with a few fixed names are Enums
+(Hydra lists the valid names itself); every numeric field carries its valid range in its metadata
+(``ranged``), checked in one place (``check_ranges``) before anything is written. Each group maps to one registry in
 code: ``model`` -> ``bnstudy.models.MODELS``, ``norm`` -> ``bnstudy.norms.NORMS``, ``data`` ->
 ``bnstudy.data.DATASETS``, ``optim`` -> ``bnstudy.train.OPTIMIZERS``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, fields, is_dataclass
+from enum import Enum
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
@@ -17,6 +21,78 @@ from omegaconf import MISSING
 
 class ConfigError(ValueError):
     """A config value that cannot work; the message says what to change (the entry point prints it alone)."""
+
+
+# ---------------------------------------------------------------------------------- ranges, choices
+@dataclass(frozen=True)
+class Range:
+    """Valid values of a numeric field (or of each item of a list field); floats must also be finite."""
+
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False  # lo itself excluded
+    hi_open: bool = False
+
+    def holds(self, v: float) -> bool:
+        if isinstance(v, float) and not math.isfinite(v):
+            return False
+        return ((self.lo is None or (v > self.lo if self.lo_open else v >= self.lo))
+                and (self.hi is None or (v < self.hi if self.hi_open else v <= self.hi)))
+
+    def __str__(self) -> str:
+        num = lambda x: str(int(x)) if float(x).is_integer() else f"{x:g}"
+        if self.lo is not None and self.hi is not None:
+            return f"in {'(' if self.lo_open else '['}{num(self.lo)}, {num(self.hi)}{')' if self.hi_open else ']'}"
+        if self.lo is not None:
+            return f"{'>' if self.lo_open else '>='} {num(self.lo)}"
+        return f"{'<' if self.hi_open else '<='} {num(self.hi)}"
+
+
+def ranged(default: Any = MISSING, *, gt: float | None = None, ge: float | None = None, lt: float | None = None,
+           le: float | None = None, factory: Any = None) -> Any:
+    """A dataclass field whose value (or each item of its list) must lie in the given range."""
+    r = Range(gt if gt is not None else ge, lt if lt is not None else le, gt is not None, lt is not None)
+    if factory is not None:
+        return field(default_factory=factory, metadata={"range": r})
+    return field(default=default, metadata={"range": r})
+
+
+def check_ranges(obj: Any, prefix: str = "") -> None:
+    """Raise ``ConfigError`` for the first field of ``obj`` (a config dataclass, walked recursively) that
+    is out of its ``ranged`` range, naming it, its value and the range."""
+    for f in fields(obj):
+        value, key = getattr(obj, f.name), f"{prefix}{f.name}"
+        if is_dataclass(value):
+            check_ranges(value, f"{key}.")
+        r = f.metadata.get("range")
+        if r is None or value is None:
+            continue
+        if isinstance(value, (list, tuple)):
+            if not all(r.holds(v) for v in value):
+                raise ConfigError(f"{key}={list(value)}: each value must be {r}")
+        elif not r.holds(value):
+            finite = "a finite number " if isinstance(value, float) and not math.isfinite(value) else ""
+            raise ConfigError(f"{key}={value} must be {finite}{r}")
+
+
+class Choice(str, Enum):
+    """An option with a few fixed names: equal to its name as a string, and printed as it."""
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+
+Position = Choice("Position", {"before": "before", "after": "after"})
+NoiseWhere = Choice("NoiseWhere", {"after_affine": "after_affine", "before_affine": "before_affine"})
+Spacing = Choice("Spacing", {"log": "log", "linear": "linear"})
+BetaWrt = Choice("BetaWrt", {"weights": "weights", "activations": "activations"})
+Device = Choice("Device", {"auto": "auto", "cpu": "cpu", "cuda": "cuda"})
+Scale = Choice("Scale", {"quick": "quick", "paper": "paper"})
+ResumeMismatch = Choice("ResumeMismatch", {"refuse": "refuse", "allow": "allow"})
+SEED_LIMIT = 2**32  # seeds (times 1,000,003 in the batch sampler) stay inside torch's 64-bit seeds
 
 
 # --------------------------------------------------------------------------------------------- model
@@ -35,8 +111,8 @@ class SmallCNNConf(ModelConf):
     """Seed 001's CNN: conv 5x5 (8) -> pool -> conv 5x5 (16) -> pool -> linear."""
 
     name: str = "small_cnn"
-    channels: list[int] = field(default_factory=lambda: [8, 16])
-    kernel_size: int = 5
+    channels: list[int] = ranged(factory=lambda: [8, 16], ge=1)
+    kernel_size: int = ranged(5, ge=1)
 
 
 @dataclass
@@ -44,8 +120,8 @@ class VGGConf(ModelConf):
     """CIFAR VGG: 3x3 convs with max-pools, one linear classifier. depth in {11, 13, 16, 19}."""
 
     name: str = "vgg"
-    depth: int = 16
-    width: float = 1.0  # channel multiplier (quick scale uses narrow nets)
+    depth: int = ranged(16, ge=11, le=19)  # 11, 13, 16 or 19 (bnstudy.models.VGG_LAYOUTS)
+    width: float = ranged(1.0, gt=0)  # channel multiplier (quick scale uses narrow nets)
 
 
 @dataclass
@@ -53,8 +129,8 @@ class DLNConf(ModelConf):
     """Deep linear network: ``num_layers`` square ``dim`` x ``dim`` linear layers, no non-linearity."""
 
     name: str = "dln"
-    num_layers: int = 25
-    dim: int = 10
+    num_layers: int = ranged(25, ge=1)
+    dim: int = ranged(10, ge=1)
     activation: str = "identity"
     norm_last: bool = False  # [open] normalise after the output layer too (default: hidden layers only)
 
@@ -65,17 +141,17 @@ class NormConf:
     """One switch for every model. ``name`` is the key in ``bnstudy.norms.NORMS``."""
 
     name: str = "none"  # none | batch | noisy_batch | noise | l1 | l2 | linf | layer | group | instance
-    position: str = "before"  # before | after the activation
-    eps: float = 1e-5
-    momentum: float = 0.1  # running-statistics momentum (PyTorch convention)
+    position: Position = Position.before  # the norm before or after the activation
+    eps: float = ranged(1e-5, gt=0)
+    momentum: float = ranged(0.1, ge=0, le=1)  # running-statistics momentum (PyTorch convention)
     affine: bool = True
-    groups: int = 8  # GroupNorm groups (clipped to divide the channels)
+    groups: int = ranged(8, ge=1)  # GroupNorm groups (clipped to divide the channels)
     # Algorithm 1 (noisy BatchNorm) constants
-    noise_mu: float = 0.5  # n_mu: mu_j ~ U(-n_mu, n_mu)
-    noise_sigma: float = 1.25  # n_sigma: sigma_j ~ U(1, n_sigma)
-    noise_r_mu: float = 0.1  # r_mu: m_ij ~ U(mu_j - r_mu, mu_j + r_mu)
-    noise_r_sigma: float = 0.1  # r_sigma: s_ij ~ N(sigma_j, r_sigma)   (a standard deviation)
-    noise_where: str = "after_affine"  # [open] after_affine | before_affine
+    noise_mu: float = ranged(0.5, ge=0)  # n_mu: mu_j ~ U(-n_mu, n_mu)
+    noise_sigma: float = ranged(1.25, ge=1)  # n_sigma: sigma_j ~ U(1, n_sigma)
+    noise_r_mu: float = ranged(0.1, ge=0)  # r_mu: m_ij ~ U(mu_j - r_mu, mu_j + r_mu)
+    noise_r_sigma: float = ranged(0.1, ge=0)  # r_sigma: s_ij ~ N(sigma_j, r_sigma)   (a standard deviation)
+    noise_where: NoiseWhere = NoiseWhere.after_affine  # [open] after_affine | before_affine
 
 
 # ---------------------------------------------------------------------------------------------- data
@@ -86,57 +162,57 @@ class DataConf:
     name: str = "fashion_mnist"  # fashion_mnist | mnist | cifar10 | gaussian
     root: Optional[str] = None  # None: the dataset's default location (see README)
     download: bool = False  # torchvision download where there is internet
-    train_size: Optional[int] = None  # keep the first N training samples (None: all)
-    test_size: Optional[int] = None
+    train_size: Optional[int] = ranged(None, ge=1)  # keep the first N training samples (None: all)
+    test_size: Optional[int] = ranged(None, ge=1)
     normalize: bool = True  # per-channel standardisation with training-set statistics
     # gaussian (the DLN's regression): x ~ N(0, I), y = A x, A_ij ~ N(0, 1)
-    dim: int = 10
-    num_train: int = 1000
-    num_test: int = 1000
-    data_seed: int = 0  # [open] seed of A and x, separate from the run seed
+    dim: int = ranged(10, ge=1)
+    num_train: int = ranged(1000, ge=1)
+    num_test: int = ranged(1000, ge=1)
+    data_seed: int = ranged(0, ge=0, lt=SEED_LIMIT)  # [open] seed of A and x, separate from the run seed
 
 
 # --------------------------------------------------------------------------------------------- optim
 @dataclass
 class OptimConf:
     name: str = "sgd"  # key in bnstudy.train.OPTIMIZERS
-    lr: float = 0.1
-    momentum: float = 0.0
-    weight_decay: float = 0.0
+    lr: float = ranged(0.1, gt=0)
+    momentum: float = ranged(0.0, ge=0, lt=1)
+    weight_decay: float = ranged(0.0, ge=0)
 
 
 # ------------------------------------------------------------------------------------------- measure
 @dataclass
 class ActivationsConf:
-    every: int = 0  # 0 = off; N = every N steps (1 = every step)
-    layers: list[int] = field(default_factory=lambda: [1, 2])  # 1-based block indices
-    units: int = 1  # how many units (channels) per layer, picked once at random (seeded)
-    samples: int = 128  # values kept per unit and step for histograms
-    quantiles: list[float] = field(default_factory=lambda: [0.05, 0.25, 0.5, 0.75, 0.95])
+    every: int = ranged(0, ge=0)  # 0 = off; N = every N steps (1 = every step)
+    layers: list[int] = ranged(factory=lambda: [1, 2], ge=1)  # 1-based block indices
+    units: int = ranged(1, ge=1)  # how many units (channels) per layer, picked once at random (seeded)
+    samples: int = ranged(128, ge=1)  # values kept per unit and step for histograms
+    quantiles: list[float] = ranged(factory=lambda: [0.05, 0.25, 0.5, 0.75, 0.95], ge=0, le=1)
 
 
 @dataclass
 class ICSConf:
-    every: int = 0
-    layers: list[int] = field(default_factory=lambda: [1, 2])
+    every: int = ranged(0, ge=0)
+    layers: list[int] = ranged(factory=lambda: [1, 2], ge=1)
 
 
 @dataclass
 class LandscapeConf:
     """Loss band, gradient predictiveness and effective beta share one eta grid and one pass per eta."""
 
-    every: int = 0
-    eta_min: float = 0.5  # multiples of the learning rate ([1/2, 4] x lr for CNNs)
-    eta_max: float = 4.0
-    points: int = 8
-    spacing: str = "log"  # log | linear
-    beta_wrt: str = "weights"  # weights | activations (the browser reproduction's variant)
-    beta_layer: int = 1  # block whose activations are used when beta_wrt=activations
+    every: int = ranged(0, ge=0)
+    eta_min: float = ranged(0.5, gt=0)  # multiples of the learning rate ([1/2, 4] x lr for CNNs)
+    eta_max: float = ranged(4.0, gt=0)
+    points: int = ranged(8, ge=1)
+    spacing: Spacing = Spacing.log
+    beta_wrt: BetaWrt = BetaWrt.weights  # activations: the browser reproduction's variant
+    beta_layer: int = ranged(1, ge=1)  # block whose activations are used when beta_wrt=activations
 
 
 @dataclass
 class LossChangeConf:
-    every: int = 0
+    every: int = ranged(0, ge=0)
 
 
 @dataclass
@@ -151,22 +227,22 @@ class MeasureConf:
 # --------------------------------------------------------------------------------------------- train
 @dataclass
 class TrainConf:
-    steps: int = 1000
-    batch_size: int = 128
+    steps: int = ranged(1000, gt=0)
+    batch_size: int = ranged(128, gt=0)
     loss: str = "auto"  # auto | cross_entropy | mse_sum | mse_mean   (auto: mse_sum for regression)
-    log_every: int = 10  # training loss/accuracy on the step's batch
-    eval_every: int = 100  # eval on a fixed train subset and on the test set (0 = off)
-    measure_every: int = 100  # the schedule experiments give their measurements (set by the scale)
-    eval_size: int = 2000  # size of the fixed train subset and of the test subset used
-    eval_batch_size: int = 1000
-    checkpoint_every: int = 500  # 0 = off
-    device: str = "auto"  # auto | cpu | cuda
+    log_every: int = ranged(10, gt=0)  # training loss/accuracy on the step's batch
+    eval_every: int = ranged(100, ge=0)  # eval on a fixed train subset and on the test set (0 = off)
+    measure_every: int = ranged(100, gt=0)  # the schedule experiments give their measurements (set by the scale)
+    eval_size: int = ranged(2000, gt=0)  # size of the fixed train subset and of the test subset used
+    eval_batch_size: int = ranged(1000, gt=0)
+    checkpoint_every: int = ranged(500, ge=0)  # 0 = off
+    device: Device = Device.auto
     deterministic: bool = True
     channels_last: bool = False
     tf32: bool = False
-    divergence_loss: float = 1e6  # a loss above this (or NaN/inf) marks the run diverged
-    chance_patience: int = 0  # evals in a row at chance accuracy before "diverged" (0 = never)
-    threads: int = 0  # torch intra-op threads (0 = PyTorch's default; 1 is fastest for the tiny DLN)
+    divergence_loss: float = ranged(1e6, gt=0)  # a loss above this (or NaN/inf) marks the run diverged
+    chance_patience: int = ranged(0, ge=0)  # evals in a row at chance accuracy before "diverged" (0 = never)
+    threads: int = ranged(0, ge=0)  # torch intra-op threads (0 = PyTorch's default; 1 is fastest for the tiny DLN)
     flush_denormal: bool = True  # CPU: flush denormal floats to zero (unnormalised deep nets slow ~10x without)
 
 
@@ -178,11 +254,11 @@ class Config:
     optim: OptimConf = MISSING
     measure: MeasureConf = MISSING
     train: TrainConf = field(default_factory=TrainConf)
-    seed: int = 0
+    seed: int = ranged(0, ge=0, lt=SEED_LIMIT)
     name: str = "run"  # experiment name, used in output paths
-    scale: str = "quick"  # quick | paper
+    scale: Scale = Scale.quick
     resume: bool = True  # continue from a checkpoint in the run dir when there is one
-    resume_mismatch: str = "refuse"  # refuse | allow: resume a run started with other code or libraries
+    resume_mismatch: ResumeMismatch = ResumeMismatch.refuse  # allow: resume a run started with other code or libraries
     progress: bool = True  # tqdm bar
 
 

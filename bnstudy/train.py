@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
-from bnstudy.config import Config, ConfigError, OptimConf
+from bnstudy.config import Config, ConfigError, OptimConf, check_ranges
 from bnstudy.data import BatchSampler, TensorData, load_dataset
 from bnstudy.measures.functional import RNGState
 from bnstudy.measures.schedule import Probes
@@ -85,7 +85,7 @@ def resolve_device(name: str) -> torch.device:
         raise ConfigError(f"train.device={name!r} is unknown; valid: ['auto', 'cpu', 'cuda']")
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("train.device=cuda but no CUDA device is available: use train.device=auto or cpu")
-    return torch.device(name)
+    return torch.device(str(name))
 
 
 def loss_name(cfg: Config, data: TensorData) -> str:
@@ -98,18 +98,14 @@ def loss_name(cfg: Config, data: TensorData) -> str:
 
 
 def validate(cfg: Config, n_train: int | None = None, n_layers: int | None = None) -> None:
-    """Impossible values fail before anything runs, with one line saying what to change."""
+    """Impossible values fail before anything runs, with one line saying what to change: every numeric
+    field's range (``check_ranges``), then what ties fields together, the data and the model."""
+    check_ranges(cfg)
     t, m = cfg.train, cfg.measure
     checks = [
-        (cfg.optim.lr > 0, f"optim.lr={cfg.optim.lr} must be > 0"),
-        (t.steps > 0, f"train.steps={t.steps} must be > 0"),
-        (t.batch_size > 0, f"train.batch_size={t.batch_size} must be > 0"),
-        (t.log_every > 0, f"train.log_every={t.log_every} must be > 0"),
-        (min(t.eval_every, t.checkpoint_every, m.activations.every, m.ics.every, m.landscape.every,
-             m.loss_change.every) >= 0, "schedules (…every) must be >= 0 (0 = off)"),
         (cfg.optim.name in OPTIMIZERS, f"optim.name={cfg.optim.name!r} is unknown; valid: {sorted(OPTIMIZERS)}"),
-        (cfg.norm.position in ("before", "after"), f"norm.position={cfg.norm.position!r}; valid: ['after', 'before']"),
-        (cfg.resume_mismatch in ("refuse", "allow"), f"resume_mismatch={cfg.resume_mismatch!r}; valid: ['allow', 'refuse']"),
+        (m.landscape.eta_min <= m.landscape.eta_max,
+         f"measure.landscape.eta_min={m.landscape.eta_min} exceeds eta_max={m.landscape.eta_max}"),
     ]
     if n_train is not None:
         checks.append((t.batch_size <= n_train,

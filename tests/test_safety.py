@@ -277,3 +277,47 @@ def test_a_failing_job_does_not_stop_the_parallel_launcher(tmp_path):
                            "data.train_size=32,1000,48", f"hydra.sweep.dir={sweep}"],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     check_sweep_went_on(sweep, proc.returncode, proc.stderr)
+
+
+# ------------------------------------------------------------------------------------- validation
+def test_every_numeric_config_field_has_a_range():
+    import dataclasses
+
+    import bnstudy.config as C
+
+    schemas = [v for v in vars(C).values() if dataclasses.is_dataclass(v) and isinstance(v, type)
+               and v.__module__ == C.__name__ and v is not C.Range]
+    assert len(schemas) >= 12
+    missing = [f"{s.__name__}.{f.name}" for s in schemas for f in dataclasses.fields(s)
+               if any(t in str(f.type) for t in ("int", "float")) and "range" not in f.metadata]
+    assert not missing
+
+
+@pytest.mark.parametrize("override, message", [
+    ("norm.momentum=2", "norm.momentum=2.0 must be in [0, 1]"),
+    ("norm.eps=0", "norm.eps=0.0 must be > 0"),
+    ("norm.noise_sigma=0.5", "norm.noise_sigma=0.5 must be >= 1"),
+    ("optim.lr=inf", "optim.lr=inf must be a finite number > 0"),
+    ("optim.lr=nan", "optim.lr=nan must be a finite number > 0"),
+    ("optim.momentum=1", "optim.momentum=1.0 must be in [0, 1)"),
+    ("train.eval_size=0", "train.eval_size=0 must be > 0"),
+    ("data.num_train=0", "data.num_train=0 must be >= 1"),
+    ("seed=-1", "seed=-1 must be in [0, 4294967296)"),
+    ("measure.activations.quantiles=[0.5,2]", "measure.activations.quantiles=[0.5, 2.0]: each value must be in [0, 1]"),
+    ("measure.landscape.eta_min=-1", "measure.landscape.eta_min=-1.0 must be > 0"),
+    ("measure.landscape.eta_min=5", "measure.landscape.eta_min=5.0 exceeds eta_max=4.0"),
+])
+def test_out_of_range_values_are_refused_before_anything_is_written(tmp_path, monkeypatch, capsys, override, message):
+    run_dir = tmp_path / "run"
+    code, err = call_main(monkeypatch, capsys, *DLN, override, f"hydra.run.dir={run_dir}")
+    assert code == 2 and err == f"error: {message}\n"
+    assert not run_dir.exists()
+
+
+@pytest.mark.parametrize("override, valid", [("norm.position=sideways", "[before, after]"),
+                                              ("train.device=tpu", "[auto, cpu, cuda]"),
+                                              ("measure.landscape.spacing=cubic", "[log, linear]")])
+def test_few_name_options_list_their_values(tmp_path, monkeypatch, capsys, override, valid):
+    code, err = call_main(monkeypatch, capsys, *DLN, override, f"hydra.run.dir={tmp_path / 'run'}")
+    assert code == 1 and f"expected one of {valid}" in err  # Hydra's own message, from the Enum
+    assert not (tmp_path / "run").exists()
