@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from bnstudy.records import read_metrics
+from bnstudy.records import read_metrics, write_atomic
 from bnstudy.runs import find_runs
 
 NORM_STYLE = {  # colour per normalisation, shared by every figure
@@ -298,14 +298,12 @@ FIGURES: dict[str, tuple[Callable, tuple[str, ...]]] = {
 
 
 def save(fig, out_dir: Path, name: str) -> list[Path]:
-    """Write ``name.png`` and ``name.pdf`` (through temp files, so a figure is never half-written)."""
+    """Write ``name.png`` and ``name.pdf`` (``write_atomic``: never half-written, never through a link)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for ext in ("png", "pdf"):
         path = out_dir / f"{name}.{ext}"
-        tmp = out_dir / f".{name}.tmp.{ext}"
-        fig.savefig(tmp, bbox_inches="tight")
-        tmp.replace(path)
+        write_atomic(path, lambda f: fig.savefig(f, format=ext, bbox_inches="tight"))
         paths.append(path)
     plt.close(fig)
     return paths

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -19,6 +20,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--results", type=Path, default=Path("results"), help="root of the runs")
     p.add_argument("--out", type=Path, default=None, help="default: <results>/figures")
     a = p.parse_args(argv)
+    unknown = [n for n in a.names if n not in FIGURES]
+    if unknown:  # before any figure is drawn: one line, the valid names
+        sys.exit(f"error: unknown figure {', '.join(map(repr, unknown))}; valid: {', '.join(sorted(FIGURES))}")
     for path in draw(a.names, a.results, a.scale, a.out or a.results / "figures"):
         print(path)
 

@@ -374,8 +374,8 @@ def test_clean_results_asks_first(tmp_path, monkeypatch, capsys):
     src = tmp_path / "src"
     _fake_run(src / "r", "completed")
     (src / "notes.py").write_text("precious = True\n")
-    assert clean_results.main([str(src), "--yes"]) == 1 and (src / "notes.py").exists()
-    assert "not run results" in capsys.readouterr().out
+    assert clean_results.main([str(src), "--yes"]) == 0 and (src / "notes.py").exists()  # only the run goes
+    assert not (src / "r").exists() and "keeping 1 other file(s) (not run results)" in capsys.readouterr().out
 
     monkeypatch.setattr("builtins.input", lambda prompt: "y")
     assert clean_results.main([str(root)]) == 0 and not root.exists()

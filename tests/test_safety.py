@@ -321,3 +321,67 @@ def test_few_name_options_list_their_values(tmp_path, monkeypatch, capsys, overr
     code, err = call_main(monkeypatch, capsys, *DLN, override, f"hydra.run.dir={tmp_path / 'run'}")
     assert code == 1 and f"expected one of {valid}" in err  # Hydra's own message, from the Enum
     assert not (tmp_path / "run").exists()
+
+
+# ------------------------------------------------------------------------------------- deleting
+def test_clean_results_deletes_only_what_the_suite_wrote(tmp_path, monkeypatch, capsys):
+    import experiments.clean_results as clean_results
+
+    monkeypatch.chdir(tmp_path)
+    results, marker = Path("results"), tmp_path / "marker"
+    marker.write_text("precious\n")
+    (results / "reference").mkdir(parents=True)
+    (results / "README.md").write_text("committed\n")  # the default folder's committed README
+    (results / "reference" / "REPORT.md").write_text("committed\n")
+
+    def fake_run(run_dir: Path) -> None:
+        (run_dir / ".hydra").mkdir(parents=True)
+        for name in ("config.yaml", "hydra.yaml", "overrides.yaml"):
+            (run_dir / ".hydra" / name).write_text("x: 1\n")
+        for name in ("metrics.csv", "train.log", ".lock", "checkpoint.pt", ".summary.json.4242.tmp"):
+            (run_dir / name).write_text("x\n")
+        write_json_atomic(run_dir / "summary.json", {"status": "completed", "step": 1, "config": {}})
+        (run_dir.parent / "multirun.yaml").write_text("hydra: {}\n")
+
+    mine = [results / "x" / "s" / "0", results / "y" / "s" / "0", results / "y" / "s" / "1"]
+    for run_dir in mine:
+        fake_run(run_dir)
+    foreign = [results / "x" / "s" / "0" / "notes.txt", results / "x" / "s" / "0" / ".keep",
+               results / "x" / "s" / ".gitignore"]
+    for path in foreign:
+        path.write_text("mine\n")
+    (results / "x" / "s" / "0" / "link").symlink_to(marker)
+    assert clean_results.main(["--yes"]) == 0
+    out = capsys.readouterr().out
+    assert "deleted the results of 3 run(s)" in out and "keeping 6 other file(s) (not run results)" in out
+    assert not (results / "y").exists()  # nothing but the suite's files: gone, folders too
+    assert sorted(p.name for p in (results / "x" / "s" / "0").iterdir()) == [".keep", "link", "notes.txt"]
+    assert all(p.read_text() == "mine\n" for p in foreign) and marker.read_text() == "precious\n"
+    assert (results / "README.md").exists() and (results / "reference" / "REPORT.md").exists()
+
+
+def test_unknown_figure_name_is_one_line(tmp_path, capsys):
+    import experiments.figures as figures
+
+    with pytest.raises(SystemExit) as exit:
+        figures.main(["fig1", "fig9", "--results", str(tmp_path)])
+    assert exit.value.code == "error: unknown figure 'fig9'; valid: browser, fig1, fig2, fig3, fig4, fig5, quick"
+    assert not (tmp_path / "figures").exists()
+
+
+def test_figures_are_written_atomically_and_never_through_a_link(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from bnstudy.figures import save
+
+    marker = tmp_path / "marker"
+    marker.write_text("precious\n")
+    (tmp_path / "f.pdf").symlink_to(marker)
+    fig = plt.figure()
+    with pytest.raises(LinkRefusedError, match="f.pdf is a symbolic link"):
+        save(fig, tmp_path, "f")
+    assert (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG" and marker.read_text() == "precious\n"
+    assert not tmp_files(tmp_path)
