@@ -385,3 +385,15 @@ def test_figures_are_written_atomically_and_never_through_a_link(tmp_path):
         save(fig, tmp_path, "f")
     assert (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG" and marker.read_text() == "precious\n"
     assert not tmp_files(tmp_path)
+
+
+def test_read_only_folder_is_one_line_before_anything_is_written(tmp_path, monkeypatch, capsys):
+    """(Simulated: as root, permissions cannot make a folder read-only; os.access also sees read-only mounts.)"""
+    run_dir = tmp_path / "ro" / "run"
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **k: False if Path(p) == tmp_path and mode == os.W_OK
+                        else real(p, mode, **k))
+    code, err = call_main(monkeypatch, capsys, *DLN, f"hydra.run.dir={run_dir}")
+    assert code == 2 and one_line(err), err
+    assert f"error: cannot write in {run_dir}: {tmp_path} is read-only; pick a writable folder" in err
+    assert not (tmp_path / "ro").exists()
