@@ -220,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         for what, why in failures:
             print(f"- {what}: {'; '.join(why)}")
         return 1
-    print(f"\nverify: {len(df)} values in {df['run'].nunique() if len(df) else 0} runs match the reference "
+    print(f"\nverify: {len(df)} values in {len(df[['experiment', 'run']].drop_duplicates())} runs match the reference "
           f"({(df['verdict'] == 'identical').sum()} identical, {(df['verdict'] == 'within band').sum()} within band)")
     return 0
 
