@@ -229,7 +229,7 @@ class MeasureConf:
 class TrainConf:
     steps: int = ranged(1000, gt=0)
     batch_size: int = ranged(128, gt=0)
-    loss: str = "auto"  # auto | cross_entropy | mse_sum | mse_mean   (auto: mse_sum for regression)
+    loss: str = "auto"  # auto | cross_entropy | mse_sum | mse_half_sum | mse_mean   (auto: mse_sum for regression)
     log_every: int = ranged(10, gt=0)  # training loss/accuracy on the step's batch
     eval_every: int = ranged(100, ge=0)  # eval on a fixed train subset and on the test set (0 = off)
     measure_every: int = ranged(100, gt=0)  # the schedule experiments give their measurements (set by the scale)

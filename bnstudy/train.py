@@ -41,6 +41,9 @@ OPTIMIZERS: dict[str, Callable[[list, OptimConf], torch.optim.Optimizer]] = {
 LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "cross_entropy": F.cross_entropy,
     "mse_sum": lambda out, y: (out - y).pow(2).sum(),  # ||W x - A x||^2 summed over the batch
+    # half the sum, as TensorFlow's l2_loss: gradients exactly half of mse_sum's, so an SGD step at lr is
+    # mse_sum's step at lr/2 (the DLN's loss reduction is not stated by the paper: an [open] choice)
+    "mse_half_sum": lambda out, y: 0.5 * (out - y).pow(2).sum(),
     "mse_mean": lambda out, y: (out - y).pow(2).sum(1).mean(),
 }
 
