@@ -1,0 +1,60 @@
+"""Scale invariance of weights followed by a normalisation, and the effective learning rate it implies.
+
+If L(c w) = L(w) for every c > 0 (w: a layer's weight and bias, followed by BN or another
+normalisation), Euler's theorem gives <w, grad L> = 0, so plain SGD grows the norm:
+``||w - eta g||^2 = ||w||^2 + eta^2 ||g||^2``; the step moves w by an angle, and the effective
+learning rate on the sphere is eta / ||w||^2 (van Laarhoven 2017; Arora et al. 2019). BN's eps breaks
+the invariance slightly. The weight and the bias are taken together: with the norm after the
+activation (ReLU(c (W x + b)) = c ReLU(W x + b)) only their joint scaling is invariant.
+Read off w_t, g_t and w_{t+1}, which the step has anyway: zero extra passes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from bnstudy.norms import LpNorm
+
+SCALE_METRICS = ("si_dot", "si_cos", "si_wnorm", "si_gnorm", "si_eff_lr", "si_angle", "si_dnorm2", "si_dnorm2_pred")
+
+
+def is_scale_invariant(block: nn.Module) -> bool:
+    """A Block whose normalisation divides out a positive rescaling of its layer's output."""
+    return isinstance(block.norm, (_BatchNorm, LpNorm, nn.GroupNorm, nn.LayerNorm))
+
+
+@dataclass
+class ScaleStep:
+    """One layer's w = (weight, bias) over one optimiser step."""
+
+    dot: torch.Tensor  # <w_t, g_t>: 0 for an exactly scale-invariant loss
+    cos: torch.Tensor  # <w_t, g_t> / (||w_t|| ||g_t||)
+    w_norm: torch.Tensor  # ||w_t||
+    g_norm: torch.Tensor  # ||g_t||
+    eff_lr: torch.Tensor  # eta / ||w_t||^2
+    angle: torch.Tensor  # the angle between w_t and w_{t+1}, in radians
+    dnorm2: torch.Tensor  # ||w_{t+1}||^2 - ||w_t||^2, as the optimiser moved it
+    dnorm2_pred: torch.Tensor  # eta^2 ||g_t||^2: the same, predicted for plain SGD and exact invariance
+
+    def values(self) -> list[torch.Tensor]:
+        """In the order of ``SCALE_METRICS``."""
+        return [self.dot, self.cos, self.w_norm, self.g_norm, self.eff_lr, self.angle, self.dnorm2, self.dnorm2_pred]
+
+
+def _flat(ts: list[torch.Tensor]) -> torch.Tensor:
+    return torch.cat([t.detach().reshape(-1).double() for t in ts])
+
+
+def scale_step(w_before: list[torch.Tensor], grads: list[torch.Tensor], w_after: list[torch.Tensor],
+               lr: float) -> ScaleStep:
+    """The numbers of one layer from its tensors before and after the step (in float64)."""
+    w, g, w1 = _flat(w_before), _flat(grads), _flat(w_after)
+    wn, gn, w1n = (torch.linalg.vector_norm(t) for t in (w, g, w1))
+    dot = torch.dot(w, g)
+    u, v = w / wn, w1 / w1n
+    angle = 2 * torch.atan2(torch.linalg.vector_norm(u - v), torch.linalg.vector_norm(u + v))  # exact for tiny angles
+    return ScaleStep(dot, dot / (wn * gn), wn, gn, lr / wn ** 2, angle, w1n ** 2 - wn ** 2, lr ** 2 * gn ** 2)

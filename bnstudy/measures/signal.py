@@ -1,0 +1,61 @@
+"""Signal propagation: per-layer gradient norms and the effective rank of each layer's batch activations.
+
+Bjorck et al. 2018 trace BN's benefit to gradients that neither explode nor vanish with depth;
+Daneshmand et al. 2020 show BN keeps a batch's representations from collapsing towards rank one.
+Both are read off the training step: forward hooks keep each block's output, the weight gradients are
+already in ``.grad``: zero extra passes (one N x N eigendecomposition per layer).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+SIGNAL_METRICS = ("sig_grad_norm", "sig_rank", "sig_act_norm")
+
+
+def effective_rank(h: torch.Tensor) -> torch.Tensor:
+    """Roy & Vetterli's (2007) effective rank exp(H(p)), p_i = s_i / sum(s), s the singular values of the
+    (N, d) matrix whose rows are the N samples' activations (flattened). 1 for a batch collapsed onto
+    one direction, N (or d) for equal singular values. Uncentred: a common direction is the collapse.
+    From the N x N Gram matrix, in float64.
+    """
+    m = h.detach().reshape(h.shape[0], -1).double()
+    s = torch.linalg.eigvalsh(m @ m.T).clamp(min=0).sqrt()
+    total = s.sum()
+    if total == 0:
+        return torch.zeros((), dtype=torch.float64, device=h.device)
+    p = s / total
+    entropy = -(p[p > 0] * torch.log(p[p > 0])).sum()
+    return torch.exp(entropy)
+
+
+class SignalHooks:
+    """Forward hooks that keep each block's output on one training forward (``attach`` / ``collect``)."""
+
+    def __init__(self, blocks: list[nn.Module]):
+        self.blocks = blocks
+        self._handles: list = []
+        self._outs: dict[int, torch.Tensor] = {}
+
+    def attach(self) -> None:
+        for i, block in enumerate(self.blocks, 1):
+            def keep(_module, _inputs, output, i=i):
+                self._outs[i] = output.detach()
+            self._handles.append(block.register_forward_hook(keep))
+
+    def collect(self) -> dict[int, list[torch.Tensor]]:
+        """Per layer (1-based): [||dL/dW||, effective rank, RMS activation], after the backward."""
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+        out = {}
+        for i, block in enumerate(self.blocks, 1):
+            if i not in self._outs:
+                continue
+            grad = block.layer.weight.grad
+            gnorm = torch.linalg.vector_norm(grad).double() if grad is not None else torch.tensor(float("nan"))
+            act = self._outs[i]
+            out[i] = [gnorm, effective_rank(act), act.double().pow(2).mean().sqrt()]
+        self._outs.clear()
+        return out
