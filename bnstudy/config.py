@@ -244,6 +244,7 @@ class TrainConf:
     chance_patience: int = ranged(0, ge=0)  # evals in a row at chance accuracy before "diverged" (0 = never)
     threads: int = ranged(0, ge=0)  # torch intra-op threads (0 = PyTorch's default; 1 is fastest for the tiny DLN)
     flush_denormal: bool = True  # CPU: flush denormal floats to zero (unnormalised deep nets slow ~10x without)
+    save_final: bool = True  # final.pt: the final weights (state_dict only), for post-hoc measures
 
 
 @dataclass

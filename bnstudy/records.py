@@ -246,11 +246,15 @@ def is_locked(run_dir: Path) -> bool:
 METRICS = "metrics.csv"
 SUMMARY = "summary.json"
 CHECKPOINT = "checkpoint.pt"
-RUN_FILES = (METRICS, SUMMARY, CHECKPOINT, LOCK)  # what the suite writes in a run dir (besides temp files)
+FINAL = "final.pt"  # the final weights (model state_dict only), unless train.save_final=false
+POSTHOC_CSV, POSTHOC_JSON = "posthoc.csv", "posthoc.json"  # python -m experiments.curvature's rows and settings
+# what the suite writes in a run dir (besides temp files)
+RUN_FILES = (METRICS, SUMMARY, CHECKPOINT, LOCK, FINAL, POSTHOC_CSV, POSTHOC_JSON)
 FINISHED = ("completed", "diverged")  # statuses a rerun leaves alone
 # keys that may differ when a run is resumed: they do not change its results (train.threads would, so a
 # resume keeps the thread count the run started with; see RunFolder.check)
-RESUME_FREE = frozenset({"resume", "resume_mismatch", "progress", "train.threads", "train.device"})
+RESUME_FREE = frozenset({"resume", "resume_mismatch", "progress", "train.threads", "train.device",
+                         "train.save_final"})
 
 
 def config_diff(old: dict, new: dict) -> list[str]:

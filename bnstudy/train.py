@@ -29,8 +29,8 @@ from bnstudy.measures.functional import RNGState
 from bnstudy.measures.schedule import Probes
 from bnstudy.models import BlockNet, build_model
 from bnstudy.provenance import environment, resume_differences
-from bnstudy.records import (CHECKPOINT, FINISHED, METRICS, RESUME_FREE, SUMMARY, MetricsWriter,  # noqa: F401
-                             RunError, RunFolder, config_diff)
+from bnstudy.records import (CHECKPOINT, FINAL, FINISHED, METRICS, RESUME_FREE, SUMMARY, MetricsWriter,  # noqa: F401
+                             RunError, RunFolder, config_diff, write_atomic)
 
 log = logging.getLogger("bnstudy")
 
@@ -249,6 +249,11 @@ class Trainer:
         writer.sync()  # the rows the checkpoint counts are on disk before it names their offset
         self.folder.save_checkpoint(lambda f: torch.save(state, f))
 
+    def save_final(self) -> None:
+        """``final.pt``: the model's state_dict alone (tensors only: it loads with ``weights_only=True``)."""
+        state = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
+        write_atomic(self.out_dir / FINAL, lambda f: torch.save(state, f))
+
     def load_checkpoint(self) -> dict:
         path = self.folder.checkpoint
         try:  # weights_only: a tampered or truncated file is data we refuse, never code we run
@@ -412,6 +417,8 @@ class Trainer:
             rows += self._eval_rows(t.steps)
         writer.write(rows)
         writer.close()
+        if t.save_final:
+            self.save_final()
         final = self._final_metrics()
         end = time.time()
         summary.update(status=status, step=step + 1, wall_time_s=round(end - t0, 3), started_at=_iso(t0),

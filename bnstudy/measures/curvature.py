@@ -20,7 +20,7 @@ HVP on one batch.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Iterator, Optional
 
 import torch
@@ -29,6 +29,39 @@ from torch import nn
 from bnstudy.measures.functional import LossFn, Params, RNGState, forward_at
 
 MODES = ("train", "eval")
+HESS_LMAX = {"train": "hess_lmax_train", "eval": "hess_lmax_eval"}  # lambda_max of each mode's Hessian
+HESS_LMIN = {"train": "hess_lmin_train", "eval": "hess_lmin_eval"}  # the smallest Ritz value found
+HESS_RESIDUAL = {"train": "hess_residual_train", "eval": "hess_residual_eval"}  # error bound on lambda_max
+BATCH_SHARPNESS = "batch_sharpness"  # g^T H g / ||g||^2 on the step's batch
+BETA_LIMIT = "beta_limit"  # ||H g|| / ||g|| on the step's batch
+
+
+@dataclass
+class HessianConf:
+    """lambda_max of the Hessian on a fixed subset of the training data, in train and/or eval mode."""
+
+    every: int = 0  # 0 = off
+    samples: int = 4096  # the fixed subset (a 128-sample Hessian swings lambda_max by 10x between batches)
+    chunk: int = 0  # samples per chunk: batch statistics in train mode (0 = train.batch_size)
+    modes: list[str] = field(default_factory=lambda: ["train", "eval"])
+    iters: int = 20  # most Lanczos steps (HVPs) per mode
+    tol: float = 1e-3  # stop once the residual bound is below tol * lambda_max
+    seed: int = 0  # Lanczos start vector and the subset (with the run's seed)
+
+
+@dataclass
+class GradCurvatureConf:
+    """batch_sharpness and beta_limit on the step's batch, from one HVP with the step's gradient."""
+
+    every: int = 0
+
+
+def fixed_subset(x: torch.Tensor, y: torch.Tensor, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` training samples (all of them if fewer), picked once by ``seed``, in a fixed order."""
+    if n >= len(x):
+        return x, y
+    idx = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:n].to(x.device)
+    return x[idx], y[idx]
 
 
 @contextmanager

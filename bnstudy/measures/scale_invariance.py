@@ -28,6 +28,11 @@ def is_scale_invariant(block: nn.Module) -> bool:
 
 
 @dataclass
+class ScaleInvarianceConf:
+    every: int = 0  # 0 = off; every scale-invariant block (its norm divides out a rescaling) is measured
+
+
+@dataclass
 class ScaleStep:
     """One layer's w = (weight, bias) over one optimiser step."""
 

@@ -8,10 +8,17 @@ already in ``.grad``: zero extra passes (one N x N eigendecomposition per layer)
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
-SIGNAL_METRICS = ("sig_grad_norm", "sig_rank", "sig_act_norm")
+SIGNAL_METRICS = ("sig_grad_norm", "sig_rank", "sig_act_norm")  # per layer: ||dL/dW||, effective rank, RMS
+
+
+@dataclass
+class SignalConf:
+    every: int = 0  # 0 = off; step 0 (initialisation) is always among the measured steps when on
 
 
 def effective_rank(h: torch.Tensor) -> torch.Tensor:

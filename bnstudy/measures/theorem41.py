@@ -14,13 +14,19 @@ Everything here is read off tensors the training step computes anyway: zero extr
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 THM41_METRICS = ("thm41_lhs", "thm41_rhs", "thm41_rhs_printed", "thm41_gain", "thm41_share_mean",
                  "thm41_share_scale", "thm41_g_sq")
+
+
+@dataclass
+class Theorem41Conf:
+    every: int = 0  # 0 = off
+    layers: list[int] = field(default_factory=list)  # 1-based blocks; empty: every BN layer
 
 
 @dataclass
