@@ -17,13 +17,14 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from bnstudy.norms import LpNorm
 
 SCALE_METRICS = ("si_dot", "si_cos", "si_wnorm", "si_gnorm", "si_eff_lr", "si_angle", "si_dnorm2", "si_dnorm2_pred")
 
 
 def is_scale_invariant(block: nn.Module) -> bool:
     """A Block whose normalisation divides out a positive rescaling of its layer's output."""
+    from bnstudy.norms import LpNorm  # here: bnstudy.norms imports the config, which will import the measures
+
     return isinstance(block.norm, (_BatchNorm, LpNorm, nn.GroupNorm, nn.LayerNorm))
 
 

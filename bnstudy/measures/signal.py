@@ -46,10 +46,14 @@ class SignalHooks:
         self._outs: dict[int, torch.Tensor] = {}
 
     def attach(self) -> None:
+        """Hook the next forward of each block only (the training forward), not later probe passes."""
+        handles: dict[int, object] = {}
         for i, block in enumerate(self.blocks, 1):
             def keep(_module, _inputs, output, i=i):
+                handles[i].remove()
                 self._outs[i] = output.detach()
-            self._handles.append(block.register_forward_hook(keep))
+            handles[i] = block.register_forward_hook(keep)
+            self._handles.append(handles[i])
 
     def collect(self) -> dict[int, list[torch.Tensor]]:
         """Per layer (1-based): [||dL/dW||, effective rank, RMS activation], after the backward."""

@@ -91,8 +91,12 @@ class Theorem41Hooks:
         self._seen: dict[int, dict[str, torch.Tensor]] = {}
 
     def attach(self) -> None:
+        """Hook the next forward of each chosen layer only (the training forward): a probe pass that runs
+        before ``collect`` (another measurement's) is not seen."""
+        handles: dict[int, object] = {}
         for i, norm in self.norms.items():
             def forward_hook(module, inputs, output, i=i):
+                handles[i].remove()
                 if not module.training:
                     return
                 seen = self._seen[i] = {"y": inputs[0].detach()}
@@ -100,7 +104,8 @@ class Theorem41Hooks:
                     inputs[0].register_hook(lambda grad: seen.__setitem__("dy", grad.detach()))
                 if output.requires_grad:
                     output.register_hook(lambda grad: seen.__setitem__("g", grad.detach()))
-            self._handles.append(norm.register_forward_hook(forward_hook))
+            handles[i] = norm.register_forward_hook(forward_hook)
+            self._handles.append(handles[i])
 
     def collect(self) -> dict[int, Theorem41]:
         for h in self._handles:
