@@ -16,7 +16,7 @@ from enum import Enum
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
 
 
 class ConfigError(ValueError):
@@ -103,7 +103,9 @@ class ModelConf:
     name: str = MISSING
     activation: str = "relu"  # relu | identity
     init: str = "glorot"  # glorot | default (PyTorch's own)
+    init_scale: float = ranged(1.0, gt=0)  # conv/linear weights x this after init (the tutorials' init sweep)
     bias: bool = True
+    dropout: float = ranged(0.0, ge=0, lt=1)  # dropout probability after every block (0 = no dropout module)
 
 
 @dataclass
@@ -235,6 +237,7 @@ class TrainConf:
     measure_every: int = ranged(100, gt=0)  # the schedule experiments give their measurements (set by the scale)
     eval_size: int = ranged(2000, gt=0)  # size of the fixed train subset and of the test subset used
     eval_batch_size: int = ranged(1000, gt=0)
+    eval_batch_stats: bool = False  # also test in train mode: norms use each test batch's statistics (batch_size)
     checkpoint_every: int = ranged(500, ge=0)  # 0 = off
     device: Device = Device.auto
     deterministic: bool = True
@@ -278,4 +281,23 @@ def register_configs() -> None:
     cs.store(group="measure", name="measure_schema", node=MeasureConf)
 
 
+def steps_for_samples(samples: int, batch_size: int) -> int:
+    """``${steps_for_samples:S,${train.batch_size}}``: the steps that show S training samples (at least 1),
+    so that a batch-size sweep trains every job on the same number of samples."""
+    return max(1, int(samples) // int(batch_size))
+
+
+def lr_for_batch(lr: float, ref_batch: int, batch_size: int) -> float:
+    """``${lr_for_batch:LR,B0,${train.batch_size}}``: the linear scaling rule, LR x batch_size / B0."""
+    return float(lr) * int(batch_size) / int(ref_batch)
+
+
+def register_resolvers() -> None:
+    """The two resolvers a batch-size sweep uses (idempotent)."""
+    for name, fn in (("steps_for_samples", steps_for_samples), ("lr_for_batch", lr_for_batch)):
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, fn)
+
+
 register_configs()
+register_resolvers()

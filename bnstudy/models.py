@@ -1,10 +1,10 @@
 """The three models of the protocol, all built from numbered ``Block``s and one norm factory.
 
 A ``Block`` is ``layer -> norm -> activation`` (or ``layer -> activation -> norm`` with
-``norm.position=after``). Its ``probe`` (an ``nn.Identity``) sits right after the norm: the point whose
-values the paper's activation histograms show, where noisy BN injects its noise, and where the
-activation-variant of effective beta perturbs. Measurements address blocks by their 1-based index, as
-the paper numbers layers.
+``norm.position=after``), then dropout when ``model.dropout > 0``. Its ``probe`` (an ``nn.Identity``)
+sits right after the norm: the point whose values the paper's activation histograms show, where noisy
+BN injects its noise, and where the activation-variant of effective beta perturbs. Measurements address
+blocks by their 1-based index, as the paper numbers layers.
 """
 
 from __future__ import annotations
@@ -29,17 +29,22 @@ def _activation(name: str) -> nn.Module:
 class Block(nn.Module):
     """One normalised layer: the unit measurements address by index."""
 
-    def __init__(self, layer: nn.Module, norm: nn.Module, activation: nn.Module, norm_after: bool):
+    def __init__(self, layer: nn.Module, norm: nn.Module, activation: nn.Module, norm_after: bool,
+                 dropout: float = 0.0):
         super().__init__()
         self.layer, self.norm, self.activation = layer, norm, activation
         self.probe = nn.Identity()
         self.norm_after = norm_after
+        # no module at all when off: the same submodules, state dict and RNG draws as before the option
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.layer(x)
         if self.norm_after:
-            return self.probe(self.norm(self.activation(x)))
-        return self.activation(self.probe(self.norm(x)))
+            x = self.probe(self.norm(self.activation(x)))
+        else:
+            x = self.activation(self.probe(self.norm(x)))
+        return x if self.dropout is None else self.dropout(x)
 
 
 class BlockNet(nn.Module):
@@ -62,7 +67,8 @@ class BlockNet(nn.Module):
 
 
 def _block(layer: nn.Module, cfg: ModelConf, norm: NormConf, features: int, spatial: bool) -> Block:
-    return Block(layer, make_norm(norm, features, spatial), _activation(cfg.activation), norm.position == "after")
+    return Block(layer, make_norm(norm, features, spatial), _activation(cfg.activation), norm.position == "after",
+                 cfg.dropout)
 
 
 def small_cnn(cfg: SmallCNNConf, norm: NormConf, input_shape: tuple, num_classes: int) -> BlockNet:
@@ -125,13 +131,27 @@ def glorot_init(model: nn.Module) -> None:
                 nn.init.zeros_(m.bias)
 
 
+def scale_weights(model: nn.Module, factor: float) -> None:
+    """Multiply every conv/linear weight (not biases, not norm parameters) by ``factor``."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                m.weight.mul_(factor)
+
+
 def build_model(cfg: ModelConf, norm: NormConf, input_shape: tuple, num_classes: int | None) -> BlockNet:
-    """Build ``cfg.name`` from the registry with the norm factory and the configured init."""
+    """Build ``cfg.name`` from the registry with the norm factory, the configured init and its scale."""
     if cfg.name not in MODELS:
         raise ConfigError(f"model={cfg.name!r} is unknown; valid: {sorted(MODELS)}")
+    if not 0.0 <= cfg.dropout < 1.0:
+        raise ConfigError(f"model.dropout={cfg.dropout} must lie in [0, 1)")
+    if not cfg.init_scale > 0:
+        raise ConfigError(f"model.init_scale={cfg.init_scale} must be > 0")
     model = MODELS[cfg.name](cfg, norm, tuple(input_shape), num_classes)
     if cfg.init == "glorot":
         glorot_init(model)
     elif cfg.init != "default":
         raise ConfigError(f"model.init={cfg.init!r} is unknown; valid: ['default', 'glorot']")
+    if cfg.init_scale != 1.0:  # 1.0 touches nothing: weights stay bit-identical
+        scale_weights(model, cfg.init_scale)
     return model

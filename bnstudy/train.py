@@ -25,9 +25,10 @@ from tqdm.auto import tqdm
 
 from bnstudy.config import Config, ConfigError, OptimConf, check_ranges
 from bnstudy.data import BatchSampler, TensorData, load_dataset
-from bnstudy.measures.functional import RNGState
+from bnstudy.measures.functional import RNGState, forward_at
 from bnstudy.measures.schedule import Probes
 from bnstudy.models import BlockNet, build_model
+from bnstudy.norms import uses_batch_statistics
 from bnstudy.provenance import environment, resume_differences
 from bnstudy.records import (CHECKPOINT, FINAL, FINISHED, METRICS, RESUME_FREE, SUMMARY, MetricsWriter,  # noqa: F401
                              RunError, RunFolder, config_diff, write_atomic)
@@ -109,6 +110,8 @@ def validate(cfg: Config, n_train: int | None = None, n_layers: int | None = Non
         (cfg.optim.name in OPTIMIZERS, f"optim.name={cfg.optim.name!r} is unknown; valid: {sorted(OPTIMIZERS)}"),
         (m.landscape.eta_min <= m.landscape.eta_max,
          f"measure.landscape.eta_min={m.landscape.eta_min} exceeds eta_max={m.landscape.eta_max}"),
+        (not t.eval_batch_stats or t.eval_size >= t.batch_size,
+         f"train.eval_batch_stats=true needs train.eval_size={t.eval_size} >= train.batch_size={t.batch_size}"),
     ]
     if n_train is not None:
         checks.append((t.batch_size <= n_train,
@@ -166,6 +169,32 @@ def evaluate(model: BlockNet, x: torch.Tensor, y: torch.Tensor, batch: int, clas
             total_loss += (out - target).pow(2).sum().double()
     model.train()
     return total_loss / len(x), correct / len(x)
+
+
+@torch.no_grad()
+def evaluate_batch_stats(model: BlockNet, x: torch.Tensor, y: torch.Tensor, batch: int):
+    """Per-sample mean cross-entropy and accuracy with the norms in train mode: each batch of ``batch``
+    test samples is normalised with its own statistics, as in training (the train/inference discrepancy).
+
+    Everything else (dropout) stays in eval mode; running statistics are not updated (``forward_at``
+    works on copies of the buffers) and torch's RNG is put back, so training is unaffected.
+    """
+    params = dict(model.named_parameters())
+    rng = RNGState.capture()
+    model.eval()
+    for m in model.modules():
+        if uses_batch_statistics(m):
+            m.train()
+    total_loss = torch.zeros((), device=x.device, dtype=torch.float64)
+    correct = torch.zeros((), device=x.device, dtype=torch.float64)
+    n = len(x) - len(x) % batch  # whole batches only, as the training sampler draws them
+    for i in range(0, n, batch):
+        out, target = forward_at(model, params, x[i : i + batch]), y[i : i + batch]
+        total_loss += F.cross_entropy(out, target, reduction="sum").double()
+        correct += (out.argmax(1) == target).sum()
+    model.train()
+    rng.restore()
+    return total_loss / n, correct / n
 
 
 class LogWindow:
@@ -227,6 +256,7 @@ class Trainer:
         if cfg.train.channels_last and self.data.x_train.dim() == 4:
             self.model = self.model.to(memory_format=torch.channels_last)
         validate(cfg, len(self.data.x_train), len(self.model.blocks))
+        self.batch_stats = any(uses_batch_statistics(m) for m in self.model.modules())
         self.optimizer = OPTIMIZERS[cfg.optim.name](list(self.model.parameters()), cfg.optim)
         self.sampler = BatchSampler(len(self.data.x_train), cfg.train.batch_size, cfg.seed, self.device)
         self.probes = Probes(cfg.measure, self.model, self.loss_fn, cfg.optim.lr, cfg.seed)
@@ -434,6 +464,10 @@ class Trainer:
             rows.append((step, f"{split}_loss", None, None, None, loss))
             if self.classify:
                 rows.append((step, f"{split}_acc", None, None, None, acc))
+                if split == "test" and self.cfg.train.eval_batch_stats and self.batch_stats:
+                    bs_loss, bs_acc = evaluate_batch_stats(self.model, x, y, self.cfg.train.batch_size)
+                    rows += [(step, "test_batchstat_loss", None, None, None, bs_loss),
+                             (step, "test_batchstat_acc", None, None, None, bs_acc)]
                 if split == "test" and self.cfg.train.chance_patience:
                     at_chance = acc.item() <= 1.0 / self.data.num_classes + 0.02
                     self.chance_evals = self.chance_evals + 1 if at_chance else 0
