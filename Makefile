@@ -24,7 +24,7 @@ train = $(PY) -m experiments.train -m experiment=$(1) $(2) seed=$(seed_list) pro
 cnn = $(call train,$(1),scale=$(SCALE))
 figures = $(PY) -m experiments.figures $(1) --scale $(SCALE) --results $(RESULTS)
 
-.PHONY: help install lock test quick fig1 fig2 fig3 fig4 fig5 browser all figures report verify reference bench clean-results
+.PHONY: help install lock test quick fig1 fig2 fig3 fig4 fig5 browser all figures report verify reference bench clean-results tutorials
 
 help:  ## list the targets
 	@grep -hE '^[a-z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -70,6 +70,20 @@ browser:  ## seed 001's three figures (small CNN; MNIST at paper scale)
 	$(call figures,browser)
 
 all: fig1 fig2 fig3 fig4 fig5 browser  ## every experiment and figure at SCALE
+
+# The tutorials' claims (README, "What the tutorials say"): always quick scale, single-threaded jobs two
+# at a time; not part of `make all`. `make report` adds their section when their runs exist.
+tut = $(PY) -m experiments.train -m experiment=$(1) seed=$(seed_list) progress=false hydra/launcher=parallel $(ARGS)
+tutorials:  ## the tutorials' claims at quick scale (~7 min on 2 cores, one seed): runs, CSVs, figures
+	$(call tut,tut_batch)
+	$(call tut,tut_lr)
+	$(call tut,tut_init)
+	$(call tut,tut_reg)
+	$(call tut,tut_momentum)
+	$(call tut,tut_placement)
+	$(PY) -m experiments.tutorials gradients --results $(RESULTS) --seeds $(shell seq 0 $$(( $(SEEDS) - 1 )))
+	$(PY) -m experiments.tutorials memory --results $(RESULTS)
+	$(PY) -m experiments.figures tutorials --scale quick --results $(RESULTS)
 
 figures:  ## redraw every figure from the CSVs (no training)
 	$(call figures,)

@@ -297,6 +297,15 @@ FIGURES: dict[str, tuple[Callable, tuple[str, ...]]] = {
 }
 
 
+def _tutorials(root: Path, scale: str):
+    from bnstudy.tutorial_figures import tutorials  # imports this module: registered lazily
+
+    return tutorials(root, scale)
+
+
+FIGURES["tutorials"] = (_tutorials, ("tut_lr", "tut_init", "tut_reg", "tut_batch", "tut_momentum", "tut_placement"))
+
+
 def save(fig, out_dir: Path, name: str) -> list[Path]:
     """Write ``name.png`` and ``name.pdf`` (``write_atomic``: never half-written, never through a link)."""
     out_dir.mkdir(parents=True, exist_ok=True)
