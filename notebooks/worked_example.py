@@ -16,7 +16,7 @@
 # %% [markdown]
 # # Seed 000's two-layer example, recomputed exactly
 #
-# Seed 000 (`/work/shared/seeds/000_*.txt`, "The Unstable World of Deep Learning") illustrates internal
+# Seed 000 (the tutorial "The Unstable World of Deep Learning") illustrates internal
 # covariate shift with a 2-layer network of scalar weights, 4 samples per batch and 3 training steps, once
 # without and once with BatchNorm. Its numbers were worked by hand. This notebook recomputes every one of
 # them with bnstudy's own layers (`bnstudy.norms.make_norm` with `NormConf(name="batch")`, i.e. PyTorch's
@@ -29,6 +29,9 @@
 # 3. Its summary quotes means that are not in its tables (1.25, 0.55).
 # 4. Its running-average formula uses the opposite momentum convention from PyTorch, and the biased
 #    variance where PyTorch keeps the unbiased one.
+#
+# A last section checks the other tutorial's code, the BatchNorm explainer's forward pass, on the same batch:
+# it normalises with the unbiased variance where BatchNorm uses the biased one.
 #
 # Every key number is asserted in the cell that computes it: if bnstudy's layers change, this notebook
 # fails (it runs in the test suite, `tests/test_notebooks.py`).
@@ -337,7 +340,62 @@ np.testing.assert_allclose(compare["train_mode"], table2.loc[3, "normalized"], r
 assert compare["eval_mode"].min() > 0  # in eval mode the ReLU would keep all four samples
 
 # %% [markdown]
-# ## Errata for seed 000
+# ## The BatchNorm explainer's forward pass: `x.var(dim=0)` is the unbiased variance
+#
+# The BatchNorm explainer gives this forward pass (verbatim):
+#
+# ```python
+# def batch_norm(x, gamma, beta, eps=1e-5):
+#     # x shape: (batch_size, features)
+#     mu = x.mean(dim=0)
+#     var = x.var(dim=0)
+#     x_norm = (x - mu) / torch.sqrt(var + eps)
+#     return gamma * x_norm + beta
+# ```
+#
+# `torch.Tensor.var` divides by `m - 1` by default (the unbiased, sample variance). BatchNorm in training
+# normalises with the biased `1/m` variance, as both tutorials' own formulas say and as `nn.BatchNorm1d`
+# does. So the explainer's outputs are smaller by `sqrt((m - 1) / m)` (up to eps): with seed 000's batch of
+# m = 4 they have variance 3/4, not 1. The gap fades with the batch: 0.866 at m = 4, 0.996 at m = 128.
+# (The *running* variance PyTorch keeps for eval mode is the unbiased one; see the section above.)
+
+# %%
+def explainer_batch_norm(x, gamma, beta, eps=1e-5):
+    """The BatchNorm explainer's forward pass, verbatim."""
+    mu = x.mean(dim=0)
+    var = x.var(dim=0)
+    x_norm = (x - mu) / torch.sqrt(var + eps)
+    return gamma * x_norm + beta
+
+
+h1 = linear(W1[1])(batch(1)).detach()  # seed 000's step-1 layer-1 outputs [1.0, 1.5, 0.75, 1.25]
+torch_bn = make_norm(NormConf(name="batch"), 1, False).train()
+with torch.no_grad():
+    bn_out = torch_bn(h1).squeeze(1)
+explainer_out = explainer_batch_norm(h1, 1.0, 0.0).squeeze(1)
+variance = pd.DataFrame({"batchnorm": bn_out.numpy(), "explainer": explainer_out.numpy(),
+                         "ratio": (explainer_out / bn_out).numpy()}, index=pd.Index(range(1, 5), name="sample"))
+variance
+
+# %%
+np.testing.assert_allclose(variance["explainer"], [-0.3873, 1.1619, -1.1619, 0.3873], atol=1e-4)
+np.testing.assert_allclose(variance["ratio"], np.sqrt(3 / 4), rtol=1e-3)  # sqrt((m - 1) / m), m = 4, up to eps
+assert abs(explainer_out.var(correction=0).item() - 0.75) < 1e-3  # variance 3/4 instead of 1
+fixed = lambda x: (x - x.mean(dim=0)) / torch.sqrt(x.var(dim=0, correction=0) + 1e-5)  # the biased variance
+np.testing.assert_allclose(fixed(h1).squeeze(1).numpy(), bn_out.numpy(), rtol=1e-12)
+ratios = {}
+for m in (2, 4, 8, 32, 128):  # the same comparison on Gaussian batches of m samples, 16 features
+    x = torch.randn(m, 16, generator=torch.Generator().manual_seed(m))
+    with torch.no_grad():
+        ref = make_norm(NormConf(name="batch"), 16, False).train()(x)
+    ratios[m] = (explainer_batch_norm(x, 1.0, 0.0) / ref).median().item()
+ratio_table = pd.DataFrame({"explainer / batchnorm": ratios, "sqrt((m-1)/m)": {m: np.sqrt((m - 1) / m) for m in ratios}})
+ratio_table.index.name = "batch size m"
+np.testing.assert_allclose(ratio_table.iloc[:, 0], ratio_table.iloc[:, 1], rtol=1e-3)
+ratio_table
+
+# %% [markdown]
+# ## Errata (seed 000, and the BatchNorm explainer's forward pass)
 #
 # | Where | Seed says | Exact (float64, bnstudy's BatchNorm) |
 # |---|---|---|
@@ -351,6 +409,7 @@ assert compare["eval_mode"].min() > 0  # in eval mode the ReLU would keep all fo
 # | "normalized values follow a standard normal" | | mean 0, variance 1 by construction (4 values, no normal shape); after the ReLU mean 0.45, std 0.55 |
 # | Running averages | `running = m * running + (1 - m) * batch`, biased variance | PyTorch: `running = (1 - m) * running + m * batch`, m = 0.1, unbiased variance |
 # | Table 1's ReLU column | | identical to the pre-activations: every value is positive, the network is linear here |
+# | The BatchNorm explainer's `var = x.var(dim=0)` | (the explainer's forward pass) | unbiased variance: outputs x sqrt((m-1)/m), variance 3/4 at m = 4; BatchNorm uses `x.var(dim=0, correction=0)` |
 
 # %%
 layer2_means = table1.groupby(level="step")["layer2_pre"].mean()
