@@ -15,6 +15,7 @@ from pathlib import Path
 
 from bnstudy.claims import check_claims, render_report, render_table
 from bnstudy.records import write_text_atomic
+from bnstudy.tutorials import tutorials_section
 
 
 def find_figures(results: Path, scale: str) -> list[Path]:
@@ -34,7 +35,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     claims = check_claims(results, args.scale)
     out = Path(args.out) if args.out else results / "REPORT.md"
-    write_text_atomic(out, render_report(claims, find_figures(results, args.scale), args.scale, root=results))
+    figures = find_figures(results, args.scale)
+    tutorials = tutorials_section(results, [f for f in figures if f.stem.startswith("tutorials_")])
+    figures = [f for f in figures if not f.stem.startswith("tutorials_")]  # shown in their own section
+    report = render_report(claims, figures, args.scale, root=results)
+    write_text_atomic(out, report + (f"\n{tutorials}" if tutorials else ""))
     print(render_table(claims))
     print(f"\nwrote {out}")
     return 0

@@ -182,7 +182,7 @@ def _accs(largest_trained: float, best=0.85) -> dict:
     return {lr: (best if lr <= largest_trained else 0.1) for lr in GRID}
 
 
-@pytest.mark.parametrize("std_max, bn_max, expected", [(0.1, 1, T.HOLDS), (0.1, 0.1, T.FAILS), (0.1, 0.3, T.BORDERLINE),
+@pytest.mark.parametrize("std_max, bn_max, expected", [(0.1, 1, T.HOLDS), (0.1, 0.1, T.FAILS), (0.1, 0.3, T.FAILS),
                                                        (0.3, 10, T.HOLDS), (3, 10, T.BORDERLINE)])
 def test_higher_lr_rule(std_max, bn_max, expected):
     r = T.rule_higher_lr(_lr_runs(_accs(std_max), _accs(bn_max)))
@@ -251,17 +251,30 @@ def _batch_runs(acc: dict) -> pd.DataFrame:
     return pd.DataFrame([_run("tut_batch", n, batch_size=b, test_acc=a) for n, by in acc.items() for b, a in by.items()])
 
 
-@pytest.mark.parametrize("bn_small, expected", [(0.70, T.HOLDS), (0.79, T.FAILS), (0.775, T.BORDERLINE)])
-def test_small_batch_rule(bn_small, expected):
-    runs = _batch_runs({"none": {2: 0.78, 128: 0.80}, "batch": {2: bn_small, 128: 0.82}})
-    r = T.rule_small_batch(runs)  # standard drops 2 points; BN drops 0.82 - bn_small
-    assert r.verdict == expected
+@pytest.mark.parametrize("bn_small, std_small, expected", [
+    (0.70, 0.78, T.HOLDS),       # BN drops 12 points, standard 2: judged min(12, 10) = 10
+    (0.79, 0.78, T.FAILS),       # BN drops 3, standard 2: min(3, 1) = 1 < 2 - 1
+    (0.775, 0.78, T.BORDERLINE),  # BN drops 4.5, standard 2: min(4.5, 2.5) = 2.5 within 2 +- 1
+    (0.83, 0.85, T.FAILS),       # BN improves at batch 2 (-1); the standard net improves more (-5): min(-1, 4) = -1
+])
+def test_small_batch_rule(bn_small, std_small, expected):
+    runs = _batch_runs({"none": {2: std_small, 128: 0.80}, "batch": {2: bn_small, 128: 0.82}})
+    assert T.rule_small_batch(runs).verdict == expected
 
 
-@pytest.mark.parametrize("gn_small, expected", [(0.81, T.HOLDS), (0.70, T.FAILS), (0.76, T.BORDERLINE)])
-def test_groupnorm_rule(gn_small, expected):
-    runs = _batch_runs({"batch": {2: 0.75, 128: 0.82}, "group": {2: gn_small, 128: 0.82}})
-    assert T.rule_alternative(runs, "group").verdict == expected
+@pytest.mark.parametrize("gn, expected", [({2: 0.81, 16: 0.815, 128: 0.82}, T.HOLDS),   # range 1 vs BN's 7 points
+                                          ({2: 0.86, 16: 0.85, 128: 0.77}, T.FAILS),    # 9 vs 7
+                                          ({2: 0.76, 16: 0.80, 128: 0.82}, T.BORDERLINE)])  # 6 vs 7
+def test_groupnorm_rule(gn, expected):
+    runs = _batch_runs({"batch": {2: 0.75, 16: 0.80, 128: 0.82}, "group": gn})
+    assert T.rule_groupnorm(runs).verdict == expected
+
+
+@pytest.mark.parametrize("ln_small, expected", [(0.78, T.HOLDS), (0.74, T.FAILS), (0.758, T.BORDERLINE)])
+def test_layernorm_rule(ln_small, expected):
+    runs = _batch_runs({"batch": {2: 0.75, 128: 0.82}, "layer": {2: ln_small, 128: 0.80}, "group": {2: 0.77, 128: 0.8}})
+    r = T.rule_layernorm(runs)
+    assert r.verdict == expected and "GroupNorm - BN +2.0 pt" in r.evidence
 
 
 @pytest.mark.parametrize("batchstat, expected", [(0.70, T.HOLDS), (0.803, T.FAILS), (0.808, T.BORDERLINE)])
@@ -313,7 +326,15 @@ def test_tiny_tutorial_sweep_end_to_end(tmp_path):
         assert float(m[(m["metric"] == "test_acc") & (m["step"] == 30)]["value"].iloc[0]) == r.test_acc
         summary = json.loads((Path(r.path) / "summary.json").read_text())
         assert summary["config"]["optim"]["lr"] == pytest.approx(0.1 * r.batch_size / 128)
+    from experiments.report import main as report
+
+    assert report(["--results", str(tmp_path)]) == 0
+    text = (tmp_path / "REPORT.md").read_text()
+    assert "## What the tutorials say" in text and "| 6a | \"Batch size dependency" in text
+    (tmp_path / "empty").mkdir()
+    assert report(["--results", str(tmp_path / "empty")]) == 0
+    assert "What the tutorials say" not in (tmp_path / "empty" / "REPORT.md").read_text()
     r = T.rule_small_batch(runs)
     drop = lambda n: runs[(runs["norm"] == n) & (runs["batch_size"] == 8)]["test_acc"].iloc[0] - \
         runs[(runs["norm"] == n) & (runs["batch_size"] == 4)]["test_acc"].iloc[0]
-    assert r.seeds == 1 and f"BN's extra drop {100 * (drop('batch') - drop('none')):+.1f} pt" in r.evidence
+    assert r.seeds == 1 and f"BN {100 * drop('batch'):+.1f} pt, standard {100 * drop('none'):+.1f} pt" in r.evidence
