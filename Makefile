@@ -74,7 +74,7 @@ all: fig1 fig2 fig3 fig4 fig5 browser  ## every experiment and figure at SCALE
 # The tutorials' claims (README, "What the tutorials say"): always quick scale, single-threaded jobs two
 # at a time; not part of `make all`. `make report` adds their section when their runs exist.
 tut = $(PY) -m experiments.train -m experiment=$(1) seed=$(seed_list) progress=false hydra/launcher=parallel $(ARGS)
-tutorials:  ## the tutorials' claims at quick scale (~7 min on 2 cores, one seed): runs, CSVs, figures
+tutorials:  ## the tutorials' claims at quick scale (~6 min on 2 idle cores, one seed; not in all): runs, CSVs, figure
 	$(call tut,tut_batch)
 	$(call tut,tut_lr)
 	$(call tut,tut_init)

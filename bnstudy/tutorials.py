@@ -48,7 +48,8 @@ INIT_GAIN, INIT_TOL = 0.05, 0.02
 GAP_GAIN, GAP_TOL = 0.02, 0.01
 """Implicit regularisation: BN's train-test gap must be >= 2 points smaller than standard's (tol 1)."""
 DROPOUT_GAIN, DROPOUT_TOL = 0.01, 0.005
-"""Need for dropout = test-accuracy gain from adding dropout; BN must cut it by >= 1 point (tol 0.5)."""
+"""Need for dropout = test-accuracy gain from adding dropout (0 where dropout loses: no need); BN must cut
+it by >= 1 point (tol 0.5)."""
 GRAD_SPREAD, GRAD_SCALE, GRAD_TOL = 10.0, 0.1, 2.0
 """Gradient stability at the deepest depth: per-layer norms within 10x of each other, and the median norm
 >= 0.1x the shallowest depth's; factors within 2x of either bound are borderline."""
@@ -311,8 +312,8 @@ def rule_implicit_regularisation(runs: pd.DataFrame) -> TutorialResult:
 def rule_dropout(runs: pd.DataFrame) -> TutorialResult:
     rid, topic = "4b", "regularisation"
     quote, source = "Regularization effect: Reduces need for dropout", EXPLAINER
-    rule = (f"test-accuracy gain from dropout 0.3 (tut_reg): without BN minus with BN; holds if >= "
-            f"{100 * DROPOUT_GAIN:.0f} point (tol {100 * DROPOUT_TOL:.1f})")
+    rule = (f"need for dropout = test-accuracy gain from dropout 0.3, 0 where it loses (tut_reg): without BN minus "
+            f"with BN; holds if >= {100 * DROPOUT_GAIN:.0f} point (tol {100 * DROPOUT_TOL:.1f})")
     df = _of(runs, "tut_reg")
     cells = lambda s: [_reg_cell(df, n, d, s) for n in (STANDARD, BN) for d in (0.0, 0.3)]
     seeds = [s for s in _seeds(df) if all(c is not None for c in cells(s))]
@@ -320,7 +321,7 @@ def rule_dropout(runs: pd.DataFrame) -> TutorialResult:
         return _not_run(rid, topic, quote, source, rule, "tut_reg needs standard and BN with and without dropout")
     gains = {n: [_reg_cell(df, n, 0.3, s)["test_acc"] - _reg_cell(df, n, 0.0, s)["test_acc"] for s in seeds]
              for n in (STANDARD, BN)}
-    b = band([a - c for a, c in zip(gains[STANDARD], gains[BN])])
+    b = band([max(a, 0.0) - max(c, 0.0) for a, c in zip(gains[STANDARD], gains[BN])])
     t = lambda n, d: np.mean([_reg_cell(df, n, d, s)["test_acc"] for s in seeds])
     evidence = (f"dropout's gain: standard {_pt(np.mean(gains[STANDARD]))}, BN {_pt(np.mean(gains[BN]))} "
                 f"(difference {_band_text(b, _pt)}); test acc standard {t(STANDARD, 0):.3f}, standard + dropout "

@@ -220,7 +220,8 @@ def test_implicit_regularisation_rule(gap_std, gap_bn, expected):
 
 
 @pytest.mark.parametrize("gain_std, gain_bn, expected", [(0.03, 0.0, T.HOLDS), (0.0, 0.01, T.FAILS),
-                                                         (0.012, 0.0, T.BORDERLINE)])
+                                                         (0.012, 0.0, T.BORDERLINE),
+                                                         (-0.01, -0.03, T.FAILS)])  # no need for dropout at all
 def test_dropout_rule(gain_std, gain_bn, expected):
     tests = {("none", 0.0): 0.8, ("none", 0.3): 0.8 + gain_std, ("batch", 0.0): 0.82, ("batch", 0.3): 0.82 + gain_bn}
     r = T.rule_dropout(_reg({k: 0.1 for k in tests}, tests))
