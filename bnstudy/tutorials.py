@@ -150,6 +150,8 @@ def load_runs(root: str | Path) -> pd.DataFrame:
             dropout=r.get("model.dropout", 0.0), momentum=r.get("norm.momentum"), position=r.get("norm.position"),
             test_acc=pick("test_acc"), train_eval_acc=pick("train_eval_acc"), batchstat_acc=pick("test_batchstat_acc"),
             train_acc=curve.sort_index()))
+    if not rows:
+        return pd.DataFrame()
     out = pd.DataFrame(rows)
     key = ["experiment", "norm", "lr", "seed", "batch_size", "init_scale", "dropout", "momentum", "position"]
     out = out.sort_values("mtime").drop_duplicates(key, keep="last")

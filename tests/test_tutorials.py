@@ -304,6 +304,7 @@ def test_memory_rule(saved, step, expected):
 
 
 def test_every_rule_says_not_run_without_runs(tmp_path):
+    assert T.load_runs(ROOT / "results" / "reference").empty  # other experiments' runs only
     results = T.check_tutorials(tmp_path)
     assert len(results) == 13 and {r.verdict for r in results} == {T.NOT_RUN}
     assert not T.has_tutorial_runs(tmp_path)
