@@ -365,7 +365,7 @@ def test_unknown_figure_name_is_one_line(tmp_path, capsys):
 
     with pytest.raises(SystemExit) as exit:
         figures.main(["fig1", "fig9", "--results", str(tmp_path)])
-    assert exit.value.code == "error: unknown figure 'fig9'; valid: browser, fig1, fig2, fig3, fig4, fig5, quick"
+    assert exit.value.code == "error: unknown figure 'fig9'; valid: browser, fig1, fig2, fig3, fig4, fig5, quick, tutorials"
     assert not (tmp_path / "figures").exists()
 
 
