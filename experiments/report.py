@@ -4,7 +4,8 @@
 
 Reads every finished run under ``--results`` (``bnstudy.claims.check_claims``), embeds every figure found
 as ``<results>/figures/*_<scale>.png``, writes the report atomically (temp file + rename) and prints the
-claims table. The rules and thresholds of each claim are in ``bnstudy/claims.py``.
+claims table. The rules and thresholds of each claim are in ``bnstudy/claims/``; the report's sections in
+``bnstudy/report.py``.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from bnstudy.claims import check_claims, render_report, render_table
+from bnstudy.claims import check_claims
 from bnstudy.records import write_text_atomic
+from bnstudy.report import render_report, render_table
 from bnstudy.tutorials import tutorials_section
 
 

@@ -7,7 +7,8 @@ import math
 import os
 from pathlib import Path
 
-from bnstudy.claims import (FAILS, HOLDS, INCONCLUSIVE, NOT_RUN, ClaimResult, check_claims, render_report)
+from bnstudy.claims import FAILS, HOLDS, INCONCLUSIVE, NOT_RUN, ClaimResult, check_claims
+from bnstudy.report import render_report
 
 STEPS = 200  # planned steps of every synthetic run
 LOG = 10  # train_loss/train_acc every LOG steps
@@ -338,3 +339,37 @@ def test_report_cli(tmp_path, capsys):
     assert not list(tmp_path.glob(".REPORT.md*"))  # no temp file left
     out = capsys.readouterr().out
     assert "| Claim | Figure | Verdict | Evidence |" in out and "REPORT.md" in out
+
+
+# ------------------------------------------------------------------------------------ registries
+def test_every_claim_is_registered_with_the_papers_wording_in_report_order(tmp_path):
+    from bnstudy.claims import CLAIMS, ordered
+
+    ids = [c.id for c in ordered()]
+    assert ids == ["1a", "1b", "2", "3a", "3b", "4a", "4b", "5a", "5b", "5c", "5d", "6a", "6b"]
+    assert all(c.paper and c.summary and c.figure and c.experiments for c in CLAIMS.values())
+    results = check_claims(tmp_path, "quick")
+    assert [r.id for r in results] == ids and all(r.paper == CLAIMS[r.id].paper for r in results)
+
+
+def test_a_registered_claim_and_report_section_appear_in_the_report(tmp_path):
+    from bnstudy import report
+    from bnstudy.claims import CLAIMS, claim
+
+    @claim("99z", "A test claim", figure="Fig. 9", experiments=("fig1",), paper="the test's words")
+    def _check(R, c):
+        return c.result(HOLDS if R.runs("fig1") else NOT_RUN, [f"{len(R.runs('fig1'))} fig1 runs"])
+
+    @report.section("Test section", before="Excluded runs")
+    def _body(ctx):
+        return f"{len(ctx.results)} results"
+
+    try:
+        fig1_tree(tmp_path)
+        results = check_claims(tmp_path, "quick")
+        assert results[-1].id == "99z" and results[-1].verdict == HOLDS and results[-1].evidence == "4 fig1 runs"
+        md = render_report(results, [], "quick", date="d")
+        assert md.index("## Claims") < md.index("## Test section") < md.index("## Excluded runs")
+        assert f"{len(results)} results" in md and "| 99z. A test claim | Fig. 9 | **holds** |" in md
+    finally:
+        del CLAIMS["99z"], report.SECTIONS["Test section"]

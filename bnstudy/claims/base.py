@@ -1,0 +1,208 @@
+"""The claims' shared parts: verdicts, the :data:`CLAIMS` registry, the runs a claim reads, and helpers.
+
+A claim is a function ``check(R: Results, c: Claim) -> ClaimResult`` registered with :func:`claim`;
+``c.result(verdict, parts, notes)`` and ``c.not_run(why, notes)`` build its result. ``Results`` holds the
+finished runs of one scale per experiment (``R.runs(name)``, ``R.groups(name)`` -> ``{(norm, lr): runs}``)
+and the notes of runs it left out (``R.notes(name)``). See ``bnstudy/claims/__init__.py`` for how to add one.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Optional
+
+import numpy as np
+import pandas as pd
+
+from bnstudy.claims.liveness import Run
+from bnstudy.claims.text import fmt_g
+from bnstudy.runs import find_runs
+
+HOLDS, FAILS, INCONCLUSIVE, NOT_RUN = "holds", "does not hold", "inconclusive", "not run"
+VERDICTS = (HOLDS, FAILS, INCONCLUSIVE, NOT_RUN)
+STANDARD, BN = "none", "batch"
+
+
+@dataclass
+class ClaimResult:
+    """One claim's verdict, the numbers behind it, and the runs/periods it left out."""
+
+    id: str
+    claim: str
+    figure: str
+    verdict: str
+    evidence: str
+    excluded: str = ""  # one note per line
+    paper: str = ""  # the paper's wording of the claim
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A registered claim: its id (report order), one-line statement, the paper's wording, the figure and
+    experiments it reads, and its check."""
+
+    id: str
+    summary: str
+    paper: str
+    figure: str
+    experiments: tuple[str, ...]
+    check: Callable[["Results", "Claim"], ClaimResult]
+
+    def result(self, verdict: str, parts: list[str], notes: "Notes | str" = "") -> ClaimResult:
+        """The claim's result: ``parts`` (one per comparison) joined as its evidence."""
+        return ClaimResult(self.id, self.summary, self.figure, verdict, "; ".join(parts), str(notes), self.paper)
+
+    def not_run(self, why: str, notes: "Notes | str | None" = None) -> ClaimResult:
+        """``not run``: the experiment, or a run the claim needs, is missing (``why`` says which)."""
+        return ClaimResult(self.id, self.summary, self.figure, NOT_RUN, why, str(notes or ""), self.paper)
+
+
+CLAIMS: dict[str, Claim] = {}
+"""Every registered claim by id; :func:`ordered` gives them in report order."""
+
+
+def claim(id: str, summary: str, *, figure: str, experiments: tuple[str, ...], paper: str):
+    """Decorator: register ``check(R, c) -> ClaimResult`` as claim ``id`` (ids are unique)."""
+    def register(check: Callable[["Results", Claim], ClaimResult]):
+        if id in CLAIMS:
+            raise ValueError(f"claim {id!r} is registered twice ({CLAIMS[id].check.__module__} and {check.__module__})")
+        CLAIMS[id] = Claim(id, summary, paper, figure, tuple(experiments), check)
+        return check
+    return register
+
+
+def _order(cid: str) -> tuple:
+    m = re.match(r"(\d+)(.*)", cid)
+    return (0, int(m.group(1)), m.group(2)) if m else (1, 0, cid)
+
+
+def ordered() -> list[Claim]:
+    """The registered claims in report order: by number, then letter (1a, 1b, 2, ..., 10a), then other ids."""
+    return [CLAIMS[k] for k in sorted(CLAIMS, key=_order)]
+
+
+# ------------------------------------------------------------------------------------------------ runs
+class Results:
+    """The finished runs of one scale under a results root, per experiment, plus notes of runs left out."""
+
+    def __init__(self, root: Path, scale: str):
+        self.root, self.scale = Path(root), scale
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            df = find_runs(self.root, include_incomplete=True)
+        self._runs: dict[str, list[Run]] = {}
+        self._notes: dict[str, list[str]] = {}
+        if df.empty:
+            return
+        df = df[df["scale"] == scale]
+        for name, sub in df.groupby("name", dropna=True):
+            self._load(str(name), sub)
+
+    def _load(self, name: str, sub: pd.DataFrame) -> None:
+        notes = self._notes.setdefault(name, [])
+        runs = []
+        for _, r in sub.iterrows():
+            path = Path(r["path"])
+            if r["status"] not in ("completed", "diverged"):
+                at = f" at step {int(r['step'])}" if pd.notna(r.get("step")) else ""
+                notes.append(f"{name} {r['norm']} lr={fmt_g(r['lr'])} seed={r['seed']}: {r['status']}{at} "
+                             f"({path}) - not used")
+                continue
+            mtime = (path / "summary.json").stat().st_mtime if (path / "summary.json").exists() else 0.0
+            runs.append((mtime, Run(path, name, r["status"], str(r["model"]), str(r.get("data")), str(r["norm"]),
+                                    float(r["lr"]), r["seed"], int(r["steps"]) if pd.notna(r["steps"]) else 0,
+                                    int(r["step"]) if pd.notna(r["step"]) else 0)))
+        if not runs:
+            return
+        # one setup (model, data) per experiment: the one with the most runs (ties: the latest)
+        setups: dict[tuple, list] = {}
+        for m, run in runs:
+            setups.setdefault((run.model, run.data), []).append((m, run))
+        best = max(setups, key=lambda k: (len(setups[k]), max(m for m, _ in setups[k])))
+        for key, rs in setups.items():
+            if key != best:
+                notes.append(f"{name}: {len(rs)} run(s) of model={key[0]} data={key[1]} not used "
+                             f"(the claims use model={best[0]} data={best[1]})")
+        latest: dict[tuple, tuple] = {}
+        for m, run in sorted(setups[best], key=lambda t: t[0]):
+            key = (run.norm, run.lr, str(run.seed))
+            if key in latest:
+                notes.append(f"{run.label}: {latest[key][1].path} superseded by the later {run.path}")
+            latest[key] = (m, run)
+        self._runs[name] = [run for _, run in latest.values()]
+
+    def runs(self, name: str) -> list[Run]:
+        return self._runs.get(name, [])
+
+    def notes(self, name: str) -> list[str]:
+        return self._notes.get(name, [])
+
+    def groups(self, name: str) -> dict[tuple[str, float], list[Run]]:
+        out: dict[tuple[str, float], list[Run]] = {}
+        for run in self.runs(name):
+            out.setdefault((run.norm, run.lr), []).append(run)
+        return dict(sorted(out.items(), key=lambda kv: (kv[0][1], kv[0][0])))
+
+
+
+# --------------------------------------------------------------------------------------------- helpers
+def seed_mean(runs: list[Run], fn: Callable[[Run], float]) -> tuple[float, int]:
+    """Mean of ``fn`` over the runs' seeds (NaN values skipped), and how many counted."""
+    vals = [fn(r) for r in runs]
+    vals = [v for v in vals if not math.isnan(v)]
+    if not vals:
+        return math.nan, 0
+    return (math.inf if any(math.isinf(v) and v > 0 for v in vals) else float(np.mean(vals))), len(vals)
+
+
+def combine(outcomes: list[Optional[bool]]) -> str:
+    decided = [o for o in outcomes if o is not None]
+    if not decided:
+        return INCONCLUSIVE
+    return HOLDS if all(decided) else FAILS
+
+
+class Notes:
+    """Ordered, de-duplicated notes of runs/periods a claim left out."""
+
+    def __init__(self):
+        self.items: list[str] = []
+
+    def add(self, note: str) -> None:
+        if note and note not in self.items:
+            self.items.append(note)
+
+    def extend(self, notes: Iterable[str]) -> None:
+        for n in notes:
+            self.add(n)
+
+    def diverged(self, runs: Iterable[Run], what: str = "accuracy at chance, loss inf") -> None:
+        for r in runs:
+            if r.diverged:
+                self.add(f"{r.label}: diverged at step {r.step} - counted with {what}")
+
+    def __str__(self) -> str:
+        return "\n".join(self.items)
+
+
+def lrs_with_both(groups: dict, a: str, b: str) -> list[float]:
+    """The lrs at which both norms ``a`` and ``b`` ran."""
+    return sorted({lr for (n, lr) in groups if n == a and (b, lr) in groups})
+
+
+def experiment_groups(R: Results, name: str) -> tuple[dict, "Notes"]:
+    """An experiment's (norm, lr) groups, and notes already holding its excluded runs."""
+    notes = Notes()
+    notes.extend(R.notes(name))
+    return R.groups(name), notes
+
+
+
+def check_claims(results_root: Path, scale: str) -> list[ClaimResult]:
+    """Every registered claim's verdict over the finished runs of ``scale`` under ``results_root``."""
+    R = Results(Path(results_root), scale)
+    return [c.check(R, c) for c in ordered()]
