@@ -1,5 +1,4 @@
-# bnstudy: `make help` lists the targets. Variables: SCALE=quick|paper, ARGS="extra overrides",
-# SEEDS=N (sweep seeds 0..N-1: figures show mean and band), PY (the venv's python).
+# bnstudy: `make help` lists the targets and the variables.
 SHELL := /bin/bash
 VENV ?= .venv
 PY ?= $(VENV)/bin/python
@@ -9,25 +8,42 @@ ARGS ?=
 RESULTS ?= results
 LOCK ?= requirements.lock
 REFERENCE ?= results/reference/$(SCALE)
-seed_list = $(shell seq -s, 0 $$(( $(SEEDS) - 1 )))
-# The DLN is the paper's at both scales, except that quick runs 4,000 of its 10,000 steps (make all
-# then fits in about 12 minutes on 2 cores; see README, Performance).
-dln_quick = train.steps=4000 train.measure_every=100
-dln_paper =
+SWEEP ?=
+RUN_ID := $(shell date +%Y-%m-%d_%H-%M-%S)_make$(shell echo $$PPID)
 # DLN runs are single-threaded (train.threads=1): two at a time fill 2 cores and give byte-identical
 # CSVs. Set DLN_LAUNCHER= to run them one by one; a launcher in ARGS comes later and wins.
 DLN_LAUNCHER ?= hydra/launcher=parallel
-# paper-scale browser figures use MNIST, as seed 001 does
-browser_data_paper = data=mnist
-browser_data_quick =
-train = $(PY) -m experiments.train -m experiment=$(1) $(2) seed=$(seed_list) progress=false $(ARGS)
-cnn = $(call train,$(1),scale=$(SCALE))
-figures = $(PY) -m experiments.figures $(1) --scale $(SCALE) --results $(RESULTS)
+VARIABLES = SCALE SEEDS ARGS RESULTS SWEEP RUN_ID DLN_LAUNCHER REFERENCE LOCK PY
+SCALE_doc = quick, paper or tiny: conf/scale/SCALE.yaml plus conf/experiment_scale/EXPERIMENT_SCALE.yaml
+SEEDS_doc = sweep seeds 0..SEEDS-1 (figures then show a mean and a min-max band)
+ARGS_doc = Hydra overrides added to every training command of the target (a figure target: both of its \
+experiments). A key the experiment sweeps (optim.lr=0.3, norm=batch) replaces the values the sweep gives that key
+RESULTS_doc = the folder of the runs, figures and REPORT.md
+SWEEP_doc = sweep folders that make figures and make report read instead of the default of each experiment \
+(python -m bnstudy.runs --help: the rule)
+RUN_ID_doc = the name of the sweep folders this make writes (default: the time and the pid of make); an existing \
+one resumes those sweeps
+DLN_LAUNCHER_doc = the launcher of the DLN experiments (empty: one job at a time)
+REFERENCE_doc = the reference folder make verify compares with and make reference writes
+LOCK_doc = the pinned, hashed requirements make install installs from
+PY_doc = the python that runs everything
+seed_list = $(shell seq -s, 0 $$(( $(SEEDS) - 1 )))
+sweep_dir = $(RESULTS)/$(1)/$(SCALE)/$(RUN_ID)
+# one experiment's sweep: scale-specific settings come from conf/ (experiment_scale), never from here
+train = $(PY) -m experiments.train -m experiment=$(1) scale=$(SCALE) seed=$(seed_list) progress=false \
+	hydra.sweep.dir=$(call sweep_dir,$(1)) $(2) $(ARGS)
+# draw a figure from the sweeps this make just wrote
+figure = $(PY) -m experiments.figures $(1) --scale $(SCALE) --results $(RESULTS) --sweep $(foreach e,$(2),$(call sweep_dir,$(e)))
+sweep_opt = $(if $(strip $(SWEEP)),--sweep $(SWEEP))
 
-.PHONY: help install lock test quick fig1 fig2 fig3 fig4 fig5 browser all figures report verify reference bench clean-results tutorials
+.PHONY: help install lock test quick fig1 fig2 fig3 fig3_cnn fig3_dln fig4 fig4_cnn fig4_dln fig5 fig5_cnn \
+	fig5_dln browser all figures report verify reference bench clean-results tutorials
 
-help:  ## list the targets
+help:  ## list the targets and the variables
+	@echo "Targets (make TARGET [VARIABLE=value ...]):"
 	@grep -hE '^[a-z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+	@echo "Variables:"
+	@$(foreach v,$(VARIABLES),printf '  %-13s %s [now: %s]\n' '$(v)' '$($(v)_doc)' '$(or $($(v)),empty)';)
 
 install:  ## create .venv, install bnstudy (editable, dev extras) from requirements.lock, and the offline Fashion-MNIST
 	LOCK="$(LOCK)" bash scripts/install.sh
@@ -38,36 +54,49 @@ lock:  ## regenerate requirements.lock (pinned, hashed; CPython 3.11, Linux x86_
 test:  ## run the test suite (unit tests, tiny end-to-end runs, notebooks)
 	$(PY) -m pytest
 
-quick:  ## the main job: small CNN +/- BN at lr 0.1/0.5 on Fashion-MNIST, then its figure
-	$(PY) -m experiments.train -m experiment=quick progress=false $(ARGS)
-	$(PY) -m experiments.figures quick --scale quick --results $(RESULTS)
+quick: override SCALE = quick
+quick:  ## the main job: small CNN +/- BN at lr 0.1/0.5 on Fashion-MNIST, then its figure (always quick scale)
+	$(call train,quick)
+	$(call figure,quick,quick)
 
 fig1:  ## standard vs BN at lr 0.1/0.5: accuracy, activation histograms
-	$(call cnn,fig1)
-	$(call figures,fig1)
+	$(call train,fig1)
+	$(call figure,fig1,fig1)
 
 fig2:  ## standard vs BN vs noisy BN (and noise alone): accuracy, histograms, moment shifts
-	$(call cnn,fig2)
-	$(call figures,fig2)
+	$(call train,fig2)
+	$(call figure,fig2,fig2)
 
-fig3:  ## gradient ICS: CNN at lr 0.1/0.01, DLN at 1e-6/1e-7
-	$(call cnn,fig3_cnn)
-	$(call train,fig3_dln,scale=$(SCALE) $(dln_$(SCALE)) $(DLN_LAUNCHER))
-	$(call figures,fig3)
+fig3_cnn:  ## gradient ICS, CNN at lr 0.1/0.01 (train only)
+	$(call train,fig3_cnn)
 
-fig4:  ## loss landscape, gradient predictiveness, effective beta: CNN and DLN
-	$(call cnn,fig4_cnn)
-	$(call train,fig4_dln,scale=$(SCALE) $(dln_$(SCALE)) $(DLN_LAUNCHER))
-	$(call figures,fig4)
+fig3_dln:  ## gradient ICS, DLN at lr 1e-6/1e-7 (train only)
+	$(call train,fig3_dln,$(DLN_LAUNCHER))
 
-fig5:  ## l1/l2/linf normalisations vs standard and BN: CNN and DLN
-	$(call cnn,fig5_cnn)
-	$(call train,fig5_dln,scale=$(SCALE) $(dln_$(SCALE)) $(DLN_LAUNCHER))
-	$(call figures,fig5)
+fig3: fig3_cnn fig3_dln  ## gradient ICS: both experiments, then the figure
+	$(call figure,fig3,fig3_cnn fig3_dln)
+
+fig4_cnn:  ## loss landscape, predictiveness, effective beta: CNN (train only)
+	$(call train,fig4_cnn)
+
+fig4_dln:  ## loss landscape, predictiveness, effective beta: DLN (train only)
+	$(call train,fig4_dln,$(DLN_LAUNCHER))
+
+fig4: fig4_cnn fig4_dln  ## landscape smoothness: both experiments, then the figure
+	$(call figure,fig4,fig4_cnn fig4_dln)
+
+fig5_cnn:  ## l1/l2/linf normalisations vs standard and BN: CNN (train only)
+	$(call train,fig5_cnn)
+
+fig5_dln:  ## l1/l2/linf normalisations vs standard and BN: DLN (train only)
+	$(call train,fig5_dln,$(DLN_LAUNCHER))
+
+fig5: fig5_cnn fig5_dln  ## lp normalisations: both experiments, then the figure
+	$(call figure,fig5,fig5_cnn fig5_dln)
 
 browser:  ## seed 001's three figures (small CNN; MNIST at paper scale)
-	$(call train,browser,scale=$(SCALE) $(browser_data_$(SCALE)))
-	$(call figures,browser)
+	$(call train,browser)
+	$(call figure,browser,browser)
 
 all: fig1 fig2 fig3 fig4 fig5 browser  ## every experiment and figure at SCALE
 
@@ -87,9 +116,11 @@ tutorials:  ## the tutorials' claims at quick scale (~6 min on 2 idle cores, one
 
 figures:  ## redraw every figure from the CSVs (no training)
 	$(call figures,)
+figures:  ## redraw every figure from the CSVs (no training; SWEEP= to name the sweeps)
+	$(PY) -m experiments.figures --scale $(SCALE) --results $(RESULTS) $(sweep_opt)
 
-report:  ## results/REPORT.md: every figure and the paper's claims checked on the CSVs
-	$(PY) -m experiments.report --results $(RESULTS) --scale $(SCALE)
+report:  ## RESULTS/REPORT.md: every figure and the paper's claims checked on the CSVs (SWEEP= to name the sweeps)
+	$(PY) -m experiments.report --results $(RESULTS) --scale $(SCALE) $(sweep_opt)
 
 verify:  ## compare your latest runs at SCALE with the committed reference, metric by metric (README: Provenance)
 	$(PY) -m experiments.verify --results $(RESULTS) --scale $(SCALE) --reference $(REFERENCE)

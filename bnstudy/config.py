@@ -90,7 +90,7 @@ NoiseWhere = Choice("NoiseWhere", {"after_affine": "after_affine", "before_affin
 Spacing = Choice("Spacing", {"log": "log", "linear": "linear"})
 BetaWrt = Choice("BetaWrt", {"weights": "weights", "activations": "activations"})
 Device = Choice("Device", {"auto": "auto", "cpu": "cpu", "cuda": "cuda"})
-Scale = Choice("Scale", {"quick": "quick", "paper": "paper"})
+Scale = Choice("Scale", {"quick": "quick", "paper": "paper", "tiny": "tiny", "none": "none"})  # conf/scale options
 ResumeMismatch = Choice("ResumeMismatch", {"refuse": "refuse", "allow": "allow"})
 SEED_LIMIT = 2**32  # seeds (times 1,000,003 in the batch sampler) stay inside torch's 64-bit seeds
 

@@ -1,62 +1,51 @@
 """One function per figure, drawn from the runs' CSVs alone (plotting never trains).
 
-Each ``figN(root, scale)`` reads the newest sweep of its experiment(s) under
-``<root>/<experiment>/<scale>/`` and returns a matplotlib Figure; ``FIGURES`` maps a figure name to
-its function and the experiments it reads. Several seeds of one (norm, lr) are drawn as a mean with
-a min-max band; a diverged run ends in an x.
+Each figure function takes a :class:`bnstudy.runs.RunSet` (or a results root and a scale) and reads the
+runs each of its experiments means (``bnstudy.runs.SELECTION_RULE``: by default the experiment's newest
+sweep and the sweeps with the same settings; the named ``sweeps`` where given). It returns a matplotlib
+Figure whose footer says which sweep(s), how many runs and seeds and how many steps it shows. ``FIGURES``
+maps a figure name to its function and the experiments it reads. Several seeds of one (norm, lr) are
+drawn as a mean with a min-max band; a diverged run ends in an x. Norm colours and labels come from the
+norm registry (``bnstudy.norms.norm_look``).
+
+**Adding a figure.** Write ``def figN(runs, scale=None, sweeps=()) -> Figure`` that starts with
+``R = as_runset(runs, scale, sweeps)``, reads ``R.runs("<experiment>")``, draws with :func:`plot_metric`
+and ends with ``return _finish(fig, axes, title, R, ("<experiment>", ...))``; add it to ``FIGURES`` with
+the experiments it reads, and a make target that trains them (Makefile).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from bnstudy.records import read_metrics, write_atomic
-from bnstudy.runs import find_runs
-
-NORM_STYLE = {  # colour per normalisation, shared by every figure
-    "none": "#1f77b4", "batch": "#d62728", "noisy_batch": "#ff7f0e", "noise": "#7f7f7f",
-    "l1": "#2ca02c", "l2": "#9467bd", "linf": "#8c564b", "layer": "#e377c2", "group": "#17becf",
-    "instance": "#bcbd22",
-}
-NORM_LABEL = {"none": "Standard", "batch": "Standard + BatchNorm", "noisy_batch": "Standard + \"Noisy\" BatchNorm",
-              "noise": "Standard + noise", "l1": "l1 norm", "l2": "l2 norm", "linf": "linf norm",
-              "layer": "LayerNorm", "group": "GroupNorm", "instance": "InstanceNorm"}
+from bnstudy.norms import NORMS, norm_look
+from bnstudy.records import write_atomic
+from bnstudy.runs import Run, RunSet
 
 plt.rcParams.update({"figure.dpi": 110, "savefig.dpi": 150, "font.size": 9, "axes.titlesize": 9,
                      "axes.grid": True, "grid.alpha": 0.3, "legend.fontsize": 7, "legend.framealpha": 0.7})
 
 
-@dataclass
-class Run:
-    """One finished run: its identity and its metrics."""
-
-    path: Path
-    norm: str
-    lr: float
-    seed: int
-    status: str
-    metrics: pd.DataFrame
+def as_runset(runs: RunSet | str | Path, scale: str | None = None, sweeps: Sequence[str | Path] = ()) -> RunSet:
+    """``runs`` itself if it is a RunSet, else the RunSet of ``scale`` (default quick) under the root ``runs``."""
+    return runs if isinstance(runs, RunSet) else RunSet(runs, scale or "quick", sweeps)
 
 
-def load_experiment(root: Path, experiment: str, scale: str) -> list[Run]:
-    """The runs of the newest sweep of ``experiment`` at ``scale`` (incomplete runs are skipped)."""
-    base = Path(root) / experiment / scale
-    if not base.exists():
-        return []
-    runs = find_runs(base)
-    if runs.empty:
-        return []
-    sweep = sorted({Path(p).parent for p in runs["path"]})[-1]
-    runs = runs[[Path(p).parent == sweep for p in runs["path"]]]
-    return [Run(Path(r.path), r.norm, float(r.lr), int(r.seed), r.status, read_metrics(Path(r.path) / "metrics.csv"))
-            for r in runs.itertuples()]
+def load_experiment(root: RunSet | str | Path, experiment: str, scale: str = "quick",
+                    sweeps: Sequence[str | Path] = ()) -> list[Run]:
+    """The runs ``experiment`` means at ``scale`` (``bnstudy.runs.SELECTION_RULE``)."""
+    return as_runset(root, scale, sweeps).runs(experiment)
+
+
+def _norm_order(norm: str) -> int:
+    names = list(NORMS)
+    return names.index(norm) if norm in names else len(names)
 
 
 def series(run: Run, metric: str, layer: int | None = None, unit: float | None = None) -> pd.Series:
@@ -80,8 +69,7 @@ def _group(runs: Iterable[Run]) -> dict[tuple[str, float], list[Run]]:
 def plot_metric(ax, runs: list[Run], metric: str, layer: int | None = None, label_lr: bool = False,
                 linestyle: str = "-", label_suffix: str = "", smooth: int = 1, **select) -> None:
     """Mean over seeds with a min-max band, one line per (norm, lr); diverged runs end in an x."""
-    for (norm, lr), group in sorted(_group(runs).items(), key=lambda kv: (list(NORM_STYLE).index(kv[0][0])
-                                                                          if kv[0][0] in NORM_STYLE else 99, kv[0][1])):
+    for (norm, lr), group in sorted(_group(runs).items(), key=lambda kv: (_norm_order(kv[0][0]), kv[0][1])):
         if select and not all(getattr(group[0], k) == v for k, v in select.items()):
             continue
         table = pd.concat([series(r, metric, layer) for r in group], axis=1)
@@ -90,8 +78,8 @@ def plot_metric(ax, runs: list[Run], metric: str, layer: int | None = None, labe
         if smooth > 1:
             table = table.rolling(smooth, min_periods=1).mean()
         mean = table.mean(axis=1)
-        label = NORM_LABEL.get(norm, norm) + (f" (lr {lr:g})" if label_lr else "") + label_suffix
-        color = NORM_STYLE.get(norm)
+        name, color = norm_look(norm)
+        label = name + (f" (lr {lr:g})" if label_lr else "") + label_suffix
         ax.plot(mean.index, mean.values, color=color, linestyle=linestyle, label=label, lw=1.2)
         if table.shape[1] > 1:
             ax.fill_between(mean.index, table.min(axis=1), table.max(axis=1), color=color, alpha=0.2, lw=0)
@@ -117,18 +105,24 @@ def activation_histogram(ax, run: Run, layer: int, bins: int = 60) -> None:
     hist /= np.maximum(hist.max(axis=0, keepdims=True), 1)  # each step's histogram scaled to its own peak
     ax.imshow(hist, origin="lower", aspect="auto", cmap="magma", interpolation="nearest",
               extent=(steps[0], steps[-1] if len(steps) > 1 else steps[0] + 1, lo, hi))
-    ax.set_title(f"{NORM_LABEL.get(run.norm, run.norm)}, layer #{layer}, unit {int(unit)}")
+    ax.set_title(f"{norm_look(run.norm)[0]}, layer #{layer}, unit {int(unit)}")
     ax.set_xlabel("step")
     ax.set_ylabel("activation")
     ax.grid(False)
 
 
-def _finish(fig, axes, title: str):
+def footer(R: RunSet, experiments: Iterable[str]) -> str:
+    """Which runs a figure shows: one line per experiment (sweeps, runs, seeds, steps)."""
+    return "\n".join(R.experiment(e).describe() for e in experiments)
+
+
+def _finish(fig, axes, title: str, R: RunSet, experiments: Iterable[str]):
     for ax in np.ravel(axes):
         if ax.get_visible() and ax.get_legend_handles_labels()[0]:
             ax.legend()
     fig.suptitle(title)
     fig.tight_layout()
+    fig.text(0.01, 0.0, footer(R, experiments), ha="left", va="top", fontsize=6, color="0.35")
     return fig
 
 
@@ -139,10 +133,12 @@ def _layers(runs: list[Run], metric: str) -> list[int]:
     return sorted(layers)
 
 
-def _empty(name: str):
+def _empty(name: str, R: RunSet | None = None, experiments: Iterable[str] = ()):
     fig, ax = plt.subplots(figsize=(4, 2))
     ax.text(0.5, 0.5, f"{name}: no finished runs", ha="center", va="center")
     ax.set_axis_off()
+    if R is not None:
+        fig.text(0.01, 0.0, footer(R, experiments), ha="left", va="top", fontsize=6, color="0.35")
     return fig
 
 
@@ -152,11 +148,12 @@ def _pick(runs: list[Run], norm: str, lr: float | None = None) -> Run | None:
 
 
 # ------------------------------------------------------------------------------------------ figures
-def fig1(root: Path, scale: str, experiment: str = "fig1"):
+def fig1(root: RunSet | Path, scale: str | None = None, sweeps: Sequence[str | Path] = (), experiment: str = "fig1"):
     """Standard vs BN at lr 0.1 and 0.5: train/test accuracy; activation histograms (before ReLU)."""
-    runs = load_experiment(root, experiment, scale)
+    R = as_runset(root, scale, sweeps)
+    scale, runs = R.scale, R.runs(experiment)
     if not runs:
-        return _empty(experiment)
+        return _empty(experiment, R, (experiment,))
     layers = _layers(runs, "act_sample")
     fig, axes = plt.subplots(2, 2, figsize=(9, 6.5))
     for ax, metric, title in ((axes[0, 0], "train_acc", "Training accuracy"), (axes[0, 1], "test_acc", "Test accuracy")):
@@ -173,14 +170,15 @@ def fig1(root: Path, scale: str, experiment: str = "fig1"):
         for ax in axes[1]:
             ax.set_visible(False)
     title = "Fig. 1: standard vs BatchNorm" if experiment == "fig1" else f"{experiment}: standard vs BatchNorm"
-    return _finish(fig, axes, f"{title} ({scale})")
+    return _finish(fig, axes, f"{title} ({scale})", R, (experiment,))
 
 
-def fig2(root: Path, scale: str):
+def fig2(root: RunSet | Path, scale: str | None = None, sweeps: Sequence[str | Path] = ()):
     """Standard vs BN vs noisy BN (and noise alone): accuracy, histograms, moment shifts (Fig. 8)."""
-    runs = load_experiment(root, "fig2", scale)
+    R = as_runset(root, scale, sweeps)
+    scale, runs = R.scale, R.runs("fig2")
     if not runs:
-        return _empty("fig2")
+        return _empty("fig2", R, ("fig2",))
     layers = _layers(runs, "act_sample")
     fig, axes = plt.subplots(2, 3, figsize=(12, 6.5))
     plot_metric(axes[0, 0], runs, "train_acc")
@@ -197,30 +195,32 @@ def fig2(root: Path, scale: str):
             activation_histogram(ax, run, layer)
         else:
             ax.set_visible(False)
-    return _finish(fig, axes, f"Fig. 2: BatchNorm with noise injected (ICS on purpose) ({scale})")
+    return _finish(fig, axes, f"Fig. 2: BatchNorm with noise injected (ICS on purpose) ({scale})", R, ("fig2",))
 
 
-def fig3(root: Path, scale: str):
+def fig3(root: RunSet | Path, scale: str | None = None, sweeps: Sequence[str | Path] = ()):
     """Gradient ICS (Definition 2.1): ||G - G'|| and cos(G, G') for chosen layers, CNN and DLN."""
-    rows = [(exp, lr) for exp in ("fig3_cnn", "fig3_dln") for lr in sorted({r.lr for r in load_experiment(root, exp, scale)}, reverse=True)]
+    R, exps = as_runset(root, scale, sweeps), ("fig3_cnn", "fig3_dln")
+    scale = R.scale
+    rows = [(exp, lr) for exp in exps for lr in sorted({r.lr for r in R.runs(exp)}, reverse=True)]
     if not rows:
-        return _empty("fig3")
+        return _empty("fig3", R, exps)
     fig, axes = plt.subplots(len(rows), 2, figsize=(9, 2.6 * len(rows)), squeeze=False)
     for (exp, lr), (ax_l2, ax_cos) in zip(rows, axes):
-        runs = [r for r in load_experiment(root, exp, scale) if r.lr == lr]
+        runs = [r for r in R.runs(exp) if r.lr == lr]
         for layer, ls in zip(_layers(runs, "ics_l2"), ("-", "--", ":")):
             plot_metric(ax_l2, runs, "ics_l2", layer=layer, linestyle=ls, label_suffix=f", layer #{layer}")
             plot_metric(ax_cos, runs, "ics_cos", layer=layer, linestyle=ls, label_suffix=f", layer #{layer}")
         what = "DLN" if exp.endswith("dln") else "CNN"
         ax_l2.set(title=f"{what}, lr {lr:g}: l2 difference ||G - G'||", xlabel="step", yscale="log")
         ax_cos.set(title=f"{what}, lr {lr:g}: cos angle (G, G')", xlabel="step", ylim=(-1.05, 1.05))
-    return _finish(fig, axes, f"Fig. 3: gradient-based internal covariate shift ({scale})")
+    return _finish(fig, axes, f"Fig. 3: gradient-based internal covariate shift ({scale})", R, exps)
 
 
 def _landscape_row(axes, runs: list[Run], what: str) -> None:
     ax_band, ax_pred, ax_beta = axes
     for (norm, _lr), group in _group(runs).items():
-        color, label = NORM_STYLE.get(norm), NORM_LABEL.get(norm, norm)
+        label, color = norm_look(norm)
         lo = pd.concat([series(r, "landscape_loss_min") for r in group], axis=1).mean(axis=1)
         hi = pd.concat([series(r, "landscape_loss_max") for r in group], axis=1).mean(axis=1)
         ax_band.fill_between(lo.index, lo.values, hi.values, color=color, alpha=0.35, lw=0, label=label)
@@ -234,22 +234,25 @@ def _landscape_row(axes, runs: list[Run], what: str) -> None:
     ax_beta.set(title=f"{what}: effective beta-smoothness", xlabel="step", yscale="log")
 
 
-def fig4(root: Path, scale: str):
+def fig4(root: RunSet | Path, scale: str | None = None, sweeps: Sequence[str | Path] = ()):
     """Loss landscape band, gradient predictiveness band, effective beta: CNN and DLN."""
-    rows = [(exp, runs) for exp in ("fig4_cnn", "fig4_dln") if (runs := load_experiment(root, exp, scale))]
+    R, exps = as_runset(root, scale, sweeps), ("fig4_cnn", "fig4_dln")
+    scale = R.scale
+    rows = [(exp, runs) for exp in exps if (runs := R.runs(exp))]
     if not rows:
-        return _empty("fig4")
+        return _empty("fig4", R, exps)
     fig, axes = plt.subplots(len(rows), 3, figsize=(12, 3.2 * len(rows)), squeeze=False)
     for (exp, runs), row in zip(rows, axes):
         _landscape_row(row, runs, "DLN" if exp.endswith("dln") else "CNN")
-    return _finish(fig, axes, f"Fig. 4: smoothness of the loss landscape ({scale})")
+    return _finish(fig, axes, f"Fig. 4: smoothness of the loss landscape ({scale})", R, exps)
 
 
-def fig5(root: Path, scale: str):
+def fig5(root: RunSet | Path, scale: str | None = None, sweeps: Sequence[str | Path] = ()):
     """l1/l2/linf normalisations vs standard and BN: training accuracy (CNN), training loss (DLN), landscape."""
-    cnn, dln = load_experiment(root, "fig5_cnn", scale), load_experiment(root, "fig5_dln", scale)
+    R, exps = as_runset(root, scale, sweeps), ("fig5_cnn", "fig5_dln")
+    scale, cnn, dln = R.scale, R.runs("fig5_cnn"), R.runs("fig5_dln")
     if not cnn and not dln:
-        return _empty("fig5")
+        return _empty("fig5", R, exps)
     fig, axes = plt.subplots(2, 4, figsize=(15, 6.5))
     for row, runs, what, metric in ((axes[0], cnn, "CNN", "train_acc"), (axes[1], dln, "DLN", "train_loss")):
         if not runs:
@@ -260,14 +263,15 @@ def fig5(root: Path, scale: str):
         row[0].set(title=f"{what}: training {'accuracy' if metric == 'train_acc' else 'loss'}", xlabel="step",
                    yscale="linear" if metric == "train_acc" else "log")
         _landscape_row(row[1:], runs, what)
-    return _finish(fig, axes, f"Fig. 5: lp normalisations ({scale})")
+    return _finish(fig, axes, f"Fig. 5: lp normalisations ({scale})", R, exps)
 
 
-def browser(root: Path, scale: str):
+def browser(root: RunSet | Path, scale: str | None = None, sweeps: Sequence[str | Path] = ()):
     """Seed 001's three figures: test accuracy at low/high lr; moment change with noise; loss change and beta."""
-    runs = load_experiment(root, "browser", scale)
+    R = as_runset(root, scale, sweeps)
+    scale, runs = R.scale, R.runs("browser")
     if not runs:
-        return _empty("browser")
+        return _empty("browser", R, ("browser",))
     lrs = sorted({r.lr for r in runs})
     fig, axes = plt.subplots(2, 3, figsize=(12, 6.5))
     for ax, lr in zip(axes[0, :2], lrs):
@@ -283,7 +287,7 @@ def browser(root: Path, scale: str):
     axes[1, 1].set(title="Loss change between successive steps", xlabel="step", yscale="log")
     plot_metric(axes[1, 2], [r for r in low if r.norm != "noisy_batch"], "beta_act")
     axes[1, 2].set(title="\"Effective\" beta (w.r.t. activations)", xlabel="step", yscale="log")
-    return _finish(fig, axes, f"Browser reproduction (seed 001) ({scale})")
+    return _finish(fig, axes, f"Browser reproduction (seed 001) ({scale})", R, ("browser",))
 
 
 FIGURES: dict[str, tuple[Callable, tuple[str, ...]]] = {
@@ -318,12 +322,16 @@ def save(fig, out_dir: Path, name: str) -> list[Path]:
     return paths
 
 
-def draw(names: Iterable[str], root: Path, scale: str, out_dir: Path) -> list[Path]:
-    """Draw the named figures from CSVs under ``root`` into ``out_dir/<name>_<scale>.{png,pdf}``."""
+def draw(names: Iterable[str], root: RunSet | Path, scale: str | None = None, out_dir: Path | None = None,
+         sweeps: Sequence[str | Path] = ()) -> list[Path]:
+    """Draw the named figures from the runs under ``root`` (or a RunSet; ``sweeps`` named: those sweeps for
+    their experiments) into ``out_dir/<name>_<scale>.{png,pdf}`` (default ``<root>/figures``)."""
+    R = as_runset(root, scale, sweeps)
+    out_dir = Path(out_dir) if out_dir is not None else R.root / "figures"
     written = []
     for name in names:
         if name not in FIGURES:
-            raise ValueError(f"figure {name!r} is unknown; valid: {sorted(FIGURES)}")
-        fig = FIGURES[name][0](root, scale)
-        written += save(fig, out_dir, f"{name}_{scale}")
+            raise ValueError(f"figure {name!r} is unknown; valid: {', '.join(sorted(FIGURES))}")
+        fig = FIGURES[name][0](R)
+        written += save(fig, out_dir, f"{name}_{R.scale}")
     return written

@@ -268,6 +268,31 @@ NORMS: dict[str, Callable[[NormConf, int, bool], nn.Module]] = {
 }
 
 
+NORM_LOOK: dict[str, tuple[str, str]] = {  # name -> (label, colour) in every figure
+    "none": ("Standard", "#1f77b4"), "batch": ("Standard + BatchNorm", "#d62728"),
+    "noisy_batch": ("Standard + \"Noisy\" BatchNorm", "#ff7f0e"), "noise": ("Standard + noise", "#7f7f7f"),
+    "l1": ("l1 norm", "#2ca02c"), "l2": ("l2 norm", "#9467bd"), "linf": ("linf norm", "#8c564b"),
+    "layer": ("LayerNorm", "#e377c2"), "group": ("GroupNorm", "#17becf"), "instance": ("InstanceNorm", "#bcbd22"),
+}
+"""How figures draw each norm of :data:`NORMS`. A norm registered without an entry here is labelled by its
+name and drawn in the first colour of :data:`SPARE_COLOURS` no other norm uses (in registry order)."""
+
+SPARE_COLOURS = ("#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd", "#e6550d", "#31a354",
+                 "#756bb1", "#636363", "#9c9ede", "#cedb9c", "#e7cb94", "#e7969c", "#de9ed6")
+
+
+def norm_look(name: str) -> tuple[str, str]:
+    """(label, colour) of norm ``name`` for figures: its :data:`NORM_LOOK` entry, or its name and a colour of
+    its own (distinct from every other registered norm's while :data:`SPARE_COLOURS` lasts)."""
+    if name in NORM_LOOK:
+        return NORM_LOOK[name]
+    taken = {colour for _, colour in NORM_LOOK.values()}
+    spare = [c for c in SPARE_COLOURS if c not in taken]
+    others = [n for n in NORMS if n not in NORM_LOOK]
+    i = others.index(name) if name in others else len(others) + sum(map(ord, name))
+    return name, spare[i % len(spare)]
+
+
 def make_norm(cfg: NormConf, num_features: int, spatial: bool) -> nn.Module:
     """Build the normalisation layer ``cfg.name`` for ``num_features`` units."""
     try:

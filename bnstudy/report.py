@@ -102,7 +102,8 @@ def _provenance_parts(ctx: ReportContext) -> tuple[str, str]:
     if "provenance" not in ctx.extra:
         from bnstudy.report_provenance import sections
 
-        ctx.extra["provenance"] = sections(ctx.root, ctx.scale, ctx.results) if ctx.root is not None else ("", "")
+        source = ctx.extra.get("runs") or ctx.root  # the RunSet the claims read, else the results folder
+        ctx.extra["provenance"] = sections(source, ctx.scale, ctx.results) if source is not None else ("", "")
     return ctx.extra["provenance"]
 
 
@@ -115,6 +116,28 @@ def _mixed(ctx: ReportContext) -> str:
 @section("Claims")
 def _claims(ctx: ReportContext) -> str:
     return render_table(ctx.results)
+
+
+@section("Runs")
+def _runs(ctx: ReportContext) -> str:
+    """Which runs each experiment means (the rule, then one row per experiment the claims read)."""
+    from bnstudy.claims import ordered
+    from bnstudy.runs import DUPLICATE_RULE, SELECTION_RULE
+
+    runs = ctx.extra.get("runs")
+    if runs is None:
+        return ""
+    names = sorted({e for c in ordered() for e in c.experiments} | set(runs.names()))
+    rows = []
+    for name in names:
+        e = runs.experiment(name)
+        if not e.runs and not e.notes:
+            continue
+        rows.append({"Experiment": name, "Sweeps": ", ".join(s.name for s in e.sweeps) or "-",
+                     "Runs": len(e.runs), "Seeds": len(e.seeds), "Steps": "/".join(f"{s:,}" for s in e.steps) or "-",
+                     "Left out": len(e.notes)})
+    table = markdown_table(pd.DataFrame(rows)) if rows else "No runs."
+    return f"{SELECTION_RULE} {DUPLICATE_RULE}\n\n{table}"
 
 
 @section("Excluded runs")

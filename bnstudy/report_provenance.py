@@ -4,8 +4,8 @@ Each run's ``summary.json`` holds an ``environment`` block (``bnstudy.provenance
 row per distinct (commit, libraries, device) with the experiments and the number of runs it made. The
 warning, printed at the top of the report, names each figure (and the claims drawn from it) whose runs
 come from more than one commit, torch version or device: numbers from such a mix are not one
-experiment's. The runs are the ones the claims use (``bnstudy.claims.Results``: per experiment, the
-latest run of each setting).
+experiment's. The runs are the ones the claims and figures use (``bnstudy.runs.RunSet``: the runs each
+experiment means, ``bnstudy.runs.SELECTION_RULE``).
 """
 
 from __future__ import annotations
@@ -110,8 +110,8 @@ def sections(root: Path, scale: str, results: list | None = None) -> tuple[str, 
     """(warning block for the top of the report, "## Provenance" section) for the runs the claims read."""
     from bnstudy.claims import Results  # the claims' own run selection
 
-    R = Results(Path(root), scale)
-    df = run_environments({name: [r.path for r in R.runs(name)] for name in sorted(R._runs)})
+    R = Results(root if not isinstance(root, (str, Path)) else Path(root), scale)  # a folder or a RunSet
+    df = run_environments({name: [r.path for r in R.runs(name)] for name in R.runset.names()})
     claims_by_figure: dict[str, list[str]] = {}
     for r in results or []:
         fig = figure_of_claim(r.figure)

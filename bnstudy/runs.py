@@ -1,7 +1,8 @@
-"""The runs index: every run under a results folder as one row of a DataFrame, with its status.
+"""The run reader: every run under a results folder, its status, and the runs each experiment means.
 
 A run dir is a folder holding ``summary.json`` or ``metrics.csv`` (``bnstudy.train`` writes both).
-Its status comes from the summary, checked against the dir's lock (``bnstudy.records.RunLock``):
+Its status comes from the summary, checked against the dir's lock (``bnstudy.records.RunLock``) and
+against its CSV:
 
 ==============  =================================================================================
 completed       trained to ``train.steps``
@@ -9,34 +10,78 @@ diverged        stopped early: NaN/inf or huge loss, or chance accuracy (see ``t
 running         a live process holds the dir's lock
 interrupted     killed or Ctrl-C'd before the end; rerun with ``hydra.run.dir=<dir>`` to resume it
 failed          stopped by an error (``error`` column); rerun as above once it is fixed
-broken          no readable summary (e.g. killed in its first moments)
+truncated       finished, but its ``metrics.csv`` ends before the summary's last step (copied or cut short)
+broken          no readable summary, or files that are not what the suite writes (``error`` says what)
 ==============  =================================================================================
 
-``find_runs`` lists completed and diverged runs and warns about the others, naming them, unless
-``include_incomplete=True``. ``python -m bnstudy.runs [ROOT] [--all] [--write]`` prints the index
+``find_runs`` lists completed and diverged runs and warns about the others, one line per run naming it,
+unless ``include_incomplete=True``. ``python -m bnstudy.runs [ROOT] [--all] [--write]`` prints the index
 (and writes ``ROOT/runs.csv`` atomically with ``--write``).
+
+**Which runs an experiment means** (:data:`SELECTION_RULE`, printed in REPORT.md; figures, claims, the
+notebooks and bench all read runs through :class:`RunSet`): the experiment's newest sweep (the one whose
+runs finished last) sets its settings; the finished runs of every sweep of the experiment whose settings
+are the same (all but the swept ones: norm, lr, seed and whatever the newest sweep varies) count, and of
+several runs of one (norm, lr, seed) the one that finished last. Runs with other settings (another
+``train.steps``, another model, ...) are left out and named, never mixed in. Single runs (``single/``)
+count only when named. Given sweep folders (``--sweep``), exactly those sweeps' runs are read, by the
+same rules. **Duplicate rows** (:data:`DUPLICATE_RULE`): of rows with the same (step, metric, layer, unit,
+eta) the last written counts, except for sample metrics (``act_sample``), whose rows are all values.
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
+import math
 import os
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator, Optional, Sequence
 
+import numpy as np
 import pandas as pd
 
-from bnstudy.records import flatten, is_locked, read_json, write_text_atomic
+from bnstudy.records import COLUMNS as CSV_COLUMNS
+from bnstudy.records import HEADER, flatten, is_locked, read_json, read_metrics, write_text_atomic
 
 SUMMARY = "summary.json"  # the names bnstudy.train writes
 METRICS = "metrics.csv"
 INDEX = "runs.csv"
 DONE = ("completed", "diverged")
+STATUSES = ("completed", "diverged", "running", "interrupted", "failed", "truncated", "broken")
 COLUMNS = ["path", "status", "step", "steps", "name", "scale", "model", "norm", "data", "lr", "seed",
            "resumed_from", "wall_time_s", "error"]
 
+SWEPT = ("seed", "optim.lr", "norm.")
+"""Settings an experiment's sweeps vary (a key, or a prefix ending in '.'): not part of its settings."""
 
+FREE = ("resume", "progress", "train.threads", "train.device")
+"""Settings that do not change a run's numbers (as a resume may change them): not part of its settings."""
+
+SAMPLE_METRICS = frozenset({"act_sample"})
+"""Metrics whose rows at one (step, layer, unit) are many values (samples), not duplicates."""
+
+SELECTION_RULE = (
+    "An experiment means the finished runs of its sweeps whose settings equal those of its newest sweep (the "
+    "one that finished last), all but norm, lr and seed (and whatever that sweep varies); of several runs of "
+    "one (norm, lr, seed) the one that finished last counts. Runs with other settings, unfinished runs and "
+    "unreadable runs are left out and listed; single runs (`single/`) count only when named with `--sweep`, "
+    "and named sweeps replace the default choice for their experiment.")
+DUPLICATE_RULE = ("Of rows with the same (step, metric, layer, unit, eta) in one CSV the last written counts "
+                  "(sample metrics such as act_sample keep every row).")
+
+
+class RunWarning(UserWarning):
+    """A run left out because it cannot be read (one line naming it and why)."""
+
+
+class BadRunError(ValueError):
+    """A run's files are not what the suite writes; the message names the file and the fault."""
+
+
+# --------------------------------------------------------------------------------------------- files
 def iter_run_dirs(root: str | Path) -> Iterator[Path]:
     """Every dir under ``root`` (itself included) holding a summary or a metrics CSV, in sorted order."""
     root = Path(root)
@@ -48,19 +93,107 @@ def iter_run_dirs(root: str | Path) -> Iterator[Path]:
             yield Path(dirpath)
 
 
+def _csv_last_step(path: Path) -> float:
+    """The step of the CSV's last whole line (reads only its tail; a gzipped reference CSV whole); raises
+    BadRunError if it is not one."""
+    gz = path.with_name(path.name + ".gz")
+    if not path.exists() and gz.exists():
+        text = gzip.decompress(gz.read_bytes()).decode(errors="replace")
+        if not text.startswith(HEADER):
+            raise BadRunError(f"{gz}: not a bnstudy metrics.csv (header {text[:60]!r})")
+        lines = [line for line in text[len(HEADER):].split("\n")[:-1] if line]
+        try:
+            return float(lines[-1].split(",", 1)[0]) if lines else -math.inf
+        except ValueError:
+            raise BadRunError(f"{gz}: last line is not a row ({lines[-1][:60]!r})") from None
+    with open(path, "rb") as f:
+        head = f.read(len(HEADER))
+        if head.decode(errors="replace") != HEADER:
+            raise BadRunError(f"{path}: not a bnstudy metrics.csv (header {head[:60]!r})")
+        size = f.seek(0, os.SEEK_END)
+        f.seek(max(len(HEADER), size - 4096))
+        tail = f.read().decode(errors="replace")
+    lines = [line for line in tail.split("\n")[:-1] if line]  # whole lines only
+    if size <= len(HEADER) or not lines:
+        return -math.inf
+    try:
+        return float(lines[-1].split(",", 1)[0])
+    except ValueError:
+        raise BadRunError(f"{path}: last line is not a row ({lines[-1][:60]!r})") from None
+
+
+def _check_summary(summary: Any, path: Path) -> dict:
+    """The summary if it is what ``bnstudy.train`` writes (a status, a step, a config with the run's
+    identity), else BadRunError naming what is wrong."""
+    if not isinstance(summary, dict):
+        raise BadRunError(f"{path}: not a bnstudy summary (a {type(summary).__name__}, not an object)")
+    if summary.get("status") not in STATUSES:
+        raise BadRunError(f"{path}: unknown status {summary.get('status')!r}")
+    step = summary.get("step")
+    if step is not None and not (isinstance(step, (int, float)) and not isinstance(step, bool)):
+        raise BadRunError(f"{path}: step {step!r} is not a number")
+    cfg = summary.get("config")
+    if not isinstance(cfg, dict):
+        raise BadRunError(f"{path}: no config")
+    for key, kind in (("norm", dict), ("optim", dict), ("train", dict), ("model", dict), ("data", dict)):
+        if key in cfg and not isinstance(cfg[key], kind):
+            raise BadRunError(f"{path}: config.{key} is not a mapping")
+    lr = (cfg.get("optim") or {}).get("lr")
+    if lr is not None and (isinstance(lr, bool) or not isinstance(lr, (int, float))):
+        raise BadRunError(f"{path}: config.optim.lr {lr!r} is not a number")
+    return summary
+
+
 def run_status(run_dir: str | Path) -> tuple[str, dict]:
-    """(status, summary) of one run dir; see the module docstring for the statuses."""
+    """(status, summary) of one run dir; see the module docstring for the statuses. A broken or truncated
+    run's summary carries the reason as ``error``."""
     run_dir = Path(run_dir)
     try:
-        summary = read_json(run_dir / SUMMARY)
-    except (OSError, ValueError):
-        return ("running" if is_locked(run_dir) else "broken"), {}
-    status = summary.get("status", "broken")
+        summary = _check_summary(read_json(run_dir / SUMMARY), run_dir / SUMMARY)
+    except (OSError, ValueError) as e:
+        if is_locked(run_dir):
+            return "running", {}
+        why = str(e) if isinstance(e, BadRunError) else f"{run_dir / SUMMARY}: unreadable ({type(e).__name__})"
+        return "broken", {"error": why}
+    status = summary["status"]
     if status == "running" and not is_locked(run_dir):
         status = "interrupted"
+    if status in DONE:
+        try:
+            last = _csv_last_step(run_dir / METRICS)
+        except (OSError, BadRunError) as e:
+            why = str(e) if isinstance(e, BadRunError) else f"{run_dir / METRICS}: missing or unreadable"
+            return "broken", {**summary, "error": why}
+        if summary.get("step") is not None and last < summary["step"]:
+            return "truncated", {**summary, "error": f"{run_dir / METRICS} ends at step "
+                                 f"{'none' if last == -math.inf else f'{last:g}'}, before the summary's step "
+                                 f"{summary['step']}"}
     return status, summary
 
 
+def load_metrics(path: str | Path) -> pd.DataFrame:
+    """A run's metrics (``bnstudy.records.read_metrics``), checked to be what the suite writes, with
+    :data:`DUPLICATE_RULE` applied. Raises BadRunError naming the file and the fault."""
+    path = Path(path)
+    try:
+        df = read_metrics(path)
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        raise BadRunError(f"{path}: unreadable ({type(e).__name__}: {str(e).splitlines()[0][:80]})") from None
+    if list(df.columns) != CSV_COLUMNS:
+        raise BadRunError(f"{path}: columns {list(df.columns)[:8]} are not {CSV_COLUMNS}")
+    for col in ("step", "layer", "unit", "eta", "value"):
+        if not pd.api.types.is_numeric_dtype(df[col]):
+            bad = pd.to_numeric(df[col], errors="coerce").isna() & df[col].notna()
+            raise BadRunError(f"{path}: column {col} holds non-numbers (line {int(np.argmax(bad.to_numpy())) + 2})")
+    if df["step"].isna().any() or df["metric"].isna().any():
+        bad = (df["step"].isna() | df["metric"].isna()).to_numpy()
+        raise BadRunError(f"{path}: a row without step or metric (line {int(np.argmax(bad)) + 2})")
+    df["value"] = df["value"].astype(float)
+    dup = df.duplicated(["step", "metric", "layer", "unit", "eta"], keep="last") & ~df["metric"].isin(SAMPLE_METRICS)
+    return df[~dup].reset_index(drop=True) if dup.any() else df
+
+
+# --------------------------------------------------------------------------------------------- index
 def _row(run_dir: Path, status: str, summary: dict) -> dict[str, Any]:
     cfg = summary.get("config") or {}
     sub = lambda key: (cfg.get(key) or {}) if isinstance(cfg.get(key), dict) else {}
@@ -71,7 +204,8 @@ def _row(run_dir: Path, status: str, summary: dict) -> dict[str, Any]:
         "lr": sub("optim").get("lr"), "seed": cfg.get("seed"), "resumed_from": summary.get("resumed_from"),
         "wall_time_s": summary.get("wall_time_s"), "error": summary.get("error"),
     }
-    for key, value in (summary.get("final") or {}).items():
+    final = summary.get("final")
+    for key, value in (final if isinstance(final, dict) else {}).items():
         row[f"final_{key}"] = pd.to_numeric(value, errors="coerce")  # "nan" (JSON has no NaN) -> NaN
     row.update(flatten(cfg))  # every setting as a dotted column: optim.lr, model.num_layers, ...
     return row
@@ -81,13 +215,17 @@ def find_runs(root: str | Path = "results", include_incomplete: bool = False) ->
     """One row per run dir under ``root``: path, status, step, name, scale, model, norm, data, lr, seed,
     ``final_*`` metrics and every config setting as a dotted column (``optim.momentum``, ...).
 
-    Runs that are not completed or diverged (running, interrupted, failed, broken) are left out with a
-    ``warnings.warn`` naming them, unless ``include_incomplete``.
+    Runs that are not completed or diverged (running, interrupted, failed) are left out with one
+    ``warnings.warn`` naming them, and each truncated or broken run with one :class:`RunWarning` line
+    naming it and why, unless ``include_incomplete``.
     """
     rows, skipped = [], []
     for run_dir in iter_run_dirs(root):
         status, summary = run_status(run_dir)
         if status not in DONE and not include_incomplete:
+            if status in ("broken", "truncated"):
+                warnings.warn(f"skipped {run_dir}: {summary.get('error') or status}", RunWarning, stacklevel=2)
+                continue
             at = f" at step {summary['step']}" if summary.get("step") is not None else ""
             skipped.append(f"{run_dir} ({status}{at})")
             continue
@@ -110,17 +248,250 @@ def write_index(root: str | Path = "results", path: str | Path | None = None) ->
     return df
 
 
+# ---------------------------------------------------------------------------------------------- runs
+def fmt_g(x) -> str:
+    """A number in its shortest form (0.1, 1e-06); anything else as text."""
+    try:
+        return f"{float(x):g}"
+    except (TypeError, ValueError):
+        return str(x)
+
+
+@dataclass
+class Run:
+    """One finished (completed or diverged) run: its identity and its metrics, read on first use."""
+
+    path: Path
+    experiment: str
+    status: str
+    model: str
+    data: str
+    norm: str
+    lr: float
+    seed: object
+    steps: int  # planned (train.steps)
+    step: int  # reached
+    sweep: Optional[Path] = None
+    scale: str = ""
+    _metrics: Optional[pd.DataFrame] = field(default=None, repr=False)
+
+    @property
+    def label(self) -> str:
+        return f"{self.experiment} {self.norm} lr={fmt_g(self.lr)} seed={self.seed}"
+
+    @property
+    def metrics(self) -> pd.DataFrame:
+        """The run's rows (``load_metrics``: checked, one row per key)."""
+        if self._metrics is None:
+            self._metrics = load_metrics(self.path / METRICS)
+        return self._metrics
+
+    def series(self, metric: str, layer: Optional[float] = None) -> pd.Series:
+        """``metric`` by step (``layer`` given: that layer's rows; else rows with no layer/unit/eta)."""
+        df = self.metrics
+        sel = (df["metric"] == metric) & df["unit"].isna() & df["eta"].isna()
+        sel &= df["layer"].isna() if layer is None else (df["layer"] == layer)
+        s = df.loc[sel, ["step", "value"]].drop_duplicates("step", keep="last").set_index("step")["value"]
+        return s.sort_index().astype(float)
+
+    def layers(self, metric: str) -> list[float]:
+        df = self.metrics
+        return sorted(df.loc[(df["metric"] == metric) & df["layer"].notna(), "layer"].unique().tolist())
+
+
+def sweep_of(run_dir: Path) -> Path:
+    """The sweep a run belongs to: its parent folder (``<sweep>/<job>``); a single run is its own."""
+    run_dir = Path(run_dir)
+    return run_dir if run_dir.parent.name == "single" else run_dir.parent
+
+
+def _is_swept(key: str, extra: Iterable[str] = ()) -> bool:
+    return any(key == k or (k.endswith(".") and key.startswith(k)) for k in (*SWEPT, *FREE, *extra))
+
+
+def _inside(path: Path, folders: Sequence[Path]) -> bool:
+    return any(path == f or path.is_relative_to(f) for f in folders)
+
+
+def _same(a: Any, b: Any) -> bool:
+    na = lambda v: v is None or (isinstance(v, float) and math.isnan(v))
+    return (na(a) and na(b)) or a == b
+
+
+@dataclass
+class Experiment:
+    """The runs one experiment means (:data:`SELECTION_RULE`), where they come from, and what was left out."""
+
+    name: str
+    scale: str
+    runs: list[Run]
+    sweeps: list[Path]
+    notes: list[str]
+
+    @property
+    def seeds(self) -> list:
+        return sorted({r.seed for r in self.runs}, key=str)
+
+    @property
+    def steps(self) -> list[int]:
+        return sorted({r.steps for r in self.runs})
+
+    def describe(self) -> str:
+        """One line: which sweep(s), how many runs and seeds, how many steps."""
+        if not self.runs:
+            return f"{self.name} ({self.scale}): no finished runs"
+        sweeps = ", ".join(s.name for s in self.sweeps)
+        n_seeds = len(self.seeds)
+        steps = "/".join(f"{s:,}" for s in self.steps)
+        return (f"{self.name} ({self.scale}): sweep{'s' if len(self.sweeps) > 1 else ''} {sweeps}; "
+                f"{len(self.runs)} runs, {n_seeds} seed{'s' if n_seeds > 1 else ''}, {steps} steps"
+                + (f"; {len(self.notes)} left out" if self.notes else ""))
+
+
+class RunSet:
+    """The runs of one scale under a results root, as each experiment means them (:data:`SELECTION_RULE`).
+
+    ``sweeps``: sweep folders (or single-run folders) to read instead of the default choice, for the
+    experiments they belong to. Unreadable runs are left out with one :class:`RunWarning` line each.
+    """
+
+    def __init__(self, root: str | Path = "results", scale: str = "quick", sweeps: Sequence[str | Path] = ()):
+        self.root, self.scale = Path(root), scale
+        self.sweeps = [Path(s).resolve() for s in sweeps]
+        for s in self.sweeps:
+            if not s.is_dir():
+                raise FileNotFoundError(f"no sweep folder {s}")
+        roots = [self.root] + [s for s in self.sweeps if not _inside(s, [self.root.resolve()])]
+        rows, self._config = [], {}
+        for base in roots:
+            for run_dir in iter_run_dirs(base):
+                status, summary = run_status(run_dir)
+                rows.append(_row(run_dir, status, summary))
+                self._config[str(run_dir)] = flatten(summary.get("config") or {})
+        df = pd.DataFrame(rows)
+        if len(df):
+            for i in df.index[df["name"].isna()]:  # unreadable summary: its experiment from the path the suite uses
+                parts = Path(df.at[i, "path"]).relative_to(self.root).parts if _inside(
+                    Path(df.at[i, "path"]).resolve(), [self.root.resolve()]) else ()
+                if len(parts) >= 3:
+                    df.at[i, "name"], df.at[i, "scale"] = parts[0], parts[1]
+            df["where"] = [Path(p).resolve() for p in df["path"]]
+            df["sweep"] = [sweep_of(w) for w in df["where"]]
+            df["mtime"] = [_mtime(Path(p)) for p in df["path"]]
+        self._index = df
+        self._cache: dict[str, Experiment] = {}
+
+    def names(self) -> list[str]:
+        """The experiments with runs of this scale (or in the named sweeps)."""
+        df = self._index
+        if df.empty:
+            return []
+        keep = (df["scale"] == self.scale) | df["where"].map(lambda w: _inside(w, self.sweeps))
+        return sorted({str(n) for n in df.loc[keep, "name"].dropna()})
+
+    def experiment(self, name: str) -> Experiment:
+        if name not in self._cache:
+            self._cache[name] = self._select(name)
+        return self._cache[name]
+
+    def runs(self, name: str) -> list[Run]:
+        return self.experiment(name).runs
+
+    # ---------------------------------------------------------------------------------- selection
+    def _select(self, name: str) -> Experiment:
+        df = self._index
+        if df.empty:
+            return Experiment(name, self.scale, [], [], [])
+        df = df[df["name"] == name]
+        named = df[df["where"].map(lambda w: _inside(w, self.sweeps))]
+        if len(named):
+            df = named
+        else:
+            df = df[(df["scale"] == self.scale) & (df["sweep"].map(lambda s: s.parent.name) != "single")]
+        notes: list[str] = []
+        for _, r in df.iterrows():  # unfinished and unreadable runs: named, not used
+            if r["status"] in DONE:
+                continue
+            if r["status"] in ("broken", "truncated"):
+                warnings.warn(f"skipped {r['path']}: {r['error']}", RunWarning, stacklevel=3)
+                notes.append(f"{r['path']}: {r['status']} ({r['error']}) - not used")
+                continue
+            at = f" at step {int(r['step'])}" if pd.notna(r.get("step")) else ""
+            notes.append(f"{name} {r['norm']} lr={fmt_g(r['lr'])} seed={r['seed']}: {r['status']}{at} "
+                         f"({r['path']}) - not used")
+        done = df[df["status"].isin(DONE)]
+        if done.empty:
+            return Experiment(name, self.scale, [], [], notes)
+        # the newest sweep sets the experiment's settings; what it varies is swept too
+        newest = done.loc[done.groupby("sweep")["mtime"].transform("max").idxmax(), "sweep"]
+        cfg = {p: {k: v for k, v in self._config[p].items() if not _is_swept(k)} for p in done["path"]}
+        ref = [cfg[p] for p in done.loc[done["sweep"] == newest, "path"]]
+        varies = sorted({k for c in ref for k in c if any(not _same(c.get(k), o.get(k)) for o in ref)})
+        want = {k: v for k, v in ref[0].items() if k not in varies}
+        use, other = [], {}
+        for _, r in done.iterrows():  # a setting missing on one side (another suite version) is no difference
+            diff = [k for k, v in want.items() if k in cfg[r["path"]] and not _same(cfg[r["path"]][k], v)]
+            if diff:
+                other.setdefault(r["sweep"], (diff, r["path"], []))[2].append(r)
+            else:
+                use.append(r)
+        for sweep, (diff, path, rs) in other.items():
+            shown = ", ".join(f"{k}={cfg[path][k]} (not {want[k]})" for k in diff[:3]) + \
+                (" ..." if len(diff) > 3 else "")
+            notes.append(f"{name}: {len(rs)} run(s) of {sweep} not used: other settings than the newest sweep "
+                         f"{Path(newest).name}: {shown}")
+        latest: dict[tuple, Run] = {}
+        for r in sorted(use, key=lambda r: r["mtime"]):
+            run = _make_run(r)
+            key = (run.norm, run.lr, str(run.seed), *(str(cfg[r["path"]].get(c)) for c in varies))
+            if key in latest:
+                notes.append(f"{run.label}: {latest[key].path} superseded by the later {run.path}")
+            latest[key] = run
+        runs = []
+        for run in latest.values():
+            try:
+                run.metrics  # noqa: B018  (read and check now: a corrupt CSV is left out here, named)
+            except BadRunError as e:
+                warnings.warn(f"skipped {run.path}: {e}", RunWarning, stacklevel=3)
+                notes.append(f"{run.label}: {e} - not used")
+                continue
+            runs.append(run)
+        sweeps = sorted({r.sweep for r in runs}, key=lambda s: (s != newest, str(s)))
+        return Experiment(name, self.scale, runs, sweeps, notes)
+
+
+def _mtime(run_dir: Path) -> float:
+    try:
+        return (run_dir / SUMMARY).stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def _make_run(r: pd.Series) -> Run:
+    num = lambda v, default=0: int(v) if pd.notna(v) else default
+    return Run(Path(r["path"]), str(r["name"]), r["status"], str(r["model"]), str(r.get("data")), str(r["norm"]),
+               float(r["lr"]), r["seed"], num(r["steps"]), num(r["step"]), sweep=r["sweep"], scale=str(r["scale"]))
+
+
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m bnstudy.runs", description="List the runs under a results folder.")
+    p = argparse.ArgumentParser(prog="python -m bnstudy.runs", description="List the runs under a results folder. "
+                                "Figures and the report read them by this rule: " + SELECTION_RULE.replace("%", "%%"))
     p.add_argument("root", nargs="?", default="results")
-    p.add_argument("--all", action="store_true", help="include running, interrupted, failed and broken runs")
+    p.add_argument("--all", action="store_true",
+                   help="include running, interrupted, failed, truncated and broken runs")
     p.add_argument("--write", action="store_true", help=f"also write ROOT/{INDEX} (all runs)")
     args = p.parse_args(argv)
+    one_line_warnings()
     df = write_index(args.root) if args.write else find_runs(args.root, include_incomplete=args.all)
     if not args.all:
         df = df[df["status"].isin(DONE)]
     cols = ["path", "status", "step", "model", "norm", "data", "lr", "seed"]
     print(df[cols].to_string(index=False) if len(df) else f"no runs under {args.root}")
+
+
+def one_line_warnings() -> None:
+    """Show warnings as ``warning: <message>`` (command-line tools: one line per skipped run)."""
+    warnings.formatwarning = lambda message, category, *a, **k: f"warning: {message}\n"
 
 
 if __name__ == "__main__":

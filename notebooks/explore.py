@@ -45,8 +45,7 @@ from omegaconf import OmegaConf
 
 import bnstudy.records
 from bnstudy.figures import FIGURES
-from bnstudy.records import read_metrics
-from bnstudy.runs import find_runs
+from bnstudy.runs import BadRunError, RunSet, find_runs, load_metrics
 
 # %matplotlib inline
 
@@ -73,7 +72,7 @@ if runs.empty:
     root = Path(DEMO_DIR) if DEMO_DIR else Path(tempfile.mkdtemp(prefix="bnstudy-explore-"))
     root.mkdir(parents=True, exist_ok=True)
     demo = [
-        "experiment=fig4_dln", "norm=none,batch", "seed=0,1", "train.steps=20", "train.batch_size=100",
+        "experiment=fig4_dln", "scale=quick", "norm=none,batch", "seed=0,1", "train.steps=20", "train.batch_size=100",
         "data.num_train=200", "data.num_test=100", "train.log_every=2", "train.eval_every=10",
         "train.measure_every=10", "progress=false", f"hydra.sweep.dir={root}/fig4_dln/quick/demo",
     ]
@@ -133,11 +132,17 @@ key = next(c for c in ("final_test_acc", "final_test_loss", "final_train_loss") 
 done.pivot_table(index=["name", "norm", "lr"], values=key, aggfunc=["mean", "min", "max", "count"])
 
 # %%
+def metrics_of(r) -> pd.DataFrame | None:
+    """One run's metrics (``load_metrics``: checked, duplicate rows resolved); None for a corrupt CSV."""
+    try:
+        return load_metrics(Path(r.path) / "metrics.csv").assign(run=f"{r.name} {r.norm} lr={r.lr:g}", seed=r.seed)
+    except BadRunError as e:
+        print(f"skipped {r.path}: {e}")  # one line naming it; the other runs go on
+        return None
+
+
 metric = "train_loss"
-curves = pd.concat(
-    [read_metrics(Path(r.path) / "metrics.csv").assign(run=f"{r.name} {r.norm} lr={r.lr:g}", seed=r.seed)
-     for r in done.itertuples()]
-)
+curves = pd.concat([m for r in done.itertuples() if (m := metrics_of(r)) is not None])
 wide = curves[curves["metric"] == metric].pivot_table(index="step", columns="run", values="value")
 ax = wide.plot(logy=True, figsize=(7, 3.5), title=f"{metric} (mean over seeds)")
 wide.tail(3)
@@ -150,9 +155,9 @@ curves.groupby(["metric"])["step"].nunique().rename("steps recorded").to_frame()
 # ## Re-draw a figure
 #
 # `bnstudy.figures.FIGURES` maps a figure name to its drawing function and the experiments it reads; the
-# function reads the newest sweep of each experiment under `<results>/<experiment>/<scale>/` (the layout
-# `python -m experiments.train` writes) and returns a matplotlib Figure: the same code as
-# `python -m experiments.figures`.
+# function reads the runs each experiment means (`bnstudy.runs.RunSet`: printed below) and returns a
+# matplotlib Figure whose footer names the sweeps, seeds and steps it shows: the same code as
+# `python -m experiments.figures`. `RunSet(root, scale, sweeps=[...])` reads named sweep folders instead.
 
 # %%
 names = set(done["name"])
@@ -163,8 +168,11 @@ scale = SCALE or (done["scale"].mode().iat[0] if len(done) else "quick")
 if figure is None:
     print("no run here belongs to an experiment of bnstudy.figures.FIGURES")
 else:
-    draw, _ = FIGURES[figure]
-    fig = draw(root, scale)
+    draw, experiments_ = FIGURES[figure]
+    run_set = RunSet(root, scale)
+    for e in experiments_:
+        print(run_set.experiment(e).describe())
+    fig = draw(run_set)
     assert fig.axes, f"{figure} drew nothing"
     display(fig)
     plt.close(fig)

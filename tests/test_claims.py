@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
 
 from bnstudy.claims import FAILS, HOLDS, INCONCLUSIVE, NOT_RUN, ClaimResult, check_claims
 from bnstudy.report import render_report
+from conftest import fake_config, write_fake_run
 
 STEPS = 200  # planned steps of every synthetic run
 LOG = 10  # train_loss/train_acc every LOG steps
@@ -24,28 +24,21 @@ def write_run(root: Path, exp: str, norm: str, lr: float, *, seed: int = 0, scal
     """One run dir: train_acc ``acc(step)`` (None: regression, loss only), test acc, and per-step measures
     ``{metric: f(step)}`` (``("ics_cos", 3)``-style keys for per-layer metrics) logged every MEASURE steps."""
     _job["n"] += 1
-    d = root / exp / scale / sweep / str(_job["n"])
-    d.mkdir(parents=True)
     loss = loss or (lambda s: 2.3 * (1 - (acc(s) if acc else 0)) + 0.05)
-    lines = ["step,metric,layer,unit,eta,value"]
+    rows = []
     for s in range(LOG, stop + 1, LOG):
-        lines.append(f"{s},train_loss,,,,{loss(s)!r}")
+        rows.append((s, "train_loss", None, None, None, loss(s)))
         if acc:
-            lines.append(f"{s},train_acc,,,,{acc(s)!r}")
+            rows.append((s, "train_acc", None, None, None, acc(s)))
     if acc:
         for s in range(0, stop + 1, EVAL):
-            ta = test_acc if test_acc is not None else acc(s) - 0.02
-            lines.append(f"{s},test_acc,,,,{ta!r}")
+            rows.append((s, "test_acc", None, None, None, test_acc if test_acc is not None else acc(s) - 0.02))
     for key, fn in (measures or {}).items():
-        metric, layer = key if isinstance(key, tuple) else (key, "")
-        for s in range(0, stop, MEASURE):
-            lines.append(f"{s},{metric},{layer},,,{fn(s)!r}")
-    (d / "metrics.csv").write_text("\n".join(lines) + "\n")
-    cfg = {"name": exp, "scale": scale, "seed": seed, "model": {"name": model}, "norm": {"name": norm},
-           "data": {"name": data}, "optim": {"lr": lr}, "train": {"steps": STEPS, "log_every": LOG}}
-    summary = {"status": status, "step": stop, "wall_time_s": 1.0, "final": {}, "config": cfg}
-    (d / "summary.json").write_text(json.dumps(summary))
-    return d
+        metric, layer = key if isinstance(key, tuple) else (key, None)
+        rows += [(s, metric, layer, None, None, fn(s)) for s in range(0, stop, MEASURE)]
+    cfg = fake_config(exp, scale=scale, norm=norm, lr=lr, seed=seed, model=model, data=data, steps=STEPS,
+                      log_every=LOG)
+    return write_fake_run(root / exp / scale / sweep / str(_job["n"]), rows, cfg, status=status, step=stop)
 
 
 def by_id(results: list[ClaimResult]) -> dict[str, ClaimResult]:

@@ -29,7 +29,7 @@ def compose_cfg(overrides):
     return cfg, hydra_cfg
 
 
-@pytest.mark.parametrize("scale", ["quick", "paper"])
+@pytest.mark.parametrize("scale", ["quick", "paper", "tiny"])
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_composes(experiment, scale):
     cfg, hydra_cfg = compose_cfg([f"experiment={experiment}", f"scale={scale}"])
@@ -38,13 +38,19 @@ def test_every_experiment_composes(experiment, scale):
     if experiment.startswith("tut_"):  # the tutorials' claims: always the small CNN at quick scale, accuracy only
         assert (obj.model.name, obj.data.name, obj.scale, obj.train.threads) == ("small_cnn", "fashion_mnist", "quick", 1)
         return
+    assert obj.scale == scale  # runs are filed under the chosen scale
     assert "norm" in hydra_cfg.sweeper.params
-    if experiment.endswith("_dln"):  # the DLN is the paper's at both scales
+    if experiment.endswith("_dln"):  # the DLN is the paper's at every scale; quick runs 4,000 of its steps
         assert (obj.model.name, obj.model.num_layers, obj.data.name) == ("dln", 25, "gaussian")
-        assert (obj.train.steps, obj.train.batch_size, obj.train.loss) == (10000, 1000, "mse_sum")
+        steps = {"quick": (4000, 100), "paper": (10000, 250), "tiny": (40, 10)}[scale]
+        assert (obj.train.steps, obj.train.measure_every) == steps  # conf/experiment_scale/
+        assert (obj.train.batch_size, obj.train.loss) == (1000, "mse_sum")
     elif experiment not in ("quick", "browser"):
-        expected = {"quick": ("vgg", 11, "fashion_mnist", 800), "paper": ("vgg", 16, "cifar10", 15000)}[scale]
+        expected = {"quick": ("vgg", 11, "fashion_mnist", 800), "paper": ("vgg", 16, "cifar10", 15000),
+                    "tiny": ("vgg", 11, "fashion_mnist", 20)}[scale]
         assert (obj.model.name, obj.model.depth, obj.data.name, obj.train.steps) == expected
+    elif experiment == "browser":  # seed 001 at paper scale runs on MNIST
+        assert obj.data.name == {"quick": "fashion_mnist", "paper": "mnist", "tiny": "fashion_mnist"}[scale]
     measured = [m for m in ("activations", "ics", "landscape", "loss_change") if getattr(obj.measure, m).every]
     assert measured, "every experiment measures something beyond accuracy"
 
@@ -63,7 +69,7 @@ def test_each_figure_reads_existing_experiments():
 def test_tiny_sweep_end_to_end(tmp_path):
     """Hydra multirun through the real entry point -> long-format CSVs -> a figure file."""
     sweep = tmp_path / "fig4_dln" / "quick" / "sweep"
-    cmd = [sys.executable, "-m", "experiments.train", "-m", "experiment=fig4_dln", "train.steps=30",
+    cmd = [sys.executable, "-m", "experiments.train", "-m", "experiment=fig4_dln", "scale=quick", "train.steps=30",
            "train.measure_every=10", "train.log_every=5", "data.num_train=200", "train.batch_size=200",
            "measure.landscape.points=3", "progress=false", f"hydra.sweep.dir={sweep}"]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
@@ -83,3 +89,8 @@ def test_tiny_sweep_end_to_end(tmp_path):
     paths = draw(["fig4"], tmp_path, "quick", tmp_path / "figures")
     assert [p.name for p in paths] == ["fig4_quick.png", "fig4_quick.pdf"]
     assert all(p.stat().st_size > 10_000 for p in paths)
+    from bnstudy.figures import fig4
+
+    footer = fig4(tmp_path, "quick").texts[-1].get_text()
+    assert footer.splitlines() == ["fig4_cnn (quick): no finished runs",
+                                   "fig4_dln (quick): sweep sweep; 2 runs, 1 seed, 30 steps"]

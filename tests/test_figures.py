@@ -1,7 +1,8 @@
-"""Figures are drawn from CSVs alone: seeds become a mean with a band, diverged runs end in an x,
-only the newest sweep is read, and an experiment with no runs gives a labelled empty figure."""
+"""Figures are drawn from CSVs alone: seeds become a mean with a band, diverged runs end in an x, the
+runs are those each experiment means (bnstudy.runs), the footer says which, and an experiment with no
+runs gives a labelled empty figure."""
 
-import json
+import os
 from pathlib import Path
 
 import matplotlib
@@ -11,19 +12,18 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib.collections import PolyCollection  # noqa: E402
 
-from bnstudy.figures import fig1, load_experiment, plot_metric  # noqa: E402
+from bnstudy.figures import FIGURES, fig1, fig4, load_experiment, plot_metric  # noqa: E402
+from bnstudy.norms import NORM_LOOK, NORMS, norm_look  # noqa: E402
+from bnstudy.runs import RunSet  # noqa: E402
+from conftest import fake_config, write_fake_run  # noqa: E402
 
 
-def write_run(root: Path, sweep: str, job: int, norm: str, lr: float, seed: int, acc, status="completed", stop=100):
-    d = root / "fig1" / "quick" / sweep / str(job)
-    d.mkdir(parents=True)
-    rows = ["step,metric,layer,unit,eta,value"]
-    rows += [f"{s},train_acc,,,,{acc(s)!r}" for s in range(10, stop + 1, 10)]
-    rows += [f"{s},test_acc,,,,{acc(s)!r}" for s in range(0, stop + 1, 50)]
-    (d / "metrics.csv").write_text("\n".join(rows) + "\n")
-    cfg = {"name": "fig1", "scale": "quick", "seed": seed, "model": {"name": "vgg"}, "norm": {"name": norm},
-           "data": {"name": "fashion_mnist"}, "optim": {"lr": lr}, "train": {"steps": 100}}
-    (d / "summary.json").write_text(json.dumps({"status": status, "step": stop, "config": cfg, "final": {}}))
+def write_run(root: Path, sweep: str, job: int, norm: str, lr: float, seed: int, acc, status="completed", stop=100,
+              steps=100, experiment="fig1"):
+    rows = [(s, "train_acc", None, None, None, acc(s)) for s in range(10, stop + 1, 10)]
+    rows += [(s, "test_acc", None, None, None, acc(s)) for s in range(0, stop + 1, 50)]
+    cfg = fake_config(experiment, norm=norm, lr=lr, seed=seed, model="vgg", steps=steps)
+    return write_fake_run(root / experiment / "quick" / sweep / str(job), rows, cfg, status=status, step=stop)
 
 
 def test_seeds_are_a_mean_with_a_min_max_band(tmp_path):
@@ -43,8 +43,9 @@ def test_seeds_are_a_mean_with_a_min_max_band(tmp_path):
     plt.close(fig)
 
 
-def test_diverged_run_ends_in_an_x_and_only_the_newest_sweep_is_read(tmp_path):
-    write_run(tmp_path, "2024-01-01_00-00-00_a", 0, "none", 0.5, 0, lambda s: 0.9)  # an older sweep
+def test_diverged_run_ends_in_an_x_and_the_newest_run_of_a_seed_is_read(tmp_path):
+    old = write_run(tmp_path, "2024-01-01_00-00-00_a", 0, "none", 0.5, 0, lambda s: 0.9)  # an older sweep
+    os.utime(old / "summary.json", (1, 1))
     write_run(tmp_path, "2024-01-02_00-00-00_b", 0, "none", 0.5, 0, lambda s: 0.1, status="diverged", stop=40)
     runs = load_experiment(tmp_path, "fig1", "quick")
     assert [(r.status, float(r.metrics.value.max())) for r in runs] == [("diverged", 0.1)]
@@ -61,3 +62,55 @@ def test_no_runs_gives_a_labelled_empty_figure(tmp_path):
     fig = fig1(tmp_path, "quick")
     texts = [t.get_text() for ax in fig.axes for t in ax.texts]
     assert texts == ["fig1: no finished runs"]
+
+
+def test_no_runs_gives_a_labelled_empty_figure_with_its_footer(tmp_path):
+    fig = fig4(tmp_path, "quick")
+    assert [t.get_text() for t in fig.texts] == ["fig4_cnn (quick): no finished runs\nfig4_dln (quick): no finished runs"]
+
+
+def _two_sweeps(root: Path) -> tuple[Path, Path, Path]:
+    """fig1: a 100-step sweep (seeds 0, 1), a later one with seed 2 (same settings), and a latest 300-step one
+    at lr 0.3 only (other settings: train.steps), plus a single run that must never count by default."""
+    a = [write_run(root, "2024-01-01_00-00-00_a", j, norm, 0.1, seed, lambda s: 0.5 + 0.1 * seed)
+         for j, (norm, seed) in enumerate([("none", 0), ("batch", 0), ("none", 1), ("batch", 1)])]
+    b = [write_run(root, "2024-01-02_00-00-00_b", j, norm, 0.1, 2, lambda s: 0.8) for j, norm in enumerate(["none", "batch"])]
+    for i, d in enumerate(a + b):
+        os.utime(d / "summary.json", (1000 + i, 1000 + i))
+    write_run(root, "single", 0, "none", 0.1, 0, lambda s: 0.01)  # root/fig1/quick/single/0: a single run
+    write_run(root, "2024-01-03_00-00-00_c", 0, "none", 0.3, 0, lambda s: 0.7, stop=300, steps=300)
+    return a[0].parent, b[0].parent, root / "fig1" / "quick" / "2024-01-03_00-00-00_c"
+
+
+def test_figures_and_claims_read_the_same_runs_of_two_sweeps(tmp_path):
+    from bnstudy.claims import Results
+
+    sweep_a, sweep_b, sweep_c = _two_sweeps(tmp_path)
+    for named in ([], [sweep_a, sweep_b]):
+        R = RunSet(tmp_path, "quick", named)
+        figure_runs = sorted(str(r.path) for r in load_experiment(R, "fig1"))
+        claim_runs = sorted(str(r.path) for r in Results(R).runs("fig1"))
+        assert figure_runs == claim_runs
+        if not named:  # the newest sweep (300 steps, lr 0.3) sets the settings: the 100-step sweeps are left out
+            assert figure_runs == [str(sweep_c / "0")]
+            assert any("2 run(s)" in n and "train.steps=100 (not 300)" in n for n in R.experiment("fig1").notes)
+        else:  # named: both 100-step sweeps, seeds 0-2, never the single run
+            assert len(figure_runs) == 6 and all("single" not in p for p in figure_runs)
+            assert R.experiment("fig1").seeds == [0, 1, 2]
+    fig = fig1(R)
+    assert fig.texts[-1].get_text() == ("fig1 (quick): sweeps 2024-01-02_00-00-00_b, 2024-01-01_00-00-00_a; 6 runs, "
+                               "3 seeds, 100 steps")
+
+
+def test_a_single_run_counts_only_when_named(tmp_path):
+    _two_sweeps(tmp_path)
+    single = tmp_path / "fig1" / "quick" / "single" / "0"
+    runs = load_experiment(RunSet(tmp_path, "quick", [single]), "fig1")
+    assert [str(r.path) for r in runs] == [str(single)]
+
+
+def test_a_new_norm_gets_its_own_colour_and_label(monkeypatch):
+    monkeypatch.setitem(NORMS, "my_norm", NORMS["batch"])
+    label, colour = norm_look("my_norm")
+    assert label == "my_norm" and colour not in {c for _, c in NORM_LOOK.values()}
+    assert set(NORM_LOOK) == set(NORMS) - {"my_norm"}  # every shipped norm has its label and colour

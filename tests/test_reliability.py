@@ -271,7 +271,9 @@ def test_csv_is_whole_between_any_two_writes(tmp_path):
 
 def _fake_run(run_dir: Path, status: str, lr: float = 0.1) -> Path:
     run_dir.mkdir(parents=True)
-    (run_dir / "metrics.csv").write_text("step,metric,layer,unit,eta,value\n1,train_loss,,,,0.5\n")
+    writer = MetricsWriter(run_dir / "metrics.csv")  # the suite's own writer: rows up to the summary's step
+    writer.write([(1, "train_loss", None, None, None, 0.5), (10, "train_loss", None, None, None, 0.4)])
+    writer.close()
     cfg = {"name": "exp", "scale": "quick", "seed": 0, "model": {"name": "dln", "num_layers": 6},
            "norm": {"name": "batch"}, "data": {"name": "gaussian"}, "optim": {"lr": lr}, "train": {"steps": 10}}
     write_json_atomic(run_dir / "summary.json", {"status": status, "step": 10, "config": cfg,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import re
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Optional
@@ -19,8 +18,7 @@ import numpy as np
 import pandas as pd
 
 from bnstudy.claims.liveness import Run
-from bnstudy.claims.text import fmt_g
-from bnstudy.runs import find_runs
+from bnstudy.runs import RunSet
 
 HOLDS, FAILS, INCONCLUSIVE, NOT_RUN = "holds", "does not hold", "inconclusive", "not run"
 VERDICTS = (HOLDS, FAILS, INCONCLUSIVE, NOT_RUN)
@@ -87,66 +85,27 @@ def ordered() -> list[Claim]:
 
 # ------------------------------------------------------------------------------------------------ runs
 class Results:
-    """The finished runs of one scale under a results root, per experiment, plus notes of runs left out."""
+    """The runs each experiment means at one scale (``bnstudy.runs.RunSet``: the rule is
+    ``bnstudy.runs.SELECTION_RULE``), as :class:`~bnstudy.claims.liveness.Run`, plus the notes of runs left out."""
 
-    def __init__(self, root: Path, scale: str):
-        self.root, self.scale = Path(root), scale
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            df = find_runs(self.root, include_incomplete=True)
+    def __init__(self, root: Path | RunSet, scale: str = "quick", sweeps: Iterable[Path] = ()):
+        self.runset = root if isinstance(root, RunSet) else RunSet(root, scale, sweeps)
+        self.root, self.scale = self.runset.root, self.runset.scale
         self._runs: dict[str, list[Run]] = {}
-        self._notes: dict[str, list[str]] = {}
-        if df.empty:
-            return
-        df = df[df["scale"] == scale]
-        for name, sub in df.groupby("name", dropna=True):
-            self._load(str(name), sub)
-
-    def _load(self, name: str, sub: pd.DataFrame) -> None:
-        notes = self._notes.setdefault(name, [])
-        runs = []
-        for _, r in sub.iterrows():
-            path = Path(r["path"])
-            if r["status"] not in ("completed", "diverged"):
-                at = f" at step {int(r['step'])}" if pd.notna(r.get("step")) else ""
-                notes.append(f"{name} {r['norm']} lr={fmt_g(r['lr'])} seed={r['seed']}: {r['status']}{at} "
-                             f"({path}) - not used")
-                continue
-            mtime = (path / "summary.json").stat().st_mtime if (path / "summary.json").exists() else 0.0
-            runs.append((mtime, Run(path, name, r["status"], str(r["model"]), str(r.get("data")), str(r["norm"]),
-                                    float(r["lr"]), r["seed"], int(r["steps"]) if pd.notna(r["steps"]) else 0,
-                                    int(r["step"]) if pd.notna(r["step"]) else 0)))
-        if not runs:
-            return
-        # one setup (model, data) per experiment: the one with the most runs (ties: the latest)
-        setups: dict[tuple, list] = {}
-        for m, run in runs:
-            setups.setdefault((run.model, run.data), []).append((m, run))
-        best = max(setups, key=lambda k: (len(setups[k]), max(m for m, _ in setups[k])))
-        for key, rs in setups.items():
-            if key != best:
-                notes.append(f"{name}: {len(rs)} run(s) of model={key[0]} data={key[1]} not used "
-                             f"(the claims use model={best[0]} data={best[1]})")
-        latest: dict[tuple, tuple] = {}
-        for m, run in sorted(setups[best], key=lambda t: t[0]):
-            key = (run.norm, run.lr, str(run.seed))
-            if key in latest:
-                notes.append(f"{run.label}: {latest[key][1].path} superseded by the later {run.path}")
-            latest[key] = (m, run)
-        self._runs[name] = [run for _, run in latest.values()]
 
     def runs(self, name: str) -> list[Run]:
-        return self._runs.get(name, [])
+        if name not in self._runs:
+            self._runs[name] = [Run.of(r) for r in self.runset.runs(name)]
+        return self._runs[name]
 
     def notes(self, name: str) -> list[str]:
-        return self._notes.get(name, [])
+        return self.runset.experiment(name).notes
 
     def groups(self, name: str) -> dict[tuple[str, float], list[Run]]:
         out: dict[tuple[str, float], list[Run]] = {}
         for run in self.runs(name):
             out.setdefault((run.norm, run.lr), []).append(run)
         return dict(sorted(out.items(), key=lambda kv: (kv[0][1], kv[0][0])))
-
 
 
 # --------------------------------------------------------------------------------------------- helpers
@@ -202,7 +161,8 @@ def experiment_groups(R: Results, name: str) -> tuple[dict, "Notes"]:
 
 
 
-def check_claims(results_root: Path, scale: str) -> list[ClaimResult]:
-    """Every registered claim's verdict over the finished runs of ``scale`` under ``results_root``."""
-    R = Results(Path(results_root), scale)
+def check_claims(results_root: Path | RunSet, scale: str = "quick", sweeps: Iterable[Path] = ()) -> list[ClaimResult]:
+    """Every registered claim's verdict over the runs each experiment means (a ``RunSet``, or the finished
+    runs of ``scale`` under ``results_root``, reading the named ``sweeps`` where given)."""
+    R = Results(results_root, scale, sweeps)
     return [c.check(R, c) for c in ordered()]

@@ -18,17 +18,15 @@ are gone: the last logged test accuracy would be stale) and at an infinite loss.
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path
-from typing import Iterable, Optional
+from typing import Iterable
 
 import numpy as np
 import pandas as pd
 
-from bnstudy.claims.text import fmt_g
-from bnstudy.records import read_metrics
+from bnstudy import runs
 
 CHANCE_MARGIN = 0.05
 """A classifier is 'at chance' when its accuracy is <= 1/num_classes + this (0.15 for 10 classes).
@@ -59,35 +57,13 @@ DLN_MIN_DECREASE = 1e-3
 """DLN liveness: the minimum relative loss decrease over :data:`DLN_WINDOW_FRAC` of the run for 'decreasing'."""
 
 
-@dataclass
-class Run:
-    """One finished (completed or diverged) run and its metrics, read on first use."""
+class Run(runs.Run):
+    """A finished run as the claims see it: classifier or regression, chance level, final values and the
+    steps where it is live. Its identity and metrics are the run reader's (``bnstudy.runs.Run``)."""
 
-    path: Path
-    experiment: str
-    status: str
-    model: str
-    data: str
-    norm: str
-    lr: float
-    seed: object
-    steps: int  # planned (train.steps)
-    step: int  # reached
-    _metrics: Optional[pd.DataFrame] = field(default=None, repr=False)
-
-    @property
-    def label(self) -> str:
-        return f"{self.experiment} {self.norm} lr={fmt_g(self.lr)} seed={self.seed}"
-
-    @property
-    def metrics(self) -> pd.DataFrame:
-        if self._metrics is None:
-            found = any((self.path / name).exists() for name in ("metrics.csv", "metrics.csv.gz"))
-            df = read_metrics(self.path / "metrics.csv") if found else \
-                pd.DataFrame(columns=["step", "metric", "layer", "unit", "eta", "value"])
-            df["value"] = pd.to_numeric(df["value"], errors="coerce")
-            self._metrics = df
-        return self._metrics
+    @classmethod
+    def of(cls, run: runs.Run) -> "Run":
+        return cls(**{f.name: getattr(run, f.name) for f in dataclasses.fields(run)})
 
     @cached_property
     def classify(self) -> bool:
@@ -100,18 +76,6 @@ class Run:
     @property
     def diverged(self) -> bool:
         return self.status == "diverged"
-
-    def series(self, metric: str, layer: Optional[float] = None) -> pd.Series:
-        """``metric`` by step (``layer`` given: that layer's rows; else rows with no layer/unit/eta)."""
-        df = self.metrics
-        sel = (df["metric"] == metric) & df["unit"].isna() & df["eta"].isna()
-        sel &= df["layer"].isna() if layer is None else (df["layer"] == layer)
-        s = df.loc[sel, ["step", "value"]].drop_duplicates("step", keep="last").set_index("step")["value"]
-        return s.sort_index().astype(float)
-
-    def layers(self, metric: str) -> list[float]:
-        df = self.metrics
-        return sorted(df.loc[(df["metric"] == metric) & df["layer"].notna(), "layer"].unique().tolist())
 
     # -------------------------------------------------------------------------------- final values
     def final_train(self, metric: str) -> float:

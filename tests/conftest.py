@@ -1,0 +1,66 @@
+"""Shared fixtures: composed configs (``compose_config``) and fake runs written through the suite's own
+writers (``write_fake_run``: ``MetricsWriter`` and ``write_json_atomic``, so a fake run's files are exactly
+what a real run's are, rows in step order as the loop writes them).
+
+    def test_x(fake_run, tmp_path):
+        fake_run(tmp_path / "fig1/quick/sweep/0", [(10, "train_acc", None, None, None, 0.9)],
+                 fake_config("fig1", norm="batch", lr=0.1))
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Iterable, Optional
+
+import pytest
+
+from bnstudy.records import MetricsWriter, write_json_atomic
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+
+
+def fake_config(name: str = "fig1", *, scale: str = "quick", norm: str = "none", lr: float = 0.1, seed: int = 0,
+                model: str = "vgg_quick", data: str = "fashion_mnist", steps: int = 100, **train) -> dict:
+    """The identity part of a run's config as ``summary.json`` holds it (nested, like the composed config)."""
+    return {"name": name, "scale": scale, "seed": seed, "model": {"name": model}, "norm": {"name": norm},
+            "data": {"name": data}, "optim": {"name": "sgd", "lr": lr}, "train": {"steps": steps, **train}}
+
+
+def write_fake_run(run_dir: Path, rows: Iterable[tuple], config: dict, *, status: str = "completed",
+                   step: Optional[int] = None, final: Optional[dict] = None) -> Path:
+    """A run dir as ``bnstudy.train`` leaves it: ``metrics.csv`` (rows ``(step, metric, layer, unit, eta,
+    value)``, written in step order by ``MetricsWriter``) and ``summary.json`` (``write_json_atomic``).
+    ``step``: where the run stopped (default: the last row's step)."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    rows = sorted(rows, key=lambda r: r[0])  # stable: the loop writes a step's rows together
+    writer = MetricsWriter(run_dir / "metrics.csv", truncate_to=0)
+    writer.write(rows)
+    writer.close()
+    stop = step if step is not None else (rows[-1][0] if rows else 0)
+    summary = {"status": status, "step": stop, "config": copy.deepcopy(config), "out_dir": str(run_dir),
+               "resumed_from": None, "wall_time_s": 1.0, "final": final or {}}
+    write_json_atomic(run_dir / "summary.json", summary)
+    return run_dir
+
+
+@pytest.fixture
+def fake_run():
+    """``write_fake_run``: a finished run written through the suite's writers."""
+    return write_fake_run
+
+
+@pytest.fixture
+def compose_config():
+    """``compose_config(*overrides)``: the composed config (Hydra's compose API, the suite's conf/)."""
+    from hydra import compose, initialize_config_dir
+
+    import bnstudy.config  # noqa: F401  (registers the schemas)
+
+    def _compose(*overrides: str):
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            return compose(config_name="config", overrides=list(overrides))
+
+    return _compose
