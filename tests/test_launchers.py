@@ -154,7 +154,7 @@ def _sweep(launcher: str, cwd: Path, *extra: str, env: dict | None = None) -> su
 
 def _results(cwd: Path) -> dict[str, tuple[str, dict]]:
     """Check the layout results/<name>/<scale>/<stamp>/<job>/ and return {job: (norm, final metrics)}."""
-    base = cwd / "results" / NAME / "quick"
+    base = cwd / "results" / NAME / "none"  # no scale chosen: filed under none/
     sweeps = [p for p in base.iterdir()]
     assert len(sweeps) == 1 and STAMP.fullmatch(sweeps[0].name), sweeps
     sweep = sweeps[0]
@@ -189,7 +189,7 @@ def test_sweep_end_to_end(launcher: str, tmp_path: Path, basic_results: dict):
     results = _results(tmp_path)
     assert results == basic_results  # same jobs, same norms, same numbers (seeded, 1 thread each)
     if launcher == "submitit":
-        (sweep,) = (tmp_path / "results" / NAME / "quick").iterdir()
+        (sweep,) = (tmp_path / "results" / NAME / "none").iterdir()
         assert list((sweep / ".submitit").glob("*/*_log.out"))  # submitit's own logs, out of the way
 
     from bnstudy.runs import find_runs
@@ -217,6 +217,6 @@ def test_slurm_up_to_sbatch(tmp_path: Path):
                  "#SBATCH --cpus-per-task=4", "#SBATCH --mem=32GB", f"#SBATCH --job-name={NAME}",
                  "#SBATCH --array=0-1%2", "export OMP_NUM_THREADS=4"):
         assert line in script.splitlines(), f"{line!r} not in the sbatch script:\n{script}"
-    (sweep,) = (tmp_path / "results" / NAME / "quick").iterdir()
+    (sweep,) = (tmp_path / "results" / NAME / "none").iterdir()
     assert STAMP.fullmatch(sweep.name) and (sweep / ".submitit").is_dir()
     assert "-m submitit.core._submit" in script and str(sweep.resolve()) in script

@@ -339,8 +339,8 @@ def test_runs_and_sweeps_started_in_the_same_second_keep_separate_dirs(tmp_path,
     for _ in range(2):
         assert call_main(monkeypatch, capsys, *DLN, *FAST, "train.steps=5")[0] == 0
         assert call_main(monkeypatch, capsys, "-m", *DLN, *FAST, "train.steps=5")[0] == 0
-    singles = sorted((tmp_path / "results/run/quick/single").iterdir())
-    sweeps = sorted(p for p in (tmp_path / "results/run/quick").iterdir() if p.name != "single")
+    singles = sorted((tmp_path / "results/run/none/single").iterdir())
+    sweeps = sorted(p for p in (tmp_path / "results/run/none").iterdir() if p.name != "single")
     assert len(singles) == 2 and len(sweeps) == 2
     assert all(p.name.startswith("2030-01-01_12-00-00_") for p in singles + sweeps)
     assert all(summary(p)["status"] == "completed" for p in singles + [s / "0" for s in sweeps])

@@ -22,7 +22,7 @@ from experiments.reference import main as reference_main
 from experiments.verify import main as verify_main
 
 pytestmark = pytest.mark.slow
-TINY = ["experiment=fig3_dln", "norm=batch", "model.num_layers=6", "data.num_train=256", "data.num_test=64",
+TINY = ["experiment=fig3_dln", "scale=quick", "norm=batch", "model.num_layers=6", "data.num_train=256", "data.num_test=64",
         "train.batch_size=256", "train.steps=30", "train.log_every=5", "train.measure_every=10",
         "measure.ics.layers=[2,4]", "train.checkpoint_every=0", "progress=false"]
 
