@@ -301,10 +301,11 @@ FIGURES: dict[str, tuple[Callable, tuple[str, ...]]] = {
 }
 
 
-def _tutorials(root: Path, scale: str):
+def _tutorials(root: RunSet | Path, scale: str | None = None, sweeps: Sequence[str | Path] = ()):
     from bnstudy.tutorial_figures import tutorials  # imports this module: registered lazily
 
-    return tutorials(root, scale)
+    R = as_runset(root, scale, sweeps)
+    return tutorials(R.root, R.scale)
 
 
 FIGURES["tutorials"] = (_tutorials, ("tut_lr", "tut_init", "tut_reg", "tut_batch", "tut_momentum", "tut_placement"))

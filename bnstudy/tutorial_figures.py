@@ -15,11 +15,15 @@ import numpy as np
 import pandas as pd
 
 from bnstudy import tutorials as T
-from bnstudy.figures import NORM_LABEL, NORM_STYLE
+from bnstudy.norms import norm_look
 
 
 def _label(norm: str) -> str:
-    return NORM_LABEL.get(norm, norm)
+    return norm_look(norm)[0]
+
+
+def _colour(norm: str) -> str:
+    return norm_look(norm)[1]
 
 
 def _empty(ax, what: str) -> None:
@@ -35,7 +39,7 @@ def _speed(ax, df: pd.DataFrame) -> None:
             continue
         curves = [r for r in df[(df["norm"] == norm) & (df["lr"] == lr)]["train_acc"]]
         mean = pd.concat(curves, axis=1).mean(axis=1)
-        ax.plot(mean.index, mean.to_numpy(), color=NORM_STYLE[norm], label=f"{_label(norm)}, lr {lr:g}")
+        ax.plot(mean.index, mean.to_numpy(), color=_colour(norm), label=f"{_label(norm)}, lr {lr:g}")
     ax.set(title="Speed-up: train acc at each net's best lr", xlabel="step", ylabel="train accuracy (window)")
 
 
@@ -43,7 +47,7 @@ def _by(ax, df: pd.DataFrame, x: str, title: str, xlabel: str, norms=(T.STANDARD
     for norm in norms:
         g = df[df["norm"] == norm].groupby(x)["test_acc"].mean()
         if len(g):
-            ax.plot(g.index.astype(float), g.to_numpy(), "o-", color=NORM_STYLE[norm], label=_label(norm))
+            ax.plot(g.index.astype(float), g.to_numpy(), "o-", color=_colour(norm), label=_label(norm))
     ax.set(title=title, xlabel=xlabel, ylabel="final test accuracy", xscale="log")
     ax.axhline(T.CHANCE, color="grey", lw=0.8, ls=":")
 
@@ -56,7 +60,7 @@ def _gap(ax, df: pd.DataFrame) -> None:
             labels.append(f"{'BN' if norm == T.BN else 'std'}{' + drop ' + format(d, 'g') if d else ''}")
             train.append(sel["train_eval_acc"].mean())
             test.append(sel["test_acc"].mean())
-            colours.append(NORM_STYLE[norm])
+            colours.append(_colour(norm))
     x = np.arange(len(labels))
     ax.bar(x - 0.2, train, 0.4, color=colours, alpha=0.45, label="train (1,000 samples)")
     ax.bar(x + 0.2, test, 0.4, color=colours, label="test")
@@ -72,7 +76,7 @@ def _gradients(ax, grads: pd.DataFrame) -> None:
     for norm in (T.STANDARD, T.BN):
         for i, depth in enumerate(depths):
             sel = g[(g["norm"] == norm) & (g["depth"] == depth)]
-            ax.plot(sel["layer"], sel["value"], color=NORM_STYLE[norm], alpha=0.35 + 0.65 * (i + 1) / len(depths),
+            ax.plot(sel["layer"], sel["value"], color=_colour(norm), alpha=0.35 + 0.65 * (i + 1) / len(depths),
                     label=f"{_label(norm)}, depth {depth}")
     ax.set(title="Gradients at init: ||dL/dW|| by layer", xlabel="layer (1 = input side)", yscale="log")
 
@@ -92,7 +96,7 @@ def _placement(ax, df: pd.DataFrame) -> None:
     x = np.arange(len(piv))
     for k, (pos, alpha) in enumerate((("before", 1.0), ("after", 0.5))):
         if pos in piv:
-            ax.bar(x + (k - 0.5) * 0.4, piv[pos], 0.4, color=NORM_STYLE[T.BN], alpha=alpha, label=f"BN {pos} ReLU")
+            ax.bar(x + (k - 0.5) * 0.4, piv[pos], 0.4, color=_colour(T.BN), alpha=alpha, label=f"BN {pos} ReLU")
     ax.set(title="Placement: BN before vs after the ReLU", xticks=x, ylim=(0.5, 0.95), ylabel="final test accuracy")
     ax.set_xticklabels([f"lr {lr:g}" for lr in piv.index])
 

@@ -114,3 +114,11 @@ def test_a_new_norm_gets_its_own_colour_and_label(monkeypatch):
     label, colour = norm_look("my_norm")
     assert label == "my_norm" and colour not in {c for _, c in NORM_LOOK.values()}
     assert set(NORM_LOOK) == set(NORMS) - {"my_norm"}  # every shipped norm has its label and colour
+
+
+def test_every_figure_draws_from_an_empty_results_folder(tmp_path):
+    """Each entry of FIGURES takes the same arguments (a RunSet) and draws, runs or not."""
+    from bnstudy.figures import draw
+
+    paths = draw(sorted(FIGURES), RunSet(tmp_path, "quick"), out_dir=tmp_path / "figures")
+    assert sorted(p.name for p in paths if p.suffix == ".png") == sorted(f"{n}_quick.png" for n in FIGURES)
