@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -290,8 +291,11 @@ def test_find_runs_lists_finished_runs_and_names_the_others(tmp_path):
     (root / "e").mkdir()
     (root / "e" / "metrics.csv").write_text("step,metric,layer,unit,eta,value\n")  # no summary: broken
     with RunLock(root / "d"):  # a live run holds its lock
-        with pytest.warns(UserWarning, match=r"left out 3 run\(s\).*c \(interrupted at step 10\).*d \(running"):
+        with pytest.warns(UserWarning) as said:  # unfinished runs in one line; a broken one on its own line
             runs = find_runs(root)
+        messages = [str(w.message) for w in said]
+        assert any(re.search(r"left out 2 run\(s\).*c \(interrupted at step 10\).*d \(running", m) for m in messages)
+        assert any(m.startswith(f"skipped {root / 'e'}: ") for m in messages)
         everything = find_runs(root, include_incomplete=True)
     assert list(runs["status"]) == ["completed", "diverged"]
     assert list(runs["lr"]) == [0.1, 10.0] and list(runs["model"]) == ["dln", "dln"]
