@@ -5,90 +5,28 @@ wrong type then fails at start with Hydra's own error naming it. Options with a 
 (Hydra lists the valid names itself); every numeric field carries its valid range in its metadata
 (``ranged``), checked in one place (``check_ranges``) before anything is written. Each group maps to one registry in
 code: ``model`` -> ``bnstudy.models.MODELS``, ``norm`` -> ``bnstudy.norms.NORMS``, ``data`` ->
-``bnstudy.data.DATASETS``, ``optim`` -> ``bnstudy.train.OPTIMIZERS``.
+``bnstudy.data.DATASETS``, ``optim`` -> ``bnstudy.train.OPTIMIZERS``, ``measure`` -> one node per entry of
+``bnstudy.measures.MEASURES``.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field, fields, is_dataclass
-from enum import Enum
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
-
-class ConfigError(ValueError):
-    """A config value that cannot work; the message says what to change (the entry point prints it alone)."""
-
-
-# ---------------------------------------------------------------------------------- ranges, choices
-@dataclass(frozen=True)
-class Range:
-    """Valid values of a numeric field (or of each item of a list field); floats must also be finite."""
-
-    lo: float | None = None
-    hi: float | None = None
-    lo_open: bool = False  # lo itself excluded
-    hi_open: bool = False
-
-    def holds(self, v: float) -> bool:
-        if isinstance(v, float) and not math.isfinite(v):
-            return False
-        return ((self.lo is None or (v > self.lo if self.lo_open else v >= self.lo))
-                and (self.hi is None or (v < self.hi if self.hi_open else v <= self.hi)))
-
-    def __str__(self) -> str:
-        num = lambda x: str(int(x)) if float(x).is_integer() else f"{x:g}"
-        if self.lo is not None and self.hi is not None:
-            return f"in {'(' if self.lo_open else '['}{num(self.lo)}, {num(self.hi)}{')' if self.hi_open else ']'}"
-        if self.lo is not None:
-            return f"{'>' if self.lo_open else '>='} {num(self.lo)}"
-        return f"{'<' if self.hi_open else '<='} {num(self.hi)}"
-
-
-def ranged(default: Any = MISSING, *, gt: float | None = None, ge: float | None = None, lt: float | None = None,
-           le: float | None = None, factory: Any = None) -> Any:
-    """A dataclass field whose value (or each item of its list) must lie in the given range."""
-    r = Range(gt if gt is not None else ge, lt if lt is not None else le, gt is not None, lt is not None)
-    if factory is not None:
-        return field(default_factory=factory, metadata={"range": r})
-    return field(default=default, metadata={"range": r})
-
-
-def check_ranges(obj: Any, prefix: str = "") -> None:
-    """Raise ``ConfigError`` for the first field of ``obj`` (a config dataclass, walked recursively) that
-    is out of its ``ranged`` range, naming it, its value and the range."""
-    for f in fields(obj):
-        value, key = getattr(obj, f.name), f"{prefix}{f.name}"
-        if is_dataclass(value):
-            check_ranges(value, f"{key}.")
-        r = f.metadata.get("range")
-        if r is None or value is None:
-            continue
-        if isinstance(value, (list, tuple)):
-            if not all(r.holds(v) for v in value):
-                raise ConfigError(f"{key}={list(value)}: each value must be {r}")
-        elif not r.holds(value):
-            finite = "a finite number " if isinstance(value, float) and not math.isfinite(value) else ""
-            raise ConfigError(f"{key}={value} must be {finite}{r}")
-
-
-class Choice(str, Enum):
-    """An option with a few fixed names: equal to its name as a string, and printed as it."""
-
-    def __str__(self) -> str:
-        return self.value
-
-    def __format__(self, spec: str) -> str:
-        return format(self.value, spec)
+from bnstudy.measures import MeasureConf
+from bnstudy.measures.activations import ActivationsConf  # noqa: F401  (the measure schemas, re-exported)
+from bnstudy.measures.ics import ICSConf  # noqa: F401
+from bnstudy.measures.landscape import LandscapeConf  # noqa: F401
+from bnstudy.measures.loss_change import LossChangeConf  # noqa: F401
+from bnstudy.schema import BetaWrt, Choice, ConfigError, Range, Spacing, check_ranges, ranged  # noqa: F401
 
 
 Position = Choice("Position", {"before": "before", "after": "after"})
 NoiseWhere = Choice("NoiseWhere", {"after_affine": "after_affine", "before_affine": "before_affine"})
-Spacing = Choice("Spacing", {"log": "log", "linear": "linear"})
-BetaWrt = Choice("BetaWrt", {"weights": "weights", "activations": "activations"})
 Device = Choice("Device", {"auto": "auto", "cpu": "cpu", "cuda": "cuda"})
 Scale = Choice("Scale", {"quick": "quick", "paper": "paper", "tiny": "tiny", "none": "none"})  # conf/scale options
 ResumeMismatch = Choice("ResumeMismatch", {"refuse": "refuse", "allow": "allow"})
@@ -184,46 +122,8 @@ class OptimConf:
 
 
 # ------------------------------------------------------------------------------------------- measure
-@dataclass
-class ActivationsConf:
-    every: int = ranged(0, ge=0)  # 0 = off; N = every N steps (1 = every step)
-    layers: list[int] = ranged(factory=lambda: [1, 2], ge=1)  # 1-based block indices
-    units: int = ranged(1, ge=1)  # how many units (channels) per layer, picked once at random (seeded)
-    samples: int = ranged(128, ge=1)  # values kept per unit and step for histograms
-    quantiles: list[float] = ranged(factory=lambda: [0.05, 0.25, 0.5, 0.75, 0.95], ge=0, le=1)
-
-
-@dataclass
-class ICSConf:
-    every: int = ranged(0, ge=0)
-    layers: list[int] = ranged(factory=lambda: [1, 2], ge=1)
-
-
-@dataclass
-class LandscapeConf:
-    """Loss band, gradient predictiveness and effective beta share one eta grid and one pass per eta."""
-
-    every: int = ranged(0, ge=0)
-    eta_min: float = ranged(0.5, gt=0)  # multiples of the learning rate ([1/2, 4] x lr for CNNs)
-    eta_max: float = ranged(4.0, gt=0)
-    points: int = ranged(8, ge=1)
-    spacing: Spacing = Spacing.log
-    beta_wrt: BetaWrt = BetaWrt.weights  # activations: the browser reproduction's variant
-    beta_layer: int = ranged(1, ge=1)  # block whose activations are used when beta_wrt=activations
-
-
-@dataclass
-class LossChangeConf:
-    every: int = ranged(0, ge=0)
-
-
-@dataclass
-class MeasureConf:
-    activations: ActivationsConf = field(default_factory=ActivationsConf)
-    ics: ICSConf = field(default_factory=ICSConf)
-    landscape: LandscapeConf = field(default_factory=LandscapeConf)
-    loss_change: LossChangeConf = field(default_factory=LossChangeConf)
-    fix_noise: bool = True  # replay the step's noise (noisy BN) in every probe of a measurement
+# MeasureConf: one node per registered measurement, built from bnstudy.measures.MEASURES (plus fix_noise);
+# each node's schema lives next to its measurement (ActivationsConf, ... are imported above for old callers).
 
 
 # --------------------------------------------------------------------------------------------- train

@@ -26,6 +26,8 @@ from tqdm.auto import tqdm
 from bnstudy.config import Config, ConfigError, OptimConf, check_ranges
 from bnstudy.data import BatchSampler, TensorData, load_dataset
 from bnstudy.measures.functional import RNGState, forward_at
+from bnstudy.measures.registry import Row
+from bnstudy.measures.registry import checks as measure_checks
 from bnstudy.measures.schedule import Probes
 from bnstudy.models import BlockNet, build_model
 from bnstudy.norms import uses_batch_statistics
@@ -47,6 +49,13 @@ LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "mse_half_sum": lambda out, y: 0.5 * (out - y).pow(2).sum(),
     "mse_mean": lambda out, y: (out - y).pow(2).sum(1).mean(),
 }
+
+# The loop's own metrics (the measurements' are defined in their modules: bnstudy.measures.metric_names())
+TRAIN_LOSS, TRAIN_ACC = "train_loss", "train_acc"  # mean over the log window's training batches
+TRAIN_EVAL_LOSS, TRAIN_EVAL_ACC = "train_eval_loss", "train_eval_acc"  # eval mode, fixed training subset
+TEST_LOSS, TEST_ACC = "test_loss", "test_acc"  # eval mode, test subset
+EVAL_METRICS = {"train_eval": (TRAIN_EVAL_LOSS, TRAIN_EVAL_ACC), "test": (TEST_LOSS, TEST_ACC)}  # by eval set
+LOOP_METRICS = (TRAIN_LOSS, TRAIN_ACC, TRAIN_EVAL_LOSS, TRAIN_EVAL_ACC, TEST_LOSS, TEST_ACC)
 
 # errors of a write that the user can fix (a full disk or quota, a read-only or forbidden folder)
 WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
@@ -116,13 +125,7 @@ def validate(cfg: Config, n_train: int | None = None, n_layers: int | None = Non
     if n_train is not None:
         checks.append((t.batch_size <= n_train,
                        f"train.batch_size={t.batch_size} exceeds the {n_train} training samples: lower it"))
-    if n_layers is not None:
-        for key, layers, on in (("measure.activations.layers", m.activations.layers, m.activations.every),
-                                ("measure.ics.layers", m.ics.layers, m.ics.every),
-                                ("measure.landscape.beta_layer", [m.landscape.beta_layer],
-                                 m.landscape.every and m.landscape.beta_wrt == "activations")):
-            bad = [i for i in layers if not 1 <= i <= n_layers]
-            checks.append((not (on and bad), f"{key}={list(layers)}: layers must lie in 1..{n_layers} for this model"))
+    checks += measure_checks(cfg.measure, n_layers)  # each registered measurement's own
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
@@ -421,14 +424,14 @@ class Trainer:
                 rows += self.probes.after_backward(step, x, y, loss, rng)
             before = self.probes.snapshot() if due.snapshot else None
             self.optimizer.step()
-            if before is not None:
+            if due.after_step:
                 rows += self.probes.after_step(step, x, y, before, rng)
             window.add(loss, out, y)
             if (step + 1) % t.log_every == 0 or step + 1 == t.steps:  # the loop's only read-back
                 mean_loss, acc = window.reduce()
-                rows.append((step + 1, "train_loss", None, None, None, mean_loss))
+                rows.append(Row(step + 1, TRAIN_LOSS, mean_loss))
                 if acc is not None:
-                    rows.append((step + 1, "train_acc", None, None, None, acc))
+                    rows.append(Row(step + 1, TRAIN_ACC, acc))
                 writer.write(rows)
                 rows = []
                 bar.set_postfix(loss=f"{mean_loss:.4g}", refresh=False)
@@ -457,17 +460,17 @@ class Trainer:
         self.folder.checkpoint.unlink(missing_ok=True)
         return summary
 
-    def _eval_rows(self, step: int) -> list[tuple]:
+    def _eval_rows(self, step: int) -> list[Row]:
         rows = []
         for split, (x, y) in self.eval_sets.items():
             loss, acc = evaluate(self.model, x, y, self.cfg.train.eval_batch_size, self.classify)
-            rows.append((step, f"{split}_loss", None, None, None, loss))
+            loss_metric, acc_metric = EVAL_METRICS[split]
+            rows.append(Row(step, loss_metric, loss))
             if self.classify:
-                rows.append((step, f"{split}_acc", None, None, None, acc))
+                rows.append(Row(step, acc_metric, acc))
                 if split == "test" and self.cfg.train.eval_batch_stats and self.batch_stats:
                     bs_loss, bs_acc = evaluate_batch_stats(self.model, x, y, self.cfg.train.batch_size)
-                    rows += [(step, "test_batchstat_loss", None, None, None, bs_loss),
-                             (step, "test_batchstat_acc", None, None, None, bs_acc)]
+                    rows += [Row(step, "test_batchstat_loss", bs_loss), Row(step, "test_batchstat_acc", bs_acc)]
                 if split == "test" and self.cfg.train.chance_patience:
                     at_chance = acc.item() <= 1.0 / self.data.num_classes + 0.02
                     self.chance_evals = self.chance_evals + 1 if at_chance else 0
@@ -479,8 +482,7 @@ class Trainer:
         df = read_metrics(self.out_dir / METRICS)
         plain = df[df["layer"].isna() & df["unit"].isna() & df["eta"].isna()]
         last = plain.sort_values("step").groupby("metric")["value"].last()
-        keys = ["train_loss", "train_acc", "train_eval_loss", "train_eval_acc", "test_loss", "test_acc"]
-        return {k: float(last[k]) for k in keys if k in last}
+        return {k: float(last[k]) for k in LOOP_METRICS if k in last}
 
 
 def run(cfg: Config, out_dir: Path, data: TensorData | None = None) -> dict:

@@ -14,7 +14,7 @@ import pytest
 import torch
 from torch import nn
 
-from bnstudy.config import (ActivationsConf, Config, DLNConf, ICSConf, LandscapeConf, LossChangeConf, MeasureConf,
+from bnstudy.config import (ActivationsConf, Config, DLNConf, ICSConf, LandscapeConf, MeasureConf,
                             NormConf, OptimConf, SmallCNNConf, TrainConf, DataConf)
 from bnstudy.data import TensorData
 from bnstudy.measures import eta_grid, landscape, layer_moments, moment_shift, sample_units
@@ -22,6 +22,7 @@ from bnstudy.measures.activations import pick_units, unit_values, units_matrix
 from bnstudy.measures.functional import RNGState, loss_and_grads, trainable_params
 from bnstudy.measures.ics import gradient_ics
 from bnstudy.measures.landscape import activation_beta
+from bnstudy.measures.registry import Context, enabled, node_of, schemas
 from bnstudy.measures.schedule import Probes
 from bnstudy.models import Block, BlockNet, build_model
 from bnstudy.records import read_metrics
@@ -217,7 +218,7 @@ def test_gradient_ics_is_zero_when_earlier_layers_do_not_move():
 
 def test_gradient_ics_counts_the_norms_affine_as_its_layer():
     model = _dln(layers=3, norm="batch")
-    probes = Probes(MeasureConf(), model, MSE_SUM, lr=0.1, seed=0)
+    probes = Context.of(model, MSE_SUM, lr=0.1, seed=0)  # the blocks' parameter names every measurement sees
     assert probes.layer_params[1] == ["body.0.layer.weight", "body.0.norm.weight", "body.0.norm.bias"]
     assert probes.weight_of == {1: "body.0.layer.weight", 2: "body.1.layer.weight"}
     # moving only layer 1's gamma (unevenly: layer 2's BN would absorb a uniform scale, and any shift) moves G_2
@@ -331,6 +332,13 @@ def _synthetic(n: int = 48, seed: int = 0) -> TensorData:
     return TensorData("synthetic", x, y, x[:16].clone(), y[:16].clone(), 3)
 
 
+def _every(measure: MeasureConf, every: int) -> MeasureConf:
+    """Every registered measurement's schedule set to ``every`` (the registry's nodes, not a hand list)."""
+    for node in schemas():
+        getattr(measure, node).every = every
+    return measure
+
+
 def _config(norm: str, measure: bool, fix_noise: bool = True, beta_wrt: str = "activations", device: str = "cpu") -> Config:
     every = 1 if measure else 0
     return Config(
@@ -338,13 +346,12 @@ def _config(norm: str, measure: bool, fix_noise: bool = True, beta_wrt: str = "a
         norm=NormConf(name=norm),
         data=DataConf(),
         optim=OptimConf(lr=0.05, momentum=0.9, weight_decay=1e-3),
-        measure=MeasureConf(
-            activations=ActivationsConf(every=every, layers=[1, 2], units=2, samples=4, quantiles=[0.5]),
-            ics=ICSConf(every=every, layers=[1, 2]),
-            landscape=LandscapeConf(every=every, points=2, beta_wrt=beta_wrt, beta_layer=2),
-            loss_change=LossChangeConf(every=every),
+        measure=_every(MeasureConf(
+            activations=ActivationsConf(layers=[1, 2], units=2, samples=4, quantiles=[0.5]),
+            ics=ICSConf(layers=[1, 2]),
+            landscape=LandscapeConf(points=2, beta_wrt=beta_wrt, beta_layer=2),
             fix_noise=fix_noise,
-        ),
+        ), every),
         train=TrainConf(steps=4, batch_size=12, log_every=1, eval_every=2, eval_size=16, eval_batch_size=16,
                         checkpoint_every=0, device=device),
         progress=False,
@@ -375,6 +382,8 @@ def test_measurements_leave_training_bit_for_bit(tmp_path, norm, fix_noise, beta
     expected = {"act_sample", "act_mean", "act_var", "act_q50", "moment_shift_mean", "moment_drift_var", "ics_l2",
                 "ics_cos", "landscape_loss", "grad_pred", "beta_ratio", "beta", "loss_change"}
     assert expected <= measured and ("beta_act" in measured) == (beta_wrt == "activations")
+    declared = {m for c in enabled(on.cfg.measure) for m in c.metrics(node_of(on.cfg.measure, c))}
+    assert measured == declared  # each registered measurement writes the metrics it declares, and only those
     plain = rows_on[~rows_on["metric"].isin(measured)].reset_index(drop=True)
     assert {"train_loss", "test_loss", "train_eval_acc"} <= set(plain["metric"])
     assert plain.equals(rows_off)  # training loss/accuracy and evaluations, every value bit-for-bit
@@ -401,8 +410,7 @@ def test_loop_reads_tensors_back_only_on_its_schedules(tmp_path, monkeypatch, no
     cfg = _config(norm, measured)
     cfg.train = TrainConf(steps=11, batch_size=12, log_every=4, eval_every=0, checkpoint_every=0)
     if measured:
-        for m in (cfg.measure.activations, cfg.measure.ics, cfg.measure.landscape, cfg.measure.loss_change):
-            m.every = 5
+        _every(cfg.measure, 5)
     trainer = Trainer(cfg, tmp_path, data=_synthetic())
     now: dict = {"step": None}
     indices = trainer.sampler.indices

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from bnstudy.config import ActivationsConf, DLNConf, ICSConf, LandscapeConf, LossChangeConf, MeasureConf, NormConf
+from bnstudy.measures.loss_change import LOSS_CHANGE
 from bnstudy.measures.schedule import Probes, is_due
 from bnstudy.models import build_model
 from bnstudy.train import LOSSES
@@ -25,11 +26,13 @@ def test_is_due_and_due_flags():
                       loss_change=LossChangeConf(every=4))
     p = Probes(cfg, _model(), MSE, lr=0.1, seed=0)
     d = p.due(3)  # ICS only (and step 4's loss change needs L_3)
-    assert (d.hooks, d.snapshot, d.rng, d.after_backward) == (False, True, True, True)
+    assert (d.hooks, d.snapshot, d.rng, d.after_backward, d.after_step) == (False, True, True, True, True)
     d = p.due(5)
-    assert (d.hooks, d.snapshot, d.rng, d.after_backward) == (False, False, True, True)
+    assert (d.hooks, d.snapshot, d.rng, d.after_backward, d.after_step) == (False, False, True, True, False)
+    d = p.due(4)  # activations (hooks) and the loss change
+    assert (d.hooks, d.snapshot, d.rng, d.after_backward, d.after_step) == (True, False, False, True, False)
     d = p.due(13)
-    assert (d.hooks, d.snapshot, d.rng, d.after_backward) == (False, False, False, False)
+    assert (d.hooks, d.snapshot, d.rng, d.after_backward, d.after_step) == (False, False, False, False, False)
     cfg.fix_noise = False
     assert not Probes(cfg, _model(), MSE, lr=0.1, seed=0).due(0).rng
 
@@ -50,7 +53,7 @@ def _losses_and_rows(every: int, steps: int, probes: Probes | None = None):
 
 def test_loss_change_is_the_difference_of_successive_losses():
     losses, rows, _ = _losses_and_rows(every=2, steps=7)
-    got = {r[0]: float(r[5]) for r in rows if r[1] == "loss_change"}
+    got = {r.step: float(r.value) for r in rows if r.metric == LOSS_CHANGE}
     assert sorted(got) == [2, 4, 6]  # step 0 has no predecessor
     for t, v in got.items():
         assert v == pytest.approx(abs(losses[t] - losses[t - 1]), rel=1e-6)
@@ -61,15 +64,11 @@ def test_probe_state_round_trips():
     state = probes.state_dict()
     fresh = Probes(MeasureConf(loss_change=LossChangeConf(every=1)), _model(), MSE, lr=0.1, seed=0)
     fresh.load_state_dict(state)
-    assert torch.equal(fresh._prev_loss, probes._prev_loss)
+    assert state == {LOSS_CHANGE: {"prev_loss": probes.entries[0].prev}} and probes.entries[0].prev is not None
+    assert torch.equal(fresh.entries[0].prev, probes.entries[0].prev)
 
 
 def test_unknown_beta_variant_fails_with_its_key():
     cfg = MeasureConf(landscape=LandscapeConf(every=1, points=2, beta_wrt="hessian"))
-    model = _model()
-    probes = Probes(cfg, model, MSE, lr=0.1, seed=0)
-    x, y = torch.randn(4, 3), torch.randn(4, 3)
-    loss = MSE(model(x), y)
-    loss.backward()
     with pytest.raises(ValueError, match="beta_wrt"):
-        probes.after_backward(0, x, y, loss, None)
+        Probes(cfg, _model(), MSE, lr=0.1, seed=0)

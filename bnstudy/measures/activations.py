@@ -3,9 +3,34 @@
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
+
+from bnstudy.measures.registry import Cost, Measurement, Row, Step, layer_check, register
+
+ACT_MEAN = "act_mean"  # per chosen unit: mean over the batch (N[xHxW] values)
+ACT_VAR = "act_var"  # per chosen unit: biased variance over the batch
+ACT_SAMPLE = "act_sample"  # per chosen unit: up to ``samples`` of its values (one row each)
+MOMENT_SHIFT_MEAN = "moment_shift_mean"  # |mean_t - mean_prev| (prev: the previous measured step);
+MOMENT_SHIFT_VAR = "moment_shift_var"  # unit None: the average over all the layer's units
+MOMENT_DRIFT_MEAN = "moment_drift_mean"  # |mean_t - mean_0| (0: the first measured step)
+MOMENT_DRIFT_VAR = "moment_drift_var"
+
+
+def quantile_metric(q: float) -> str:
+    """``act_q05`` for the 5% quantile of a chosen unit's values (two digits of percent)."""
+    return f"act_q{round(q * 100):02d}"
+
+
+@dataclass
+class ActivationsConf:
+    every: int = 0  # 0 = off; N = every N steps (1 = every step)
+    layers: list[int] = field(default_factory=lambda: [1, 2])  # 1-based block indices
+    units: int = 1  # how many units (channels) per layer, picked once at random (seeded)
+    samples: int = 128  # values kept per unit and step for histograms
+    quantiles: list[float] = field(default_factory=lambda: [0.05, 0.25, 0.5, 0.75, 0.95])
 
 
 def unit_values(h: torch.Tensor, unit: int) -> torch.Tensor:
@@ -75,3 +100,100 @@ def layer_moments(h: torch.Tensor) -> LayerMoments:
 def moment_shift(prev: LayerMoments, cur: LayerMoments) -> LayerMoments:
     """|mu_t - mu_prev| and |var_t - var_prev| per unit (also the drift from step 0 when prev is step 0)."""
     return LayerMoments((cur.stats - prev.stats).abs())
+
+
+@register
+class Activations(Measurement):
+    """Samples, moments and quantiles of a few chosen units of some blocks, and each layer's moment shift
+    (from the previous measured step) and drift (from the first), read off the training forward by hooks.
+
+    Each layer's numbers are gathered into one float64 tensor and read back with one transfer.
+    """
+
+    name = "activations"
+    Conf = ActivationsConf
+    order = 20
+
+    def __init__(self, conf: ActivationsConf, ctx):
+        super().__init__(conf, ctx)
+        self.units: dict[int, list[int]] = {}
+        self.first: dict[int, LayerMoments] = {}
+        self.prev: dict[int, LayerMoments] = {}
+
+    @classmethod
+    def cost(cls, conf: ActivationsConf) -> Cost:
+        return Cost(0, "0 passes: hooks on the training forward (samples, moments, quantiles, shift/drift)")
+
+    @classmethod
+    def metrics(cls, conf: ActivationsConf) -> list[str]:
+        return [ACT_MEAN, ACT_VAR, *map(quantile_metric, conf.quantiles), ACT_SAMPLE, MOMENT_SHIFT_MEAN,
+                MOMENT_SHIFT_VAR, MOMENT_DRIFT_MEAN, MOMENT_DRIFT_VAR]
+
+    @classmethod
+    def checks(cls, conf: ActivationsConf, n_layers):
+        return layer_check("measure.activations.layers", conf.layers, n_layers) if conf.every else []
+
+    @classmethod
+    def bench_settings(cls, tiny: bool) -> dict:
+        return {"activations.every": 1, "activations.samples": 128}
+
+    @classmethod
+    def bench_floor(cls, conf: ActivationsConf) -> Callable[[dict], None]:
+        """The arithmetic it cannot avoid, with this module's functions and nothing else: the moments of
+        every unit of each captured layer, and the chosen units' values, quantiles and samples (no rows,
+        no shift bookkeeping, no CSV)."""
+        units = list(range(conf.units))
+
+        def arithmetic(captured: dict) -> None:
+            for h in captured.values():
+                layer_moments(h)
+                values = units_matrix(h, units)
+                torch.quantile(values, torch.tensor(conf.quantiles, dtype=h.dtype, device=h.device), dim=1)
+                sample_units(values, conf.samples, seed=0)
+
+        return arithmetic
+
+    @classmethod
+    def hook_layers(cls, conf: ActivationsConf) -> list[int]:
+        return list(dict.fromkeys(conf.layers))
+
+    def after_backward(self, s: Step) -> list[Row]:
+        a, seed = self.conf, self.ctx.seed
+        rows: list[Row] = []
+        mine = set(a.layers)
+        for i, h in [(i, h) for i, h in s.captured.items() if i in mine]:  # in forward order
+            if i not in self.units:
+                self.units[i] = pick_units(h.shape[1], a.units, seed * 1000 + i)
+            units = self.units[i]
+            moments = layer_moments(h)
+            labels = [(m, u) for m in (ACT_MEAN, ACT_VAR) for u in units]  # one per value, in order
+            blocks = [moments.stats[:, units].reshape(-1)]
+            values = units_matrix(h, units)  # (units, N[xHxW])
+            if a.quantiles:
+                q = torch.quantile(values, torch.tensor(a.quantiles, dtype=h.dtype, device=h.device), dim=1)
+                labels += [(quantile_metric(p), u) for p in a.quantiles for u in units]
+                blocks.append(q.double().reshape(-1))
+            samples = sample_units(values, a.samples, seed * 1_000_003 + s.step)  # (units, samples)
+            labels += [(ACT_SAMPLE, u) for u in units for _ in range(samples.shape[1])]
+            blocks.append(samples.double().reshape(-1))
+            prev = self.prev.get(i)
+            first = self.first.setdefault(i, moments)
+            for names, ref in (((MOMENT_SHIFT_MEAN, MOMENT_SHIFT_VAR), prev),
+                               ((MOMENT_DRIFT_MEAN, MOMENT_DRIFT_VAR), first)):
+                if ref is not None:
+                    d = moment_shift(ref, moments).stats  # (2, units)
+                    labels += [(name, u) for name in names for u in [None, *units]]
+                    blocks.append(torch.cat([d.mean(1, keepdim=True), d[:, units]], dim=1).reshape(-1))
+            self.prev[i] = moments
+            numbers = torch.cat(blocks).tolist()
+            rows += [Row(s.step, metric, v, layer=i, unit=u) for (metric, u), v in zip(labels, numbers, strict=True)]
+        return rows
+
+    def state_dict(self) -> dict:
+        pack = lambda d: {i: m.stats for i, m in d.items()}
+        return {"units": self.units, "first": pack(self.first), "prev": pack(self.prev)}
+
+    def load_state_dict(self, state: dict) -> None:
+        unpack = lambda d: {int(i): LayerMoments(t) for i, t in d.items()}
+        self.units = {int(i): list(u) for i, u in state["units"].items()}
+        self.first, self.prev = unpack(state["first"]), unpack(state["prev"])

@@ -14,7 +14,10 @@ from typing import Callable
 import torch
 from torch import nn
 
-from bnstudy.models import BlockNet
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # bnstudy.config imports this package: no import of models (and config) at load time
+    from bnstudy.models import BlockNet
 
 
 def layer_gradient_norms(model: BlockNet, x: torch.Tensor, y: torch.Tensor,

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 import torch
 from torch import nn
 
-from bnstudy.measures.functional import LossFn, Params, RNGState, loss_and_grads
+from bnstudy.measures.functional import LossFn, Params, RNGState, loss_and_grads, trainable_params
+from bnstudy.measures.registry import Cost, Measurement, Row, Step, layer_check, register
+
+ICS_L2 = "ics_l2"  # per layer: ||G - G'||_2
+ICS_COS = "ics_cos"  # per layer: cos(G, G')
+
+
+@dataclass
+class ICSConf:
+    every: int = 0
+    layers: list[int] = field(default_factory=lambda: [1, 2])
 
 
 @dataclass
@@ -55,3 +65,39 @@ def gradient_ics(
         results.append((i, l2, cos))
     values = torch.stack([torch.stack([l2, c]) for _, l2, c in results]).double().cpu().tolist() if results else []
     return [ICSResult(i, v[0], v[1]) for (i, _, _), v in zip(results, values)]
+
+
+@register
+class GradientICS(Measurement):
+    """Definition 2.1 after the optimiser's step: w_{t+1} is the step it actually took (momentum and weight
+    decay included), G the training step's own gradient kept in the snapshot."""
+
+    name = "ics"
+    Conf = ICSConf
+    order = 40
+    phases = ("after_step",)
+    needs_rng = True
+    needs_snapshot = True
+
+    @classmethod
+    def cost(cls, conf: ICSConf) -> Cost:
+        n = len(conf.layers)
+        return Cost(n, f"1 forward + 1 backward per layer (layers {','.join(map(str, conf.layers))})", "layer", n)
+
+    @classmethod
+    def metrics(cls, conf: ICSConf) -> list[str]:
+        return [ICS_L2, ICS_COS]
+
+    @classmethod
+    def checks(cls, conf: ICSConf, n_layers):
+        return layer_check("measure.ics.layers", conf.layers, n_layers) if conf.every else []
+
+    def after_step(self, s: Step) -> list[Row]:
+        c = self.ctx
+        after = {n: p.detach() for n, p in trainable_params(c.model).items()}
+        res = gradient_ics(c.model, c.loss_fn, s.x, s.y, s.before[0], after, c.layer_params, list(self.conf.layers),
+                           c.weight_of, s.before[1], s.rng)
+        rows: list[Row] = []
+        for r in res:
+            rows += [Row(s.step, ICS_L2, r.l2, layer=r.layer), Row(s.step, ICS_COS, r.cosine, layer=r.layer)]
+        return rows

@@ -11,7 +11,29 @@ from typing import Optional
 import torch
 from torch import nn
 
-from bnstudy.measures.functional import LossFn, Params, RNGState, flat_norm, forward_at, loss_and_grads
+from bnstudy.measures.functional import LossFn, Params, RNGState, flat_norm, forward_at, loss_and_grads, trainable_params
+from bnstudy.measures.registry import Cost, Measurement, Row, Step, register
+
+LANDSCAPE_LOSS = "landscape_loss"  # per eta: L(w - eta g(w))
+GRAD_PRED = "grad_pred"  # per eta: ||g(w) - g(w - eta g(w))||, gradient predictiveness
+BETA_RATIO = "beta_ratio"  # per eta: GRAD_PRED / ||eta g(w)||
+LANDSCAPE_LOSS_MIN = "landscape_loss_min"  # over the eta grid: the band of Fig. 4a
+LANDSCAPE_LOSS_MAX = "landscape_loss_max"
+GRAD_PRED_MAX = "grad_pred_max"
+BETA = "beta"  # effective beta-smoothness: max of BETA_RATIO over the grid
+
+
+@dataclass
+class LandscapeConf:
+    """Loss band, gradient predictiveness and effective beta share one eta grid and one pass per eta."""
+
+    every: int = 0
+    eta_min: float = 0.5  # multiples of the learning rate ([1/2, 4] x lr for CNNs)
+    eta_max: float = 4.0
+    points: int = 8
+    spacing: str = "log"  # log | linear
+    beta_wrt: str = "weights"  # weights | activations (the browser reproduction's variant, bnstudy.measures.beta_act)
+    beta_layer: int = 1  # block whose activations are used when beta_wrt=activations
 
 
 def eta_grid(lr: float, eta_min: float, eta_max: float, points: int, spacing: str = "log") -> list[float]:
@@ -132,3 +154,52 @@ def activation_beta(
         handle.remove()
     to_list = lambda ts: torch.stack(ts).double().cpu().tolist()
     return LandscapeResult(list(etas), to_list(losses), to_list(diffs), to_list(betas))
+
+
+@register
+class Landscape(Measurement):
+    """Fig. 4: walk w - eta g(w) on the step's batch, g(w) the training step's own gradient (in ``.grad``),
+    with the noise of the step's forward replayed (``measure.fix_noise``)."""
+
+    name = "landscape"
+    Conf = LandscapeConf
+    order = 30
+    needs_rng = True
+
+    def __init__(self, conf: LandscapeConf, ctx):
+        super().__init__(conf, ctx)
+        self.etas = eta_grid(ctx.lr, conf.eta_min, conf.eta_max, conf.points, conf.spacing)
+
+    @classmethod
+    def cost(cls, conf: LandscapeConf) -> Cost:
+        p = conf.points
+        return Cost(p, f"P={p} forward + P backward, shared by landscape, predictiveness, beta", "eta", p)
+
+    @classmethod
+    def metrics(cls, conf: LandscapeConf) -> list[str]:
+        return [LANDSCAPE_LOSS, GRAD_PRED, BETA_RATIO, LANDSCAPE_LOSS_MIN, LANDSCAPE_LOSS_MAX, GRAD_PRED_MAX, BETA]
+
+    @classmethod
+    def checks(cls, conf: LandscapeConf, n_layers):
+        return [(conf.beta_wrt in ("weights", "activations"),
+                 f"measure.landscape.beta_wrt={conf.beta_wrt!r} is unknown; valid: ['activations', 'weights']")]
+
+    @classmethod
+    def bench_settings(cls, tiny: bool) -> dict:
+        return {"landscape.every": 1, "landscape.points": 2 if tiny else 8}
+
+    def after_backward(self, s: Step) -> list[Row]:
+        params = {n: p.detach() for n, p in trainable_params(self.ctx.model).items()}
+        grads = {n: p.grad for n, p in trainable_params(self.ctx.model).items() if p.grad is not None}
+        res = landscape(self.ctx.model, self.ctx.loss_fn, s.x, s.y, self.etas, params, grads, s.rng)
+        return landscape_rows(s.step, res)
+
+
+def landscape_rows(step: int, res: LandscapeResult) -> list[Row]:
+    rows: list[Row] = []
+    for eta, loss, diff, beta in zip(res.etas, res.losses, res.grad_diffs, res.betas):
+        rows += [Row(step, LANDSCAPE_LOSS, loss, eta=eta), Row(step, GRAD_PRED, diff, eta=eta),
+                 Row(step, BETA_RATIO, beta, eta=eta)]
+    rows += [Row(step, LANDSCAPE_LOSS_MIN, min(res.losses)), Row(step, LANDSCAPE_LOSS_MAX, max(res.losses)),
+             Row(step, GRAD_PRED_MAX, max(res.grad_diffs)), Row(step, BETA, res.beta)]
+    return rows
