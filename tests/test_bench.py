@@ -11,9 +11,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bnstudy.measures import MEASURES
+
 ROOT = Path(__file__).resolve().parents[1]
 STEP_CASES = [f"{m}/{n}" for m in ("small_cnn", "vgg_quick", "vgg16", "dln") for n in ("none", "batch")]
-MEASUREMENTS = ["loss_change", "activations", "ics", "landscape", "landscape_beta_act"]
+MEASUREMENTS = list(MEASURES)  # every registered measurement
 MAKE_ALL = ["fig1", "fig2", "fig3_cnn", "fig3_dln", "fig4_cnn", "fig4_dln", "fig5_cnn", "fig5_dln", "browser"]
 
 

@@ -12,7 +12,7 @@ import torch
 from bnstudy.config import ConfigError, DLNConf, NormConf
 from bnstudy.measures import MEASURES, MeasureConf, Row, metric_names
 from bnstudy.measures.functional import RNGState
-from bnstudy.measures.registry import (PHASES, Cost, Measurement, Step, build_measure_conf, checks, enabled, node_of,
+from bnstudy.measures.registry import (PHASES, Cost, Measurement, Step, build_measure_conf, checks, enabled,
                                        ordered, schemas)
 from bnstudy.measures.schedule import Probes
 from bnstudy.models import build_model
