@@ -159,3 +159,36 @@ def test_a_new_measurement_is_one_registered_class(monkeypatch):
             assert sums == [pytest.approx(seen["h"].sum().item(), rel=1e-6)]
     assert set(model.block(2).probe._forward_hooks) == {spy.id}  # the dispatcher's hooks are gone
     assert [r.step for r in rows] == [0, 0, 2, 2] and probes.state_dict() == {"toy": {"calls": 2}}
+
+
+def test_the_readme_example_is_a_working_measurement(monkeypatch):
+    """The module shown under "Adding a measurement" registers, is built into the config and measures."""
+    import re
+    import sys
+    import types
+    from pathlib import Path
+
+    import bnstudy.measures.registry as registry
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("### Adding a measurement", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    monkeypatch.setattr(registry, "MEASURES", dict(MEASURES))  # the example's entry goes with the test
+    module = types.ModuleType("bnstudy.measures.weight_norm")
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    exec(compile(code, "README.md", "exec"), module.__dict__)
+    assert "weight_norm" in registry.MEASURES and "weight_norm" not in MEASURES
+    measure = build_measure_conf()()
+    measure.weight_norm.every, measure.weight_norm.layers = 2, [1, 2]
+    torch.manual_seed(0)
+    model = build_model(DLNConf(num_layers=3, dim=3), NormConf(name="batch"), (3,), None)
+    probes = Probes(measure, model, MSE, lr=0.1, seed=0)
+    x, y = torch.randn(5, 3), torch.randn(5, 3)
+    loss = MSE(model(x), y)
+    loss.backward()
+    assert probes.due(2).after_backward and not probes.due(1).after_backward
+    rows = probes.after_backward(2, x, y, loss, None)
+    assert [(r.metric, r.layer) for r in rows] == [("weight_norm", 1), ("weight_norm", 2)]
+    assert float(rows[1].value) == pytest.approx(torch.linalg.norm(model.block(2).layer.weight).item())
+    assert [m for ok, m in checks(measure, n_layers=1) if not ok] == [
+        "measure.weight_norm.layers=[1, 2]: layers must lie in 1..1 for this model"]
