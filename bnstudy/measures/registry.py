@@ -109,7 +109,7 @@ class Measurement:
     never stopped).
     """
 
-    name: ClassVar[str] = ""  # the registry key (set by @register)
+    name: ClassVar[str] = ""  # the registry key (required, unique)
     Conf: ClassVar[Optional[type]] = None  # its config schema; None: it reads another entry's node
     node: ClassVar[str] = ""  # its node under measure. (default: its name)
     order: ClassVar[float] = 100.0  # rows of one step come in this order (then by name)

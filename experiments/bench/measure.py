@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Callable
 
 from bnstudy.data import TensorData
-from bnstudy.measures.registry import enabled, node_of, ordered
+from bnstudy.measures.registry import enabled, node_of, ordered, total_cost
 from experiments.bench.common import (MEASURE_SLACK, ZERO_PASS_BUDGET, Bench, alternate, bare_run, med,
                                       suite_run)
 
@@ -74,7 +74,7 @@ def section_measure(bench: Bench) -> None:
         for name, extra, entry in measured:
             cfg = bench.config(overrides, steps, set=extra)
             on_now = enabled(cfg.measure)  # the entry and any it rides on (beta_act: the landscape)
-            passes = sum(c.cost(node_of(cfg.measure, c)).passes for c in on_now)
+            passes = total_cost(cfg.measure)
             own = entry.cost(node_of(cfg.measure, entry))
             stated = "; ".join(c.cost(node_of(cfg.measure, c)).why for c in on_now if c is not entry)
             stated = own.why + (f" + {stated}" if stated else "")
