@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 __all__ = ["Due", "Probes", "Row", "is_due"]
 
 
-@dataclass
+@dataclass(frozen=True)
 class Due:
     """What the loop must prepare at a step (each flag: some measurement due at the step needs it)."""
 
@@ -32,6 +32,9 @@ class Due:
     snapshot: bool = False  # keep w_t, g_t for after the optimiser step
     after_backward: bool = False
     after_step: bool = False
+
+
+NOTHING_DUE = Due()
 
 
 class Probes:
@@ -50,6 +53,8 @@ class Probes:
     # ------------------------------------------------------------------ schedule
     def due(self, step: int) -> Due:
         due = [m for m in self.entries if m.due(step)]
+        if not due:
+            return NOTHING_DUE
         return Due(hooks=any(m.hook_layers(m.conf) for m in due),
                    rng=self.cfg.fix_noise and any(m.needs_rng for m in due),
                    snapshot=any(m.needs_snapshot for m in due),
