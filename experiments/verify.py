@@ -30,6 +30,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from bnstudy.measures.registry import node_defaults
 from bnstudy.provenance import get
 from bnstudy.records import flatten, read_metrics
 from bnstudy.reference import ReferenceError, RefRun, latest_runs, load_reference
@@ -55,7 +56,8 @@ class Side:
 
     @property
     def config(self) -> dict:
-        return {k: v for k, v in flatten(self.summary.get("config") or {}).items() if k not in IGNORED_CONFIG}
+        flat = {**node_defaults(), **flatten(self.summary.get("config") or {})}  # measurements added since: off
+        return {k: v for k, v in flat.items() if k not in IGNORED_CONFIG}
 
     @property
     def env(self) -> dict | None:

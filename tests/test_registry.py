@@ -192,3 +192,21 @@ def test_the_readme_example_is_a_working_measurement(monkeypatch):
     assert float(rows[1].value) == pytest.approx(torch.linalg.norm(model.block(2).layer.weight).item())
     assert [m for ok, m in checks(measure, n_layers=1) if not ok] == [
         "measure.weight_norm.layers=[1, 2]: layers must lie in 1..1 for this model"]
+
+
+def test_a_config_recorded_before_a_measurement_existed_reads_as_it_off():
+    """make verify compares configs key by key: a reference run recorded before grad_cos_prev was
+    registered has no measure.grad_cos_prev node, and means it off."""
+    from omegaconf import OmegaConf
+
+    from bnstudy.measures.registry import node_defaults
+    from bnstudy.records import flatten
+    from experiments.verify import Side, config_changes
+
+    new = OmegaConf.to_container(OmegaConf.structured(MeasureConf()))
+    old = {k: v for k, v in new.items() if k != "grad_cos_prev"}
+    ref, yours = Side(None, {"config": {"measure": old}}), Side(None, {"config": {"measure": new}})
+    assert config_changes(ref, yours) == []
+    on = {**new, "grad_cos_prev": {"every": 5}}
+    assert config_changes(ref, Side(None, {"config": {"measure": on}})) == ["measure.grad_cos_prev.every 0 -> 5"]
+    assert flatten({"measure": new}) == {**node_defaults(), "measure.fix_noise": True}  # every node, every field

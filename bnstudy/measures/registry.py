@@ -217,6 +217,18 @@ def build_measure_conf() -> type:
     return cls
 
 
+def node_defaults() -> dict[str, Any]:
+    """``{"measure.<node>.<field>": default}`` for every registered node, flattened as
+    ``bnstudy.records.flatten`` flattens a config (lists as tuples). Merged under a config recorded before
+    a measurement was registered, it reads that config as what it meant: the measurement off."""
+    out: dict[str, Any] = {}
+    for node, schema in schemas().items():
+        for f in dataclasses.fields(schema):
+            v = f.default_factory() if f.default is dataclasses.MISSING else f.default
+            out[f"measure.{node}.{f.name}"] = tuple(v) if isinstance(v, list) else v
+    return out
+
+
 def enabled(measure_conf: Any) -> list[type[Measurement]]:
     """The entries this config turns on, in row order."""
     return [c for c in ordered() if c.enabled(node_of(measure_conf, c))]
