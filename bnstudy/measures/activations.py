@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
 
+from bnstudy.schema import ranged
 from bnstudy.measures.registry import Cost, Measurement, Row, Step, layer_check, register
 
 ACT_MEAN = "act_mean"  # per chosen unit: mean over the batch (N[xHxW] values)
@@ -26,11 +27,11 @@ def quantile_metric(q: float) -> str:
 
 @dataclass
 class ActivationsConf:
-    every: int = 0  # 0 = off; N = every N steps (1 = every step)
-    layers: list[int] = field(default_factory=lambda: [1, 2])  # 1-based block indices
-    units: int = 1  # how many units (channels) per layer, picked once at random (seeded)
-    samples: int = 128  # values kept per unit and step for histograms
-    quantiles: list[float] = field(default_factory=lambda: [0.05, 0.25, 0.5, 0.75, 0.95])
+    every: int = ranged(0, ge=0)  # 0 = off; N = every N steps (1 = every step)
+    layers: list[int] = ranged(factory=lambda: [1, 2], ge=1)  # 1-based block indices
+    units: int = ranged(1, ge=1)  # how many units (channels) per layer, picked once at random (seeded)
+    samples: int = ranged(128, ge=1)  # values kept per unit and step for histograms
+    quantiles: list[float] = ranged(factory=lambda: [0.05, 0.25, 0.5, 0.75, 0.95], ge=0, le=1)
 
 
 def unit_values(h: torch.Tensor, unit: int) -> torch.Tensor:

@@ -15,6 +15,7 @@ from typing import Optional
 import torch
 
 from bnstudy.measures.functional import trainable_params
+from bnstudy.schema import ranged
 from bnstudy.measures.registry import Cost, Measurement, Row, Step, is_due, register
 
 GRAD_COS_PREV = "grad_cos_prev"  # at step t: cos(g_{t-1}, g_t) of the training gradients
@@ -33,7 +34,7 @@ def grad_cosine(prev: torch.Tensor, cur: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class GradCosPrevConf:
-    every: int = 0  # 0 = off; N = at every N-th step (1 = every step), against the step before it
+    every: int = ranged(0, ge=0)  # 0 = off; N = at every N-th step (1 = every step), against the step before it
 
 
 @register

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
 from torch import nn
 
 from bnstudy.measures.functional import LossFn, Params, RNGState, loss_and_grads, trainable_params
+from bnstudy.schema import ranged
 from bnstudy.measures.registry import Cost, Measurement, Row, Step, layer_check, register
 
 ICS_L2 = "ics_l2"  # per layer: ||G - G'||_2
@@ -17,8 +18,8 @@ ICS_COS = "ics_cos"  # per layer: cos(G, G')
 
 @dataclass
 class ICSConf:
-    every: int = 0
-    layers: list[int] = field(default_factory=lambda: [1, 2])
+    every: int = ranged(0, ge=0)
+    layers: list[int] = ranged(factory=lambda: [1, 2], ge=1)
 
 
 @dataclass

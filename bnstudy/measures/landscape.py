@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from bnstudy.measures.functional import LossFn, Params, RNGState, flat_norm, forward_at, loss_and_grads, trainable_params
+from bnstudy.schema import BetaWrt, Spacing, ranged
 from bnstudy.measures.registry import Cost, Measurement, Row, Step, register
 
 LANDSCAPE_LOSS = "landscape_loss"  # per eta: L(w - eta g(w))
@@ -27,13 +28,13 @@ BETA = "beta"  # effective beta-smoothness: max of BETA_RATIO over the grid
 class LandscapeConf:
     """Loss band, gradient predictiveness and effective beta share one eta grid and one pass per eta."""
 
-    every: int = 0
-    eta_min: float = 0.5  # multiples of the learning rate ([1/2, 4] x lr for CNNs)
-    eta_max: float = 4.0
-    points: int = 8
-    spacing: str = "log"  # log | linear
-    beta_wrt: str = "weights"  # weights | activations (the browser reproduction's variant, bnstudy.measures.beta_act)
-    beta_layer: int = 1  # block whose activations are used when beta_wrt=activations
+    every: int = ranged(0, ge=0)
+    eta_min: float = ranged(0.5, gt=0)  # multiples of the learning rate ([1/2, 4] x lr for CNNs)
+    eta_max: float = ranged(4.0, gt=0)
+    points: int = ranged(8, ge=1)
+    spacing: Spacing = Spacing.log  # log | linear
+    beta_wrt: BetaWrt = BetaWrt.weights  # weights | activations (the browser reproduction's variant, bnstudy.measures.beta_act)
+    beta_layer: int = ranged(1, ge=1)  # block whose activations are used when beta_wrt=activations
 
 
 def eta_grid(lr: float, eta_min: float, eta_max: float, points: int, spacing: str = "log") -> list[float]:

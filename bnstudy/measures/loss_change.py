@@ -7,6 +7,7 @@ from typing import Optional
 
 import torch
 
+from bnstudy.schema import ranged
 from bnstudy.measures.registry import Cost, Measurement, Row, Step, is_due, register
 
 LOSS_CHANGE = "loss_change"
@@ -14,7 +15,7 @@ LOSS_CHANGE = "loss_change"
 
 @dataclass
 class LossChangeConf:
-    every: int = 0  # 0 = off; N = at every N-th step (1 = every step)
+    every: int = ranged(0, ge=0)  # 0 = off; N = at every N-th step (1 = every step)
 
 
 @register
