@@ -262,7 +262,8 @@ class Trainer:
         self.batch_stats = any(uses_batch_statistics(m) for m in self.model.modules())
         self.optimizer = OPTIMIZERS[cfg.optim.name](list(self.model.parameters()), cfg.optim)
         self.sampler = BatchSampler(len(self.data.x_train), cfg.train.batch_size, cfg.seed, self.device)
-        self.probes = Probes(cfg.measure, self.model, self.loss_fn, cfg.optim.lr, cfg.seed)
+        self.probes = Probes(cfg.measure, self.model, self.loss_fn, cfg.optim.lr, cfg.seed, self.data,
+                             cfg.train.batch_size)
         g = torch.Generator().manual_seed(cfg.seed + 12345)
         n_eval = min(cfg.train.eval_size, len(self.data.x_train))
         idx = torch.randperm(len(self.data.x_train), generator=g)[:n_eval].to(self.device)

@@ -25,6 +25,8 @@ from typing import Callable, Iterator, Optional
 
 import torch
 from torch import nn
+from bnstudy.measures.functional import trainable_params
+from bnstudy.measures.registry import Cost, Measurement, Row, Step, register
 
 from bnstudy.measures.functional import LossFn, Params, RNGState, forward_at
 
@@ -253,3 +255,78 @@ def gradient_curvature(
     hg_norm = torch.sqrt(sum((h * h).sum() for h in hg))
     values = torch.stack([ghg / g_sq, hg_norm / g_sq.sqrt(), g_sq.sqrt()]).double().cpu().tolist()
     return GradientCurvature(*values)
+
+
+# ------------------------------------------------------------------------------ registered measurements
+@register
+class Hessian(Measurement):
+    """lambda_max of the Hessian on a fixed training subset, per mode (``hess_lmax_train``, ``hess_lmax_eval``),
+    with the smallest Ritz value and Lanczos' error bound. Its HVPs replay the step's noise (noisy BN)."""
+
+    name = "hessian"
+    Conf = HessianConf
+    order = 60
+    needs_rng = True
+
+    def __init__(self, conf: HessianConf, ctx):
+        super().__init__(conf, ctx)
+        data = ctx.data
+        self.x, self.y = fixed_subset(data.x_train, data.y_train, conf.samples, ctx.seed * 1000 + conf.seed)
+        self.chunk = min(conf.chunk or ctx.batch_size, len(self.x))
+
+    @classmethod
+    def cost(cls, conf: HessianConf) -> Cost:
+        hvps = len(conf.modes) * conf.iters
+        chunks = max(1, conf.samples // (conf.chunk or 128))  # chunk 0 = train.batch_size, taken as 128 here
+        return Cost(3 * hvps * chunks, f"at most {hvps} HVPs ({len(conf.modes)} modes x {conf.iters} Lanczos steps) "
+                    f"on {chunks} chunk(s), each 1 forward + 1 backward with graph + 1 double backward (~3 passes)",
+                    "chunk", chunks)
+
+    @classmethod
+    def metrics(cls, conf: HessianConf) -> list[str]:
+        return [n for m in conf.modes for n in (HESS_LMAX[m], HESS_LMIN[m], HESS_RESIDUAL[m])]
+
+    @classmethod
+    def checks(cls, conf: HessianConf, n_layers):
+        return [(bool(conf.modes) and set(conf.modes) <= set(MODES),
+                 f"measure.hessian.modes={list(conf.modes)}: choose among {list(MODES)}"),
+                (conf.samples >= 1 and conf.iters >= 1 and conf.tol > 0 and conf.chunk >= 0,
+                 "measure.hessian: samples and iters must be >= 1, tol > 0, chunk >= 0 (0 = train.batch_size)")]
+
+    @classmethod
+    def bench_settings(cls, tiny: bool) -> dict:
+        return {"hessian.every": 1, "hessian.iters": 2, "hessian.modes": ["train"], "hessian.tol": 1e-12,
+                "hessian.samples": 32, "hessian.chunk": 32}
+
+    def after_backward(self, s: Step) -> list[Row]:
+        params = {n: p.detach() for n, p in trainable_params(self.ctx.model).items()}
+        rows = []
+        for m in self.conf.modes:
+            res = hessian_top_eigenvalue(self.ctx.model, self.ctx.loss_fn, params, self.x, self.y, m, self.chunk,
+                                         self.conf.iters, self.conf.tol, self.conf.seed, s.rng)
+            rows += [Row(s.step, HESS_LMAX[m], res.top), Row(s.step, HESS_LMIN[m], res.bottom),
+                     Row(s.step, HESS_RESIDUAL[m], res.residual)]
+        return rows
+
+
+@register
+class GradCurvature(Measurement):
+    """``batch_sharpness`` and ``beta_limit`` on the step's batch in train mode, g its own gradient."""
+
+    name = "grad_curvature"
+    Conf = GradCurvatureConf
+    order = 61
+    needs_rng = True
+
+    @classmethod
+    def cost(cls, conf: GradCurvatureConf) -> Cost:
+        return Cost(3, "one HVP on the step's batch: 1 forward + 1 backward with graph + 1 double backward")
+
+    @classmethod
+    def metrics(cls, conf: GradCurvatureConf) -> list[str]:
+        return [BATCH_SHARPNESS, BETA_LIMIT]
+
+    def after_backward(self, s: Step) -> list[Row]:
+        params = {n: p.detach() for n, p in trainable_params(self.ctx.model).items()}
+        res = gradient_curvature(self.ctx.model, self.ctx.loss_fn, params, s.x, s.y, s.rng)
+        return [Row(s.step, BATCH_SHARPNESS, res.batch_sharpness), Row(s.step, BETA_LIMIT, res.beta_limit)]

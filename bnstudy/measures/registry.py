@@ -27,7 +27,7 @@ import torch
 
 from bnstudy.measures.functional import LossFn, Params, RNGState
 
-PHASES = ("after_backward", "after_step")
+PHASES = ("before_forward", "after_backward", "after_step")
 
 
 class _RowFields(NamedTuple):
@@ -67,12 +67,16 @@ class Context:
     layer_params: dict[int, list[str]]
     weight_of: dict[int, str]
 
+    data: Any = None  # the run's bnstudy.data.TensorData (on the device), for measures on a fixed subset
+    batch_size: int = 0  # train.batch_size (chunks of batch statistics for measures in train mode)
+
     @classmethod
-    def of(cls, model, loss_fn: LossFn, lr: float, seed: int) -> "Context":
+    def of(cls, model, loss_fn: LossFn, lr: float, seed: int, data: Any = None, batch_size: int = 0) -> "Context":
         names = {id(p): n for n, p in model.named_parameters()}
         return cls(model, loss_fn, lr, seed,
                    {i: [names[id(p)] for p in b.parameters()] for i, b in enumerate(model.blocks, 1)},
-                   {i: names[id(b.layer.weight)] for i, b in enumerate(model.blocks, 1)})
+                   {i: names[id(b.layer.weight)] for i, b in enumerate(model.blocks, 1)},
+                   data, batch_size)
 
 
 @dataclass
@@ -162,6 +166,10 @@ class Measurement:
         return is_due(self.conf.every, step)
 
     # ---------------------------------------------------------------- phases
+    def before_forward(self, step: int) -> None:
+        """Before the step's forward (phase ``before_forward``): attach hooks that observe the training
+        forward/backward itself (e.g. tensor hooks for gradients at a layer); rows come in a later phase."""
+
     def after_backward(self, s: Step) -> list[Row]:
         return []
 

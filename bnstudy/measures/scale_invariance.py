@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
+from bnstudy.measures.registry import Cost, Measurement, Row, Step, register
 
 
 SCALE_METRICS = ("si_dot", "si_cos", "si_wnorm", "si_gnorm", "si_eff_lr", "si_angle", "si_dnorm2", "si_dnorm2_pred")
@@ -64,3 +65,40 @@ def scale_step(w_before: list[torch.Tensor], grads: list[torch.Tensor], w_after:
     u, v = w / wn, w1 / w1n
     angle = 2 * torch.atan2(torch.linalg.vector_norm(u - v), torch.linalg.vector_norm(u + v))  # exact for tiny angles
     return ScaleStep(dot, dot / (wn * gn), wn, gn, lr / wn ** 2, angle, w1n ** 2 - wn ** 2, lr ** 2 * gn ** 2)
+
+
+@register
+class ScaleInvariance(Measurement):
+    """Per scale-invariant block (``si_*``): <w, g>, ||w||, eta/||w||^2, the step's angle and norm growth."""
+
+    name = "scale_invariance"
+    Conf = ScaleInvarianceConf
+    order = 71
+    phases = ("after_step",)
+    needs_snapshot = True
+
+    def __init__(self, conf: ScaleInvarianceConf, ctx):
+        super().__init__(conf, ctx)
+        names = {id(p): n for n, p in ctx.model.named_parameters()}
+        self.layers = {i: [names[id(p)] for p in b.layer.parameters()]
+                       for i, b in enumerate(ctx.model.blocks, 1) if is_scale_invariant(b)}
+
+    @classmethod
+    def cost(cls, conf: ScaleInvarianceConf) -> Cost:
+        return Cost(0, "0 passes: w_t and g_t from the step's snapshot, w_{t+1} after it")
+
+    @classmethod
+    def metrics(cls, conf: ScaleInvarianceConf) -> list[str]:
+        return list(SCALE_METRICS)
+
+    def after_step(self, s: Step) -> list[Row]:
+        w_before, g_before = s.before
+        now = dict(self.ctx.model.named_parameters())
+        rows = []
+        for i, names in self.layers.items():
+            if not all(n in g_before for n in names):
+                continue
+            res = scale_step([w_before[n] for n in names], [g_before[n] for n in names], [now[n] for n in names],
+                             self.ctx.lr)
+            rows += [Row(s.step, m, v, layer=i) for m, v in zip(SCALE_METRICS, res.values())]
+        return rows

@@ -40,12 +40,12 @@ NOTHING_DUE = Due()
 class Probes:
     """The scheduled measurements of one run (the enabled entries of ``MEASURES``, in row order)."""
 
-    def __init__(self, cfg, model: "BlockNet", loss_fn: LossFn, lr: float, seed: int):
+    def __init__(self, cfg, model: "BlockNet", loss_fn: LossFn, lr: float, seed: int, data=None, batch_size: int = 0):
         for ok, message in checks(cfg):
             if not ok:
                 raise ValueError(message)
         self.cfg, self.model = cfg, model
-        ctx = Context.of(model, loss_fn, lr, seed)
+        ctx = Context.of(model, loss_fn, lr, seed, data, batch_size)
         self.entries: list[Measurement] = [c(node_of(cfg, c), ctx) for c in enabled(cfg)]
         self._captured: dict[int, torch.Tensor] = {}
         self._handles: list = []
@@ -55,7 +55,7 @@ class Probes:
         due = [m for m in self.entries if m.due(step)]
         if not due:
             return NOTHING_DUE
-        return Due(hooks=any(m.hook_layers(m.conf) for m in due),
+        return Due(hooks=any(m.hook_layers(m.conf) or "before_forward" in m.phases for m in due),
                    rng=self.cfg.fix_noise and any(m.needs_rng for m in due),
                    snapshot=any(m.needs_snapshot for m in due),
                    after_backward=any("after_backward" in m.phases or m.hook_layers(m.conf) for m in due),
@@ -65,6 +65,9 @@ class Probes:
         """Hook the blocks the due measurements read, so the training forward itself yields them."""
         if not due.hooks:
             return
+        for m in self.entries:
+            if "before_forward" in m.phases and m.due(step):
+                m.before_forward(step)
         layers = dict.fromkeys(i for m in self.entries if m.due(step) for i in m.hook_layers(m.conf))
         for i in layers:
             def keep(_m, _inp, out, i=i):

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from bnstudy.measures.registry import Cost, Measurement, Row, Step, register
 
 SIGNAL_METRICS = ("sig_grad_norm", "sig_rank", "sig_act_norm")  # per layer: ||dL/dW||, effective rank, RMS
 
@@ -70,3 +71,32 @@ class SignalHooks:
             out[i] = [gnorm, effective_rank(act), act.double().pow(2).mean().sqrt()]
         self._outs.clear()
         return out
+
+
+@register
+class Signal(Measurement):
+    """Per block (``sig_*``): ||dL/dW||, the effective rank and RMS of its batch outputs, on the training step."""
+
+    name = "signal"
+    Conf = SignalConf
+    order = 72
+    phases = ("before_forward", "after_backward")
+
+    def __init__(self, conf: SignalConf, ctx):
+        super().__init__(conf, ctx)
+        self.hooks = SignalHooks(list(ctx.model.blocks))
+
+    @classmethod
+    def cost(cls, conf: SignalConf) -> Cost:
+        return Cost(0, "0 passes: forward hooks keep each block's output; one N x N eigendecomposition per layer")
+
+    @classmethod
+    def metrics(cls, conf: SignalConf) -> list[str]:
+        return list(SIGNAL_METRICS)
+
+    def before_forward(self, step: int) -> None:
+        self.hooks.attach()
+
+    def after_backward(self, s: Step) -> list[Row]:
+        return [Row(s.step, name, v, layer=i) for i, vals in self.hooks.collect().items()
+                for name, v in zip(SIGNAL_METRICS, vals)]

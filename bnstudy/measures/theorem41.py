@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+from bnstudy.measures.registry import Cost, Measurement, Row, Step, layer_check, register
 
 THM41_METRICS = ("thm41_lhs", "thm41_rhs", "thm41_rhs_printed", "thm41_gain", "thm41_share_mean",
                  "thm41_share_scale", "thm41_g_sq")
@@ -118,3 +119,38 @@ class Theorem41Hooks:
                 out[i] = theorem41(seen["y"], seen["g"], seen["dy"], norm.weight, norm.eps)
         self._seen.clear()
         return out
+
+
+@register
+class Theorem41Measure(Measurement):
+    """Both sides of Theorem 4.1 per BN layer (``thm41_*``), from tensor hooks on the training step."""
+
+    name = "theorem41"
+    Conf = Theorem41Conf
+    order = 70
+    phases = ("before_forward", "after_backward")
+
+    def __init__(self, conf: Theorem41Conf, ctx):
+        super().__init__(conf, ctx)
+        blocks = ctx.model.blocks
+        chosen = conf.layers or range(1, len(blocks) + 1)
+        self.hooks = Theorem41Hooks({i: blocks[i - 1].norm for i in chosen})
+
+    @classmethod
+    def cost(cls, conf: Theorem41Conf) -> Cost:
+        return Cost(0, "0 passes: tensor hooks on the training forward/backward, then sums over each BN layer")
+
+    @classmethod
+    def metrics(cls, conf: Theorem41Conf) -> list[str]:
+        return list(THM41_METRICS)
+
+    @classmethod
+    def checks(cls, conf: Theorem41Conf, n_layers):
+        return layer_check("measure.theorem41.layers", list(conf.layers), n_layers)
+
+    def before_forward(self, step: int) -> None:
+        self.hooks.attach()
+
+    def after_backward(self, s: Step) -> list[Row]:
+        return [Row(s.step, name, v, layer=i) for i, t in self.hooks.collect().items()
+                for name, v in zip(THM41_METRICS, t.values())]
