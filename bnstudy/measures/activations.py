@@ -8,21 +8,25 @@ from typing import Callable
 
 import torch
 
-from bnstudy.schema import ranged
-from bnstudy.measures.registry import Cost, Measurement, Row, Step, layer_check, register
+from bnstudy.schema import Choice, ranged
+from bnstudy.measures.registry import Cost, Measurement, Row, Step, is_due, layer_check, register
 
 ACT_MEAN = "act_mean"  # per chosen unit: mean over the batch (N[xHxW] values)
 ACT_VAR = "act_var"  # per chosen unit: biased variance over the batch
 ACT_SAMPLE = "act_sample"  # per chosen unit: up to ``samples`` of its values (one row each)
-MOMENT_SHIFT_MEAN = "moment_shift_mean"  # |mean_t - mean_prev| (prev: the previous measured step);
+MOMENT_SHIFT_MEAN = "moment_shift_mean"  # |mean_t - mean_prev| (prev: ``shift``'s step before t);
 MOMENT_SHIFT_VAR = "moment_shift_var"  # unit None: the average over all the layer's units
-MOMENT_DRIFT_MEAN = "moment_drift_mean"  # |mean_t - mean_0| (0: the first measured step)
-MOMENT_DRIFT_VAR = "moment_drift_var"
+MOMENT_DRIFT_MEAN = "moment_drift_mean"  # mean_t - mean_0 (0: the first measured step), |.| unless ``drift``
+MOMENT_DRIFT_VAR = "moment_drift_var"  # is "signed"; unit None: the average |drift| over the layer's units
 
 
 def quantile_metric(q: float) -> str:
     """``act_q05`` for the 5% quantile of a chosen unit's values (two digits of percent)."""
     return f"act_q{round(q * 100):02d}"
+
+
+Shift = Choice("Shift", {"measured": "measured", "successive": "successive"})
+Drift = Choice("Drift", {"abs": "abs", "signed": "signed"})
 
 
 @dataclass
@@ -32,6 +36,12 @@ class ActivationsConf:
     units: int = ranged(1, ge=1)  # how many units (channels) per layer, picked once at random (seeded)
     samples: int = ranged(128, ge=1)  # values kept per unit and step for histograms
     quantiles: list[float] = ranged(factory=lambda: [0.05, 0.25, 0.5, 0.75, 0.95], ge=0, le=1)
+    # [open] the moment shift at a measured step t is against: "measured" the previous measured step (the
+    # browser reproduction's "between measurements"); "successive" step t-1 (Fig. 8: between successive
+    # training steps; the layer's moments are then also taken, on the training forward, at each step before
+    # a measured one)
+    shift: Shift = Shift.measured
+    drift: Drift = Drift.abs  # abs: |m_t - m_0| | signed: m_t - m_0 per unit, as Fig. 8's drift axis
 
 
 def unit_values(h: torch.Tensor, unit: int) -> torch.Tensor:
@@ -68,6 +78,10 @@ def sample_units(values: torch.Tensor, samples: int, seed: int) -> torch.Tensor:
     return values.gather(1, pos)
 
 
+SHIFTS = ("measured", "successive")
+DRIFTS = ("abs", "signed")
+
+
 @dataclass
 class LayerMoments:
     """Per-unit mean and (biased) variance of a layer's activations over the batch, stacked as one
@@ -98,9 +112,11 @@ def layer_moments(h: torch.Tensor) -> LayerMoments:
     return LayerMoments(torch.stack([mean.reshape(-1), var]).double())
 
 
-def moment_shift(prev: LayerMoments, cur: LayerMoments) -> LayerMoments:
-    """|mu_t - mu_prev| and |var_t - var_prev| per unit (also the drift from step 0 when prev is step 0)."""
-    return LayerMoments((cur.stats - prev.stats).abs())
+def moment_shift(prev: LayerMoments, cur: LayerMoments, signed: bool = False) -> LayerMoments:
+    """|mu_t - mu_prev| and |var_t - var_prev| per unit (also the drift from step 0 when prev is step 0);
+    ``signed``: mu_t - mu_prev and var_t - var_prev."""
+    d = cur.stats - prev.stats
+    return LayerMoments(d if signed else d.abs())
 
 
 @register
@@ -132,7 +148,15 @@ class Activations(Measurement):
 
     @classmethod
     def checks(cls, conf: ActivationsConf, n_layers):
-        return layer_check("measure.activations.layers", conf.layers, n_layers) if conf.every else []
+        if not conf.every:
+            return []
+        return [*layer_check("measure.activations.layers", conf.layers, n_layers),
+                (conf.shift in SHIFTS, f"measure.activations.shift={conf.shift!r}; valid: {list(SHIFTS)}"),
+                (conf.drift in DRIFTS, f"measure.activations.drift={conf.drift!r}; valid: {list(DRIFTS)}")]
+
+    def due(self, step: int) -> bool:
+        """At each measured step, and (shift "successive") at the step before it, for its moments."""
+        return is_due(self.conf.every, step) or (self.conf.shift == "successive" and is_due(self.conf.every, step + 1))
 
     @classmethod
     def bench_settings(cls, tiny: bool) -> dict:
@@ -162,6 +186,9 @@ class Activations(Measurement):
         a, seed = self.conf, self.ctx.seed
         rows: list[Row] = []
         mine = set(a.layers)
+        if not is_due(a.every, s.step):  # shift "successive": the step before a measured one, moments only
+            self.prev = {i: layer_moments(h) for i, h in s.captured.items() if i in mine}
+            return rows
         for i, h in [(i, h) for i, h in s.captured.items() if i in mine]:  # in forward order
             if i not in self.units:
                 self.units[i] = pick_units(h.shape[1], a.units, seed * 1000 + i)
@@ -179,12 +206,12 @@ class Activations(Measurement):
             blocks.append(samples.double().reshape(-1))
             prev = self.prev.get(i)
             first = self.first.setdefault(i, moments)
-            for names, ref in (((MOMENT_SHIFT_MEAN, MOMENT_SHIFT_VAR), prev),
-                               ((MOMENT_DRIFT_MEAN, MOMENT_DRIFT_VAR), first)):
+            for names, ref, signed in (((MOMENT_SHIFT_MEAN, MOMENT_SHIFT_VAR), prev, False),
+                                       ((MOMENT_DRIFT_MEAN, MOMENT_DRIFT_VAR), first, a.drift == "signed")):
                 if ref is not None:
-                    d = moment_shift(ref, moments).stats  # (2, units)
+                    d = moment_shift(ref, moments, signed).stats  # (2, units)
                     labels += [(name, u) for name in names for u in [None, *units]]
-                    blocks.append(torch.cat([d.mean(1, keepdim=True), d[:, units]], dim=1).reshape(-1))
+                    blocks.append(torch.cat([d.abs().mean(1, keepdim=True), d[:, units]], dim=1).reshape(-1))
             self.prev[i] = moments
             numbers = torch.cat(blocks).tolist()
             rows += [Row(s.step, metric, v, layer=i, unit=u) for (metric, u), v in zip(labels, numbers, strict=True)]
