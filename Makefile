@@ -37,7 +37,7 @@ figure = $(PY) -m experiments.figures $(1) --scale $(SCALE) --results $(RESULTS)
 sweep_opt = $(if $(strip $(SWEEP)),--sweep $(SWEEP))
 
 .PHONY: help install lock test quick fig1 fig2 fig3 fig3_cnn fig3_dln fig4 fig4_cnn fig4_dln fig5 fig5_cnn \
-	fig5_dln browser all figures report verify reference bench clean-results tutorials
+	fig5_dln browser dln_sweep all figures report verify reference bench clean-results tutorials
 
 help:  ## list the targets and the variables
 	@echo "Targets (make TARGET [VARIABLE=value ...]):"
@@ -98,6 +98,13 @@ browser:  ## seed 001's three figures (small CNN; MNIST at paper scale)
 	$(call train,browser)
 	$(call figure,browser,browser)
 
+dln_sweep:  ## the DLN's open loss scale: lr 1e-6/5e-7/2.5e-7/1e-7 x standard, BN, l1; always paper scale (10,000 steps)
+	$(MAKE) --no-print-directory _dln_sweep SCALE=paper
+
+_dln_sweep:
+	$(call train,dln_sweep,$(DLN_LAUNCHER))
+	$(call figure,dln_sweep,dln_sweep)
+
 all: fig1 fig2 fig3 fig4 fig5 browser  ## every experiment and figure at SCALE
 
 # The tutorials' claims (README, "What the tutorials say"): always quick scale, single-threaded jobs two
@@ -114,8 +121,6 @@ tutorials:  ## the tutorials' claims at quick scale (~6 min on 2 idle cores, one
 	$(PY) -m experiments.tutorials memory --results $(RESULTS)
 	$(PY) -m experiments.figures tutorials --scale quick --results $(RESULTS)
 
-figures:  ## redraw every figure from the CSVs (no training)
-	$(call figures,)
 figures:  ## redraw every figure from the CSVs (no training; SWEEP= to name the sweeps)
 	$(PY) -m experiments.figures --scale $(SCALE) --results $(RESULTS) $(sweep_opt)
 
