@@ -45,6 +45,9 @@ def test_every_experiment_composes(experiment, scale):
         steps = {"quick": (4000, 100), "paper": (10000, 250), "tiny": (40, 10)}[scale]
         assert (obj.train.steps, obj.train.measure_every) == steps  # conf/experiment_scale/
         assert (obj.train.batch_size, obj.train.loss) == (1000, "mse_sum")
+    elif experiment == "dln_sweep":  # the loss-scale sweep: the paper's DLN, its full 10,000 steps
+        assert (obj.model.name, obj.model.num_layers, obj.train.steps, obj.train.loss) == ("dln", 25, 10000, "mse_sum")
+        assert obj.measure.grad_cos_prev.every == 10 and obj.measure.ics.layers == [9, 17]
     elif experiment not in ("quick", "browser"):
         expected = {"quick": ("vgg", 11, "fashion_mnist", 800), "paper": ("vgg", 16, "cifar10", 15000),
                     "tiny": ("vgg", 11, "fashion_mnist", 20)}[scale]
