@@ -82,17 +82,20 @@ def markdown_table(df: pd.DataFrame) -> str:
 
 
 def claims_frame(results: list[ClaimResult]) -> pd.DataFrame:
-    """The claims table: Claim | Figure | Verdict | Evidence (decided verdicts in bold)."""
+    """The claims table: Claim | Figure | The paper says | Rule | Verdict | Evidence (decided verdicts in bold,
+    with how many seeds agree)."""
     return pd.DataFrame({
         "Claim": [f"{r.id}. {r.claim}" for r in results],
         "Figure": [r.figure for r in results],
-        "Verdict": [f"**{r.verdict}**" if r.verdict in (HOLDS, FAILS) else r.verdict for r in results],
+        "The paper says": [r.paper for r in results],
+        "Rule (threshold, margin)": [r.rule for r in results],
+        "Verdict": [f"**{r.verdict_text}**" if r.verdict in (HOLDS, FAILS) else r.verdict_text for r in results],
         "Evidence": [r.evidence for r in results],
-    }, columns=["Claim", "Figure", "Verdict", "Evidence"])
+    }, columns=["Claim", "Figure", "The paper says", "Rule (threshold, margin)", "Verdict", "Evidence"])
 
 
 def render_table(results: list[ClaimResult]) -> str:
-    """The markdown table Claim | Figure | Verdict | Evidence."""
+    """The markdown table Claim | Figure | The paper says | Rule | Verdict | Evidence."""
     return markdown_table(claims_frame(results))
 
 
@@ -116,6 +119,61 @@ def _mixed(ctx: ReportContext) -> str:
 @section("Claims")
 def _claims(ctx: ReportContext) -> str:
     return render_table(ctx.results)
+
+
+@section("Why not")
+def _why_not(ctx: ReportContext) -> str:
+    """For each claim that does not hold: which of the three reasons it is (``WHY_NOT``), with the numbers."""
+    from bnstudy.claims.base import NOT_REPRODUCED, WHY_NOT
+
+    rows = [r for r in ctx.results if r.verdict in (FAILS, "inconclusive")]
+    if not rows:
+        return ""
+    head = ("Each claim that does not hold at this scale is one of: " + "; ".join(WHY_NOT) + ".")
+    lines = [f"- **{r.id}** ({r.verdict_text}): {r.why_not or NOT_REPRODUCED + ': ' + r.evidence}" for r in rows]
+    return head + "\n\n" + "\n".join(lines)
+
+
+@section("The DLN's loss scale (make dln_sweep)")
+def _dln_sweep(ctx: ReportContext) -> str:
+    """Claims 4b and 6b at each lr of the DLN sweep: how the open loss scale decides them."""
+    from bnstudy.claims.base import Notes, Results
+    from bnstudy.claims.curves import DLN_SWEEP, dln_ics, oscillation, sweep_results
+    from bnstudy.claims.accuracy import l1_vs_bn
+    from bnstudy.claims.text import fmt, fmt_g
+
+    runs = ctx.extra.get("runs")
+    if runs is None:
+        return ""
+    S = sweep_results(Results(runs))
+    if S is None:
+        return ""
+    ics, l1 = {}, {r["lr"]: r for r in l1_vs_bn(S, DLN_SWEEP, Notes())}
+    for row in dln_ics(S, DLN_SWEEP, Notes()):
+        ics.setdefault(row["lr"], []).append(row)
+    groups = S.groups(DLN_SWEEP)
+    table = []
+    for lr in sorted({lr for (_, lr) in groups}, reverse=True):
+        rows = ics.get(lr, [])
+        ok4 = [r["ok"] for r in rows]
+        l1r = l1.get(lr)
+        table.append({
+            "lr (summed loss)": fmt_g(lr),
+            "the same as": f"½·sum at lr {fmt_g(2 * lr)}",
+            "standard cos(G,G') per layer": ", ".join(f"{fmt_g(r['layer'])}: {fmt(r['std'])}" for r in rows) or "-",
+            "BN cos(G,G') per layer": ", ".join(f"{fmt_g(r['layer'])}: {fmt(r['bn'])}" for r in rows) or "-",
+            "standard oscillation": oscillation(groups.get(("none", lr), [])) or "-",
+            "4b": ("holds" if all(ok4) else "does not hold") if rows and None not in ok4 else "-",
+            "l1/BN loss, median": f"{l1r['median']:.4f}" if l1r and l1r["ok"] is not None else "-",
+            "6b": ("holds" if l1r["ok"] else "does not hold") if l1r and l1r["ok"] is not None else "-",
+        })
+    return ("The paper does not say whether its DLN loss is summed over the 1,000 samples or halved (½·sum, "
+            "TensorFlow's `l2_loss`); an SGD step on ½·sum at lr is the step on the sum at lr/2 "
+            "(`train.loss=mse_half_sum`). `make dln_sweep` runs the full 10,000 steps at lr 1e-6, 5e-7, 2.5e-7 "
+            "and 1e-7 (summed loss) for standard, BN and l1, and judges claims 4b (whole-run median cos(G,G') "
+            "at the paper's layers 9 and 17) and 6b (median loss ratio l1/BN over the run) at each lr by the "
+            "rules above. Oscillation: cos(g_t-1, g_t) of successive training gradients below "
+            "-0.5 (a period-2 flip, not ICS).\n\n" + markdown_table(pd.DataFrame(table)))
 
 
 @section("Runs")
@@ -160,11 +218,56 @@ def _provenance(ctx: ReportContext) -> str:
     return body.split("\n", 1)[1].lstrip("\n") if body.startswith("## Provenance") else body
 
 
+CAPTIONS = {
+    "quick": "The main job: the small CNN with and without BN at lr 0.1 and 0.5, training accuracy and "
+             "activation histograms.",
+    "fig1": "Fig. 1: standard vs BN at lr 0.1 and 0.5, training and test accuracy, and the distribution of one "
+            "unit's activations (before the ReLU) over training in two layers (the paper's #3 and #11; "
+            "proportional layers at quick scale).",
+    "fig2": "Figs. 2 and 8: standard, BN, noisy BN (Algorithm 1) and the same noise in the standard network: "
+            "training accuracy, activation histograms and moment shifts at the paper's layers #2, #9, #13 "
+            "(proportional at quick scale).",
+    "fig3": "Fig. 3: gradient ICS, ||G - G'|| and cos(G, G'), standard vs BN: the CNN at lr 0.1 and 0.01 (the "
+            "paper's VGG layers #5, #10), the DLN at lr 1e-6 and 1e-7 (layers #9, #17).",
+    "fig4": "Fig. 4: along the gradient, the loss band (left), the gradient-predictiveness band (middle) and the "
+            "effective beta (right), standard vs BN, for the CNN (top) and the DLN (bottom).",
+    "fig5": "Figs. 5, 12, 13: l1, l2, linf normalisations against standard and BN: CNN training accuracy, DLN "
+            "training loss and the landscape measures.",
+    "browser": "Seed 001's three figures (the browser reproduction): test accuracy at a low and a high lr, the "
+               "moment change with noise, the loss change and the effective beta w.r.t. activations.",
+    "dln_sweep": "The DLN's loss scale: training loss, the oscillation cos(g_t-1, g_t) and cos(G, G') at layers 9 "
+                 "and 17, for standard, BN and l1 at each lr of `make dln_sweep`.",
+    "fig9": "Fig. 9: the DLN's activation distributions at layers #1, #11, #24 over training, standard vs BN.",
+    "fig11": "Fig. 11: gradient predictiveness ||g(w) - g(w - eta g)|| against the step eta, standard vs BN, "
+             "at a few steps of training.",
+}
+"""What each figure shows (by its name before ``_<scale>``); REPORT.md adds the runs it is drawn from."""
+
+
+def caption(stem: str, scale: str, runs=None) -> str:
+    """A figure's caption: what it shows, and the runs it is drawn from (each experiment's sweep, runs,
+    seeds, steps; from ``bnstudy.figures.FIGURES``)."""
+    name = stem[: -len(f"_{scale}")] if stem.endswith(f"_{scale}") else stem
+    text = CAPTIONS.get(name, f"{name}.")
+    try:
+        from bnstudy.figures import FIGURES
+        experiments = FIGURES[name][1]
+    except (ImportError, KeyError, IndexError, TypeError):
+        experiments = ()
+    if runs is not None and experiments:
+        described = [runs.experiment(e).describe() for e in experiments if runs.experiment(e).runs]
+        if described:
+            text += " Runs: " + "; ".join(described) + "."
+    return text
+
+
 @section("Figures")
 def _figures(ctx: ReportContext) -> str:
     if not ctx.figures:
         return f"No figures found (results/figures/*_{ctx.scale}.png)."
-    return "\n\n".join(f"### {Path(f).stem}\n\n![{Path(f).stem}](figures/{Path(f).name})" for f in ctx.figures)
+    runs = ctx.extra.get("runs")
+    return "\n\n".join(f"### {Path(f).stem}\n\n![{Path(f).stem}](figures/{Path(f).name})\n\n"
+                        f"*{caption(Path(f).stem, ctx.scale, runs)}*" for f in ctx.figures)
 
 
 def render_report(results: list[ClaimResult], figures: list[Path], scale: str, date: Optional[str] = None,
@@ -178,9 +281,12 @@ def render_report(results: list[ClaimResult], figures: list[Path], scale: str, d
     out = [f"# bnstudy: claims of Santurkar et al. 2018 — scale `{scale}`", "",
            f"Generated {date} by `python -m experiments.report`. Verdicts: "
            + ", ".join(f"{counts[v]} {v}" for v in VERDICTS) + ".", "",
-           "Rules and thresholds: `bnstudy/claims/` (module constants). Curve claims (4, 5) compare only the "
-           "steps where both runs are live (above chance + margin, finite and decreasing loss); a diverged run "
-           "counts at chance accuracy in the accuracy claims.", ""]
+           "\"Standard\" is the network without normalisation. Each claim quotes the paper and states its rule, "
+           "threshold and margin (`bnstudy/claims/`, module constants); a verdict such as \"holds, 3/3\" says how "
+           "many seeds, each judged alone, give the same verdict as the seed mean. Curve claims (4a, 5) compare "
+           "only the steps where both runs are live (above chance + margin, finite and decreasing loss; 4b "
+           "judges the DLN's whole run and shows the live steps); a diverged run counts at chance accuracy in the "
+           "accuracy claims.", ""]
     ctx = ReportContext(list(results), [Path(f) for f in figures], scale, Path(root) if root else None, extra)
     for title, body in SECTIONS.items():
         text = body(ctx)

@@ -74,8 +74,8 @@ def test_fig1_bn_better_holds(tmp_path):
     assert "0.880" in r["1a"].evidence and "0.840" in r["1a"].evidence  # test acc BN vs std at lr 0.1
     assert "0.950" in r["1a"].evidence and "0.900" in r["1a"].evidence  # final train acc
     assert r["1b"].verdict == HOLDS
-    assert "step 40 (BN) vs 130 (std)" in r["1b"].evidence  # 80% of 0.95 = 0.76, std ramp reaches it at 130
-    assert "never (std)" in r["1b"].evidence  # the diverged std run at lr 0.5
+    assert "step 40 (BN) vs 130 (standard)" in r["1b"].evidence  # 80% of 0.95 = 0.76, std ramp reaches it at 130
+    assert "never (standard)" in r["1b"].evidence  # the diverged std run at lr 0.5
     assert r["2"].verdict == HOLDS
     assert "0.860" in r["2"].evidence and "0.100" in r["2"].evidence  # BN 0.5 vs diverged std at chance
     assert "diverged" in r["2"].evidence
@@ -109,7 +109,7 @@ def test_seeds_are_averaged_and_latest_run_wins(tmp_path):
     write_run(tmp_path, "fig1", "none", 0.1, seed=2, acc=CHANCE, status="running", stop=20)
     r = by_id(check_claims(tmp_path, "quick"))["1a"]
     assert r.verdict == HOLDS
-    assert "test acc BN 0.850 vs std 0.730" in r.evidence and "n=2/2" in r.evidence
+    assert "test acc BN 0.850 vs standard 0.730" in r.evidence and "n=2/2" in r.evidence
     assert f"superseded by the later {new}" in r.excluded
     assert "interrupted" in r.excluded
 
@@ -122,7 +122,7 @@ def test_fig2_noise(tmp_path):
     write_run(tmp_path, "fig2", "noise", 0.1, acc=lambda s: 0.11)
     r = by_id(check_claims(tmp_path, "quick"))
     assert r["3a"].verdict == HOLDS and "noisy BN 0.900 vs BN 0.920" in r["3a"].evidence
-    assert "std+noise 0.110" in r["3a"].evidence
+    assert "standard+noise 0.110" in r["3a"].evidence
     assert r["3b"].verdict == HOLDS and "0.110" in r["3b"].evidence and "stopped" in r["3b"].evidence
 
 
@@ -140,7 +140,7 @@ def test_fig2_without_noise_run(tmp_path):
     write_run(tmp_path, "fig2", "batch", 0.1, acc=ramp(0.92, 40))
     write_run(tmp_path, "fig2", "noisy_batch", 0.1, acc=ramp(0.91, 50))
     r = by_id(check_claims(tmp_path, "quick"))
-    assert r["3a"].verdict == HOLDS and "no std+noise run" in r["3a"].evidence
+    assert r["3a"].verdict == HOLDS and "no standard+noise run" in r["3a"].evidence
     assert r["3b"].verdict == NOT_RUN
 
 
@@ -158,9 +158,9 @@ def test_ics_claims(tmp_path):
     ics(0.99, 0.1, tmp_path, "fig3_dln", 1e-6, dln=True)
     r = by_id(check_claims(tmp_path, "quick"))
     assert r["4a"].verdict == HOLDS
-    assert "fig3_cnn lr 0.1 layer 3: median cos(G,G') BN 0.400 vs std 0.600" in r["4a"].evidence
+    assert "fig3_cnn lr 0.1 layer 3: median cos(G,G') BN 0.400 vs standard 0.600" in r["4a"].evidence
     assert "fig3_dln lr 1e-06 layer 3" in r["4a"].evidence
-    assert r["4b"].verdict == HOLDS and "std 0.990" in r["4b"].evidence and "BN 0.100" in r["4b"].evidence
+    assert r["4b"].verdict == HOLDS and "standard 0.990" in r["4b"].evidence and "BN 0.100" in r["4b"].evidence
 
 
 def test_ics_claims_fail(tmp_path):
@@ -172,14 +172,17 @@ def test_ics_claims_fail(tmp_path):
 
 
 def test_flat_dln_loss_is_not_live(tmp_path):
-    """A DLN whose loss never moves is dead: its ICS is left out, and the report says why."""
+    """A DLN whose loss never moves is not live: 4a leaves its ICS out and says why; 4b judges the whole run
+    (a DLN's loss plateau is not a dead classifier) and shows the live steps (none) beside it."""
     write_run(tmp_path, "fig3_dln", "none", 1e-7, acc=None, data="gaussian", model="dln", loss=lambda s: 5e3,
               measures={("ics_cos", 3): lambda s: 1.0})
     write_run(tmp_path, "fig3_dln", "batch", 1e-7, acc=None, data="gaussian", model="dln",
               loss=lambda s: 1e4 * math.exp(-s / 50), measures={("ics_cos", 3): lambda s: 0.1})
     r = by_id(check_claims(tmp_path, "quick"))
-    assert r["4a"].verdict == INCONCLUSIVE and r["4b"].verdict == INCONCLUSIVE
+    assert r["4a"].verdict == INCONCLUSIVE and r["4b"].verdict == HOLDS
     assert "fig3_dln none lr=1e-07 seed=0: whole run not live: loss flat" in r["4a"].excluded
+    assert "standard 1.000 (correlated; live steps n/a, 0/10)" in r["4b"].evidence
+    assert "fig3_dln none lr=1e-07 seed=0: whole run not live: loss flat" in r["4b"].excluded
 
 
 # ----------------------------------------------------------------------------------------------- claim 5
@@ -200,9 +203,9 @@ def test_smoothness_holds(tmp_path):
     for cid in ("5a", "5b", "5c"):
         assert r[cid].verdict == HOLDS, (cid, r[cid].evidence)
         assert "100x" in r[cid].evidence and "fig4_dln not run" in r[cid].evidence
-    assert "median std 5.000 vs BN 0.050" in r["5b"].evidence
-    assert "first 25% of steps std 50.000 vs BN 0.500" in r["5b"].evidence
-    assert "largest early-training ratio 100x" in r["5b"].evidence
+    assert "median standard 5.000 vs BN 0.050" in r["5b"].evidence
+    assert "first 25% of steps standard 50.000 vs BN 0.500" in r["5b"].evidence
+    assert "largest early-training ratio standard/BN 100x" in r["5b"].evidence
 
 
 def test_smoothness_standard_smoother_does_not_hold(tmp_path):
@@ -235,7 +238,7 @@ def test_seed001_claim_reads_the_browser_runs(tmp_path):
     landscape(tmp_path, "browser", "batch", 0.1, 0.2)
     r = by_id(check_claims(tmp_path, "quick"))
     assert r["5d"].verdict == HOLDS, r["5d"].evidence
-    assert "browser lr 0.1 beta (activations): median std" in r["5d"].evidence
+    assert "browser lr 0.1 beta (activations): median standard" in r["5d"].evidence
     assert all(r[c].verdict == NOT_RUN for c in ("5a", "5b", "5c"))  # the paper's claim: fig4 only
 
 
@@ -299,7 +302,7 @@ def test_l1_tie_with_bn_on_the_dln_is_not_a_win(tmp_path):
     write_run(tmp_path, "fig5_dln", "batch", 1e-6, loss=lambda s: 12297.4, **dln)
     write_run(tmp_path, "fig5_dln", "l1", 1e-6, loss=lambda s: 12293.0, **dln)
     r = by_id(check_claims(tmp_path, "quick"))
-    assert r["6b"].verdict == FAILS and "ratio 0.9996" in r["6b"].evidence
+    assert r["6b"].verdict == FAILS and "median over the run 0.9996" in r["6b"].evidence
 
 
 # ----------------------------------------------------------------------------------------------- report
@@ -311,12 +314,13 @@ def test_render_report(tmp_path):
     md = render_report(results, [Path("results/figures/fig1_quick.png"), Path("fig4_quick.png")], "quick",
                        date="2024-05-01")
     assert md.startswith("# ") and "quick" in md.splitlines()[0] and "2024-05-01" in md
-    assert "| Claim | Figure | Verdict | Evidence |" in md
+    assert "| Claim | Figure | The paper says | Rule (threshold, margin) | Verdict | Evidence |" in md
     assert "| 1a. BN reaches higher accuracy" in md and "**holds**" in md
     assert "## Excluded runs" in md and "browser none lr=0.5 seed=0: whole run not live" in md
     assert "![fig1_quick](figures/fig1_quick.png)" in md and "(figures/fig4_quick.png)" in md
     table = [line for line in md.splitlines() if line.startswith("| ")]
-    assert len(table) == 1 + len(results) and all(line.count(" | ") == 3 for line in table)
+    assert len(table) == 1 + len(results) and all(line.count(" | ") == 5 for line in table)
+    assert "*Fig. 1: standard vs BN at lr 0.1 and 0.5" in md  # every figure has its caption
 
 
 def test_report_cli(tmp_path, capsys):
@@ -331,7 +335,7 @@ def test_report_cli(tmp_path, capsys):
     assert "figures/fig1_quick.png" in md and "fig1_paper" not in md
     assert not list(tmp_path.glob(".REPORT.md*"))  # no temp file left
     out = capsys.readouterr().out
-    assert "| Claim | Figure | Verdict | Evidence |" in out and "REPORT.md" in out
+    assert "| Claim | Figure | The paper says | Rule (threshold, margin) | Verdict | Evidence |" in out and "REPORT.md" in out
 
 
 # ------------------------------------------------------------------------------------ registries
@@ -363,6 +367,6 @@ def test_a_registered_claim_and_report_section_appear_in_the_report(tmp_path):
         assert results[-1].id == "99z" and results[-1].verdict == HOLDS and results[-1].evidence == "4 fig1 runs"
         md = render_report(results, [], "quick", date="d")
         assert md.index("## Claims") < md.index("## Test section") < md.index("## Excluded runs")
-        assert f"{len(results)} results" in md and "| 99z. A test claim | Fig. 9 | **holds** |" in md
+        assert f"{len(results)} results" in md and "| 99z. A test claim | Fig. 9 | the test's words | - | **holds** |" in md
     finally:
         del CLAIMS["99z"], report.SECTIONS["Test section"]

@@ -36,6 +36,21 @@ class ClaimResult:
     evidence: str
     excluded: str = ""  # one note per line
     paper: str = ""  # the paper's wording of the claim
+    rule: str = ""  # the rule that decides it, with its threshold and margin
+    why_not: str = ""  # when it does not hold: which of WHY_NOT it is, with the numbers
+    seeds: str = ""  # how many seeds, each judged alone, agree with the verdict ("3/3"); "" with one seed
+
+    @property
+    def verdict_text(self) -> str:
+        """The verdict with its seed agreement: ``holds, 3/3``."""
+        return f"{self.verdict}, {self.seeds}" if self.seeds else self.verdict
+
+
+NOT_REPRODUCED = "the paper's effect is not reproduced at this size"
+OPEN_CHOICE = "an open choice of the paper decides it"
+STRICTER_RULE = "the rule is stricter than the paper's words"
+WHY_NOT = (NOT_REPRODUCED, OPEN_CHOICE, STRICTER_RULE)
+"""The three reasons a claim may not hold ("Why not" in REPORT.md); a check names one in ``why_not``."""
 
 
 @dataclass(frozen=True)
@@ -49,26 +64,30 @@ class Claim:
     figure: str
     experiments: tuple[str, ...]
     check: Callable[["Results", "Claim"], ClaimResult]
+    rule: str = ""
 
-    def result(self, verdict: str, parts: list[str], notes: "Notes | str" = "") -> ClaimResult:
-        """The claim's result: ``parts`` (one per comparison) joined as its evidence."""
-        return ClaimResult(self.id, self.summary, self.figure, verdict, "; ".join(parts), str(notes), self.paper)
+    def result(self, verdict: str, parts: list[str], notes: "Notes | str" = "", why_not: str = "") -> ClaimResult:
+        """The claim's result: ``parts`` (one per comparison) joined as its evidence; ``why_not`` (one of
+        :data:`WHY_NOT` and its numbers) is kept only when the verdict is not ``holds``."""
+        return ClaimResult(self.id, self.summary, self.figure, verdict, "; ".join(parts), str(notes), self.paper,
+                           self.rule, why_not if verdict != HOLDS else "")
 
     def not_run(self, why: str, notes: "Notes | str | None" = None) -> ClaimResult:
         """``not run``: the experiment, or a run the claim needs, is missing (``why`` says which)."""
-        return ClaimResult(self.id, self.summary, self.figure, NOT_RUN, why, str(notes or ""), self.paper)
+        return ClaimResult(self.id, self.summary, self.figure, NOT_RUN, why, str(notes or ""), self.paper, self.rule)
 
 
 CLAIMS: dict[str, Claim] = {}
 """Every registered claim by id; :func:`ordered` gives them in report order."""
 
 
-def claim(id: str, summary: str, *, figure: str, experiments: tuple[str, ...], paper: str):
-    """Decorator: register ``check(R, c) -> ClaimResult`` as claim ``id`` (ids are unique)."""
+def claim(id: str, summary: str, *, figure: str, experiments: tuple[str, ...], paper: str, rule: str = ""):
+    """Decorator: register ``check(R, c) -> ClaimResult`` as claim ``id`` (ids are unique). ``paper`` quotes
+    the paper; ``rule`` says how the check reads it, with its threshold and margin (both go in REPORT.md)."""
     def register(check: Callable[["Results", Claim], ClaimResult]):
         if id in CLAIMS:
             raise ValueError(f"claim {id!r} is registered twice ({CLAIMS[id].check.__module__} and {check.__module__})")
-        CLAIMS[id] = Claim(id, summary, paper, figure, tuple(experiments), check)
+        CLAIMS[id] = Claim(id, summary, paper, figure, tuple(experiments), check, rule)
         return check
     return register
 
@@ -93,10 +112,28 @@ class Results:
         self.root, self.scale = self.runset.root, self.runset.scale
         self._runs: dict[str, list[Run]] = {}
 
+    parent: Optional["Results"] = None  # only_seed's view: the runs of ``parent`` with this seed
+    seed = None
+
     def runs(self, name: str) -> list[Run]:
         if name not in self._runs:
-            self._runs[name] = [Run.of(r) for r in self.runset.runs(name)]
+            self._runs[name] = ([r for r in self.parent.runs(name) if r.seed == self.seed] if self.parent else
+                                [Run.of(r) for r in self.runset.runs(name)])
         return self._runs[name]
+
+    def only_seed(self, seed) -> "Results":
+        """The runs of one seed (a view sharing these runs and their loaded metrics): a claim judged per seed."""
+        view = Results(self.runset)
+        view.parent, view.seed = self, seed
+        return view
+
+    def seeds(self, names: Iterable[str]) -> list:
+        """The seeds of the runs of these experiments."""
+        return sorted({r.seed for n in names for r in self.runs(n)}, key=str)
+
+    def other_scale(self, scale: str) -> "Results":
+        """The runs of another scale under the same root (e.g. the paper-scale ``dln_sweep`` from a quick report)."""
+        return Results(RunSet(self.root, scale))
 
     def notes(self, name: str) -> list[str]:
         return self.runset.experiment(name).notes
@@ -165,4 +202,14 @@ def check_claims(results_root: Path | RunSet, scale: str = "quick", sweeps: Iter
     """Every registered claim's verdict over the runs each experiment means (a ``RunSet``, or the finished
     runs of ``scale`` under ``results_root``, reading the named ``sweeps`` where given)."""
     R = Results(results_root, scale, sweeps)
-    return [c.check(R, c) for c in ordered()]
+    return [with_seeds(R, c, c.check(R, c)) for c in ordered()]
+
+
+def with_seeds(R: Results, c: Claim, result: ClaimResult) -> ClaimResult:
+    """The result with ``seeds`` set: of the seeds its experiments ran, how many give the same verdict when
+    the claim is judged on that seed's runs alone ("3/3"); nothing with a single seed or a claim not run."""
+    seeds = R.seeds(c.experiments)
+    if len(seeds) > 1 and result.verdict != NOT_RUN:
+        agree = sum(c.check(R.only_seed(s), c).verdict == result.verdict for s in seeds)
+        result.seeds = f"{agree}/{len(seeds)}"
+    return result
