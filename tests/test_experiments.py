@@ -58,6 +58,33 @@ def test_every_experiment_composes(experiment, scale):
     assert measured, "every experiment measures something beyond accuracy"
 
 
+PAPER_LAYERS = {  # (experiment, measurement): (the paper's layers, quick scale's proportional ones)
+    ("fig1", "activations"): ([3, 11], [2, 7]),  # Fig. 1c
+    ("fig2", "activations"): ([2, 9, 13], [1, 6, 8]),  # Figs. 2 and 8
+    ("fig3_cnn", "ics"): ([5, 10], [3, 6]),  # Fig. 3, VGG
+    ("fig3_dln", "ics"): ([9, 17], [9, 17]),  # Fig. 3, DLN (the same DLN at both scales)
+    ("fig4_dln", "activations"): ([1, 11, 24], [1, 11, 24]),  # Fig. 9
+}
+
+
+@pytest.mark.parametrize("key", PAPER_LAYERS)
+def test_the_papers_layers(key):
+    """Paper scale measures the layers the paper's figures show; quick scale round(k x 8 / 13) of VGG-11's 8."""
+    (experiment, measure), (paper, quick) = key, PAPER_LAYERS[key]
+    for scale, layers in (("paper", paper), ("quick", quick), ("tiny", quick)):
+        obj = OmegaConf.to_object(compose_cfg([f"experiment={experiment}", f"scale={scale}"])[0])
+        assert getattr(obj.measure, measure).layers == layers, (experiment, scale)
+    if not experiment.endswith("dln"):  # the README's mapping
+        assert [round(k * 8 / 13) for k in paper] == quick
+
+
+def test_fig3_dln_cfg_job_shows_layers_9_and_17():
+    out = subprocess.run([sys.executable, "-m", "experiments.train", "experiment=fig3_dln", "scale=paper", "--cfg",
+                          "job"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    ics = OmegaConf.create(out).measure.ics
+    assert list(ics.layers) == [9, 17]
+
+
 def test_paper_scale_is_appendix_a():
     obj = OmegaConf.to_object(compose_cfg(["experiment=fig1", "scale=paper"])[0])
     assert (obj.optim.name, obj.optim.momentum, obj.optim.weight_decay) == ("sgd", 0.0, 0.0)
