@@ -290,6 +290,79 @@ def browser(root: RunSet | Path, scale: str | None = None, sweeps: Sequence[str 
     return _finish(fig, axes, f"Browser reproduction (seed 001) ({scale})", R, ("browser",))
 
 
+def fig9(root: RunSet | Path, scale: str | None = None, sweeps: Sequence[str | Path] = ()):
+    """Fig. 9: the DLN's activation distributions over training at the paper's layers #1, #11, #24 (fig4_dln's
+    activations), standard vs BN."""
+    R = as_runset(root, scale, sweeps)
+    runs = R.runs("fig4_dln")
+    layers = _layers(runs, "act_sample")
+    picked = [r for r in (_pick(runs, "none"), _pick(runs, "batch")) if r is not None]
+    if not layers or not picked:
+        return _empty("fig9", R, ("fig4_dln",))
+    fig, axes = plt.subplots(len(layers), len(picked), figsize=(4.5 * len(picked), 2.6 * len(layers)), squeeze=False)
+    for row, layer in zip(axes, layers):
+        for ax, run in zip(row, picked):
+            activation_histogram(ax, run, layer)
+    return _finish(fig, axes, f"Fig. 9: DLN activation distributions ({R.scale})", R, ("fig4_dln",))
+
+
+def fig11(root: RunSet | Path, scale: str | None = None, sweeps: Sequence[str | Path] = ()):
+    """Fig. 11: gradient predictiveness ||g(w) - g(w - eta g)|| against the step eta (the per-eta rows of the
+    landscape measurement), standard vs BN, at the first, middle and last measured steps."""
+    R, exps = as_runset(root, scale, sweeps), ("fig4_cnn", "fig4_dln")
+    rows = [(exp, runs) for exp in exps if (runs := R.runs(exp))]
+    if not rows:
+        return _empty("fig11", R, exps)
+    fig, axes = plt.subplots(len(rows), 3, figsize=(12, 3.2 * len(rows)), squeeze=False)
+    for (exp, runs), row in zip(rows, axes):
+        steps = sorted(set().union(*[set(r.metrics.loc[r.metrics["metric"] == "grad_pred", "step"]) for r in runs]))
+        if not steps:
+            for ax in row:
+                ax.set_visible(False)
+            continue
+        for ax, step in zip(row, (steps[0], steps[len(steps) // 2], steps[-1])):
+            for (norm, lr), group in sorted(_group(runs).items(), key=lambda kv: _norm_order(kv[0][0])):
+                curves = []
+                for r in group:
+                    df = r.metrics[(r.metrics["metric"] == "grad_pred") & (r.metrics["step"] == step)]
+                    curves.append(df.groupby("eta")["value"].mean())
+                table = pd.concat(curves, axis=1).dropna(how="all")
+                if table.empty:
+                    continue
+                name, color = norm_look(norm)
+                ax.plot(table.index / lr, table.mean(axis=1), "o-", color=color, ms=3, lw=1.2, label=name)
+                if table.shape[1] > 1:
+                    ax.fill_between(table.index / lr, table.min(axis=1), table.max(axis=1), color=color, alpha=0.2, lw=0)
+            what = "DLN" if exp.endswith("dln") else "CNN"
+            ax.set(title=f"{what}, step {int(step):,}", xlabel="eta / lr", ylabel="||g(w) - g(w - eta g)||",
+                   xscale="log", yscale="log")
+    return _finish(fig, axes, f"Fig. 11: gradient predictiveness against the step size ({R.scale})", R, exps)
+
+
+def dln_sweep(root: RunSet | Path, scale: str | None = None, sweeps: Sequence[str | Path] = ()):
+    """The DLN's loss scale (``make dln_sweep``): per lr, the training loss, the oscillation cos(g_t-1, g_t)
+    and cos(G, G') at the paper's layers, standard / BN / l1. The sweep runs at paper scale: drawn at another
+    scale, it reads the paper-scale runs under the same root."""
+    R = as_runset(root, scale, sweeps)
+    runs = R.runs("dln_sweep")
+    if not runs and R.scale != "paper":
+        runs = as_runset(R.root, "paper").runs("dln_sweep")
+    if not runs:
+        return _empty("dln_sweep", R, ("dln_sweep",))
+    lrs = sorted({r.lr for r in runs}, reverse=True)
+    fig, axes = plt.subplots(len(lrs), 3, figsize=(13, 2.8 * len(lrs)), squeeze=False)
+    for lr, (ax_loss, ax_osc, ax_ics) in zip(lrs, axes):
+        at = [r for r in runs if r.lr == lr]
+        plot_metric(ax_loss, at, "train_loss")
+        plot_metric(ax_osc, at, "grad_cos_prev")
+        for layer, ls in zip(_layers(at, "ics_cos"), ("-", "--", ":")):
+            plot_metric(ax_ics, at, "ics_cos", layer=layer, linestyle=ls, label_suffix=f", layer #{layer}")
+        ax_loss.set(title=f"lr {lr:g} (= ½·sum at {2 * lr:g}): training loss", xlabel="step", yscale="log")
+        ax_osc.set(title=f"lr {lr:g}: cos(g_t-1, g_t), successive gradients", xlabel="step", ylim=(-1.05, 1.05))
+        ax_ics.set(title=f"lr {lr:g}: cos(G, G')", xlabel="step", ylim=(-1.05, 1.05))
+    return _finish(fig, axes, "The DLN's loss scale: make dln_sweep (paper scale, summed loss)", R, ("dln_sweep",))
+
+
 FIGURES: dict[str, tuple[Callable, tuple[str, ...]]] = {
     "quick": (partial(fig1, experiment="quick"), ("quick",)),
     "fig1": (fig1, ("fig1",)),
@@ -298,6 +371,9 @@ FIGURES: dict[str, tuple[Callable, tuple[str, ...]]] = {
     "fig4": (fig4, ("fig4_cnn", "fig4_dln")),
     "fig5": (fig5, ("fig5_cnn", "fig5_dln")),
     "browser": (browser, ("browser",)),
+    "fig9": (fig9, ("fig4_dln",)),
+    "fig11": (fig11, ("fig4_cnn", "fig4_dln")),
+    "dln_sweep": (dln_sweep, ("dln_sweep",)),
 }
 
 
