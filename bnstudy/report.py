@@ -163,6 +163,7 @@ def _dln_sweep(ctx: ReportContext) -> str:
             "standard cos(G,G') per layer": ", ".join(f"{fmt_g(r['layer'])}: {fmt(r['std'])}" for r in rows) or "-",
             "BN cos(G,G') per layer": ", ".join(f"{fmt_g(r['layer'])}: {fmt(r['bn'])}" for r in rows) or "-",
             "standard oscillation": oscillation(groups.get(("none", lr), [])) or "-",
+            "BN oscillation": oscillation(groups.get(("batch", lr), [])) or "-",
             "4b": ("holds" if all(ok4) else "does not hold") if rows and None not in ok4 else "-",
             "l1/BN loss, median": f"{l1r['median']:.4f}" if l1r and l1r["ok"] is not None else "-",
             "6b": ("holds" if l1r["ok"] else "does not hold") if l1r and l1r["ok"] is not None else "-",

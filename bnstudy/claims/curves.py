@@ -240,8 +240,9 @@ def dln_ics_text(row: dict) -> str:
     text = (f"{label}: median cos(G,G') over the whole run standard {fmt(row['std'])} ({correlation(row['std'])}; "
             f"live steps {fmt(row['std_live'])}, {row['n_std_live']}/{row['n_std']}), BN {fmt(row['bn'])} "
             f"({correlation(row['bn'])}; live steps {fmt(row['bn_live'])}, {row['n_bn_live']}/{row['n_bn']})")
-    if row["osc_std"]:
-        text += f"; standard {row['osc_std']}"
+    for side, name in (("osc_std", "standard"), ("osc_bn", "BN")):
+        if row[side]:
+            text += f"; {name} {row[side]}"
     return text + (" -> as the paper" if std_ok and bn_ok else
                    f" -> not as the paper ({'standard has ICS' if not std_ok else ''}"
                    f"{', ' if not std_ok and not bn_ok else ''}"
