@@ -30,7 +30,7 @@ PY_doc = the python that runs everything
 seed_list = $(shell seq -s, 0 $$(( $(SEEDS) - 1 )))
 sweep_dir = $(RESULTS)/$(1)/$(SCALE)/$(RUN_ID)
 # one experiment's sweep: scale-specific settings come from conf/ (experiment_scale), never from here
-train = $(PY) -m experiments.train -m experiment=$(1) scale=$(SCALE) seed=$(seed_list) progress=false \
+train = $(PY) -m experiments.train -m experiment=$(1) scale=$(SCALE) seed=$(seed_list) \
 	hydra.sweep.dir=$(call sweep_dir,$(1)) $(2) $(ARGS)
 # draw a figure from the sweeps this make just wrote
 figure = $(PY) -m experiments.figures $(1) --scale $(SCALE) --results $(RESULTS) --sweep $(foreach e,$(2),$(call sweep_dir,$(e)))

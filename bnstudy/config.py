@@ -145,7 +145,7 @@ class TrainConf:
     tf32: bool = False
     divergence_loss: float = ranged(1e6, gt=0)  # a loss above this (or NaN/inf) marks the run diverged
     chance_patience: int = ranged(0, ge=0)  # evals in a row at chance accuracy before "diverged" (0 = never)
-    threads: int = ranged(0, ge=0)  # torch intra-op threads (0 = PyTorch's default; 1 is fastest for the tiny DLN)
+    threads: Any = 0  # torch intra-op threads: N, 0 = PyTorch's default, auto = the free cores (bnstudy/threads.py)
     flush_denormal: bool = True  # CPU: flush denormal floats to zero (unnormalised deep nets slow ~10x without)
     save_final: bool = True  # final.pt: the final weights (state_dict only), for post-hoc measures
 
@@ -163,7 +163,7 @@ class Config:
     scale: Scale = Scale.quick
     resume: bool = True  # continue from a checkpoint in the run dir when there is one
     resume_mismatch: ResumeMismatch = ResumeMismatch.refuse  # allow: resume a run started with other code or libraries
-    progress: bool = True  # tqdm bar
+    progress: str = "auto"  # auto | true | false: progress lines (auto: on a terminal; bnstudy/progress.py)
 
 
 MODEL_SCHEMAS = {"small_cnn": SmallCNNConf, "vgg": VGGConf, "dln": DLNConf}

@@ -111,8 +111,12 @@ def vgg(cfg: VGGConf, norm: NormConf, input_shape: tuple, num_classes: int) -> B
 def dln(cfg: DLNConf, norm: NormConf, input_shape: tuple, num_classes: int | None) -> BlockNet:
     """Deep linear network: W_L ... W_1 x. Hidden layers are Blocks; the output layer is the head."""
     d = cfg.dim
+    if len(input_shape) != 1:  # images: the DLN is a regression on Gaussian vectors
+        raise ConfigError(f"model=dln needs vector data, not images of shape {input_shape}: add data=gaussian, "
+                          f"or run a DLN experiment (experiment=fig3_dln, fig4_dln or fig5_dln)")
     if input_shape != (d,):
-        raise ConfigError(f"the DLN needs inputs of shape ({d},), got {input_shape}: set data.dim={d}")
+        raise ConfigError(f"the DLN needs inputs of shape ({d},), got {input_shape}: set data.dim={d} "
+                          f"or model.dim={input_shape[0]}")
     hidden = cfg.num_layers if cfg.norm_last else cfg.num_layers - 1
     body = [_block(nn.Linear(d, d, bias=cfg.bias), cfg, norm, d, False) for _ in range(hidden)]
     head = nn.Identity() if cfg.norm_last else nn.Linear(d, d, bias=cfg.bias)

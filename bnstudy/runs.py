@@ -486,6 +486,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args.all:
         df = df[df["status"].isin(DONE)]
     cols = ["path", "status", "step", "model", "norm", "data", "lr", "seed"]
+    cols += [c for c in ("final_test_acc", "final_train_loss") if c in df]  # an unfinished run: at its checkpoint
     print(df[cols].to_string(index=False) if len(df) else f"no runs under {args.root}")
 
 

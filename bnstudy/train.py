@@ -21,7 +21,6 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
-from tqdm.auto import tqdm
 
 from bnstudy.config import Config, ConfigError, OptimConf, check_ranges
 from bnstudy.data import BatchSampler, TensorData, load_dataset
@@ -31,9 +30,12 @@ from bnstudy.measures.registry import checks as measure_checks
 from bnstudy.measures.schedule import Probes
 from bnstudy.models import BlockNet, build_model
 from bnstudy.norms import uses_batch_statistics
+from bnstudy.progress import SETTINGS as PROGRESS_SETTINGS
+from bnstudy.progress import Sweep, progress_enabled, tqdm
 from bnstudy.provenance import environment, resume_differences
 from bnstudy.records import (CHECKPOINT, FINAL, FINISHED, METRICS, RESUME_FREE, SUMMARY, MetricsWriter,  # noqa: F401
                              RunError, RunFolder, config_diff, write_atomic)
+from bnstudy.threads import load_warning, resolve_threads
 
 log = logging.getLogger("bnstudy")
 
@@ -121,6 +123,10 @@ def validate(cfg: Config, n_train: int | None = None, n_layers: int | None = Non
          f"measure.landscape.eta_min={m.landscape.eta_min} exceeds eta_max={m.landscape.eta_max}"),
         (not t.eval_batch_stats or t.eval_size >= t.batch_size,
          f"train.eval_batch_stats=true needs train.eval_size={t.eval_size} >= train.batch_size={t.batch_size}"),
+        (str(t.threads).strip().lower() == "auto" or str(t.threads).strip().isdigit(),
+         f"train.threads={t.threads!r}: use a count >= 0 (0 = PyTorch's default) or auto"),
+        (str(cfg.progress).strip().lower() in PROGRESS_SETTINGS,
+         f"progress={cfg.progress!r} is unknown; valid: {list(PROGRESS_SETTINGS)}"),
     ]
     if n_train is not None:
         checks.append((t.batch_size <= n_train,
@@ -243,11 +249,15 @@ class LogWindow:
 class Trainer:
     """One run: builds data, model, optimiser and probes from a Config, then steps."""
 
-    def __init__(self, cfg: Config, out_dir: Path, data: TensorData | None = None):
-        self.cfg, self.out_dir = cfg, Path(out_dir)
+    def __init__(self, cfg: Config, out_dir: Path, data: TensorData | None = None, sweep: Sweep | None = None):
+        self.cfg, self.out_dir, self.sweep = cfg, Path(out_dir), sweep
         validate(cfg)
-        if cfg.train.threads > 0:
-            torch.set_num_threads(cfg.train.threads)
+        self.show_progress = progress_enabled(cfg.progress)
+        threads = resolve_threads(cfg.train.threads)  # 0: PyTorch's default
+        if threads > 0:
+            torch.set_num_threads(threads)
+        if str(cfg.train.threads) == "auto":
+            log.info("train.threads=auto: %d thread(s)", threads)
         torch.set_flush_denormal(cfg.train.flush_denormal)
         set_tf32(cfg.train.tf32)
         self.device = resolve_device(cfg.train.device)
@@ -362,7 +372,7 @@ class Trainer:
         order of float sums and so the numbers; a differing ``train.threads`` is ignored with a warning."""
         threads = ((previous or {}).get("environment") or {}).get("threads", {}).get("intra_op")
         if threads and threads != torch.get_num_threads():
-            log.warning("%s: resuming with the %d thread(s) this run started with, not %d (train.threads=%d): "
+            log.warning("%s: resuming with the %d thread(s) this run started with, not %d (train.threads=%s): "
                         "another thread count can change its numbers", self.out_dir, threads,
                         torch.get_num_threads(), self.cfg.train.threads)
             torch.set_num_threads(threads)
@@ -383,6 +393,7 @@ class Trainer:
     def _train(self) -> dict:
         cfg, t = self.cfg, self.cfg.train
         self.chance_evals = 0
+        self._latest_train, self._latest_eval = {}, []
         start, window = 0, None
         resumed = cfg.resume and self.folder.checkpoint.exists()
         if resumed:
@@ -404,8 +415,8 @@ class Trainer:
             writer = self.folder.metrics_writer(truncate_to=0)
         t0, status, rows = time.time(), "completed", []
         x_all, y_all = self.data.x_train, self.data.y_train
-        bar = tqdm(range(start, t.steps), initial=start, total=t.steps, disable=not cfg.progress,
-                   desc=cfg.name, dynamic_ncols=True, leave=False)
+        bar = tqdm(range(start, t.steps), initial=start, total=t.steps, disable=not self.show_progress,
+                   label=self.label(), sweep=self.sweep, leave=False)
         step = start
         for step in bar:
             if t.eval_every and step % t.eval_every == 0:
@@ -431,11 +442,11 @@ class Trainer:
             if (step + 1) % t.log_every == 0 or step + 1 == t.steps:  # the loop's only read-back
                 mean_loss, acc = window.reduce()
                 rows.append(Row(step + 1, TRAIN_LOSS, mean_loss))
+                self._latest_train = {"train_loss": mean_loss, **({"train_acc": acc} if acc is not None else {})}
                 if acc is not None:
                     rows.append(Row(step + 1, TRAIN_ACC, acc))
                 writer.write(rows)
                 rows = []
-                bar.set_postfix(loss=f"{mean_loss:.4g}", refresh=False)
                 if not mean_loss == mean_loss or abs(mean_loss) > t.divergence_loss:  # NaN, inf or huge
                     status = "diverged"
                     break
@@ -446,6 +457,9 @@ class Trainer:
                 writer.write(rows)
                 rows = []
                 self.save_checkpoint(step + 1, writer, window.state_dict())
+                # the summary names the step a resume starts from, and the values reached by then
+                summary.update(step=step + 1, final=self._latest())
+                self.folder.write_summary(summary)
         bar.close()
         if status == "completed" and t.eval_every:
             rows += self._eval_rows(t.steps)
@@ -461,6 +475,17 @@ class Trainer:
         self.folder.checkpoint.unlink(missing_ok=True)
         return summary
 
+    def label(self) -> str:
+        """The run in progress lines: experiment, norm, lr, seed (and its place in the sweep)."""
+        c = self.cfg
+        job = f" [job {self.sweep.num + 1}/{self.sweep.jobs or '?'}]" if self.sweep else ""
+        return f"{c.name}{job} {c.norm.name} lr={c.optim.lr:g} seed={c.seed}"
+
+    def _latest(self) -> dict:
+        """The last logged training and eval values (a checkpoint's summary; read back on its schedule)."""
+        evals = {row.metric: float(row.value) for row in self._latest_eval}
+        return {**self._latest_train, **evals}
+
     def _eval_rows(self, step: int) -> list[Row]:
         rows = []
         for split, (x, y) in self.eval_sets.items():
@@ -475,6 +500,7 @@ class Trainer:
                 if split == "test" and self.cfg.train.chance_patience:
                     at_chance = acc.item() <= 1.0 / self.data.num_classes + 0.02
                     self.chance_evals = self.chance_evals + 1 if at_chance else 0
+        self._latest_eval = rows
         return rows
 
     def _final_metrics(self) -> dict:
@@ -486,6 +512,16 @@ class Trainer:
         return {k: float(last[k]) for k in LOOP_METRICS if k in last}
 
 
-def run(cfg: Config, out_dir: Path, data: TensorData | None = None) -> dict:
-    """Train one configuration into ``out_dir`` (metrics.csv, summary.json); returns the summary."""
-    return Trainer(cfg, out_dir, data).run()
+def run(cfg: Config, out_dir: Path, data: TensorData | None = None, sweep: Sweep | None = None) -> dict:
+    """Train one configuration into ``out_dir`` (metrics.csv, summary.json); returns the summary.
+
+    On a CPU it warns first when the machine is busier than its cores (``bnstudy.threads``)."""
+    global _load_warned
+    trainer = Trainer(cfg, out_dir, data, sweep)
+    if trainer.device.type == "cpu" and not _load_warned and (warning := load_warning(torch.get_num_threads())):
+        log.warning(warning)
+        _load_warned = True  # once per process (a sweep's jobs share it)
+    return trainer.run()
+
+
+_load_warned = False

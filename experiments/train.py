@@ -11,7 +11,10 @@ end and the exit status is 1. Ctrl-C prints how to resume (exit status 130).
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
+import re
 import shutil
 import sys
 import traceback
@@ -25,6 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 import bnstudy.config  # noqa: F401  (registers the structured configs)
 import bnstudy.paths  # noqa: F401  (registers ${unique:}, used by the run and sweep dir names)
 from bnstudy.data import DatasetFormatError, DatasetNotFoundError
+from bnstudy.progress import Sweep
 from bnstudy.train import ConfigError, RunError, check_keys, run
 from experiments.preflight import EXIT_USER_ERROR, STATE, refuse_code_overrides
 
@@ -53,6 +57,46 @@ def remove_untouched_run_dir(out_dir: Path) -> bool:
     return True
 
 
+def sweep_of_job() -> Sweep | None:
+    """This job's place in its sweep (None for a single run), for the progress lines.
+
+    The number of jobs is the sweeper's own count (BasicSweeper.split_arguments) of the sweep that
+    ``multirun.yaml`` (written by the sweeper before any job starts) records; 0 when it cannot be read.
+    """
+    hc = HydraConfig.get()
+    if hc.mode != RunMode.MULTIRUN:
+        return None
+    sweep_dir = Path(hc.sweep.dir)
+    try:
+        from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        saved = OmegaConf.load(sweep_dir / "multirun.yaml").hydra
+        params = [f"{k}={v}" for k, v in (saved.sweeper.get("params") or {}).items()]
+        overrides = OverridesParser.create().parse_overrides([*params, *saved.overrides.task])
+        jobs = sum(len(batch) for batch in BasicSweeper.split_arguments(overrides, None))
+    except Exception:  # another sweeper, a glob sweep: jobs unknown, the lines say "?"
+        jobs = 0
+    return Sweep(sweep_dir, jobs, int(hc.job.num))
+
+
+def print_help_without_schemas(main_fn) -> None:
+    """Hydra's ``--help``, less the ``*_schema`` entries (the dataclasses that the options of a group
+    extend, not options) and ``_``-prefixed building blocks such as ``experiment/_dln``."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
+        main_fn()
+    in_groups = False
+    for line in out.getvalue().splitlines():
+        if line.startswith("== "):
+            in_groups = line.startswith("== Configuration groups")
+        group = re.match(r"^([\w/]+): (.+)$", line) if in_groups else None
+        if group:
+            keep = [o for o in group.group(2).split(", ") if not (o.endswith("_schema") or o.startswith("_"))]
+            line = f"{group.group(1)}: {', '.join(keep)}"
+        print(line)
+
+
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")  # absolute: works with -m and when imported
 
 
@@ -62,7 +106,7 @@ def hydra_main(cfg: DictConfig) -> None:
     sweep = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
         check_keys(cfg)
-        summary = run(OmegaConf.to_object(cfg), out_dir)
+        summary = run(OmegaConf.to_object(cfg), out_dir, sweep=sweep_of_job())
     except USER_ERRORS as e:
         remove_untouched_run_dir(out_dir)
         message = " ".join(str(e).split())  # one line
@@ -94,4 +138,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    if "--help" in sys.argv[1:] or "-h" in sys.argv[1:]:
+        print_help_without_schemas(main)
+    else:
+        main()

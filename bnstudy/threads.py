@@ -1,0 +1,89 @@
+"""How many threads a run uses on a CPU, and a warning when the machine is busier than its cores.
+
+``train.threads``: 0 leaves PyTorch's default (every core, or ``OMP_NUM_THREADS``, which the parallel
+launcher sets to each job's share); N uses N; ``auto`` uses the cores that are free when the run starts
+(idle time of this process's cores over a short sample of ``/proc/stat``; elsewhere ``os.getloadavg``),
+never more than ``OMP_NUM_THREADS`` when it is set, and at least 1.
+
+The thread count changes how PyTorch splits its float sums, so a run's numbers can differ in the last
+bits between thread counts; a fixed count gives byte-identical CSVs, and ``summary.json`` records the
+count used (``environment.threads``). A resumed run keeps the count it started with.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+SAMPLE_S = 0.25  # how long auto watches the cores
+
+
+def usable_cores() -> list[int]:
+    """The CPUs this process may run on (its affinity mask, e.g. a SLURM or container cpuset)."""
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return list(range(os.cpu_count() or 1))
+
+
+def _cpu_times(cpus: list[int]) -> tuple[float, float] | None:
+    """(busy, total) jiffies of ``cpus`` from /proc/stat, or None where there is no /proc/stat."""
+    try:
+        lines = open("/proc/stat").read().splitlines()
+    except OSError:
+        return None
+    want, busy, total = {f"cpu{i}" for i in cpus}, 0.0, 0.0
+    for line in lines:
+        fields = line.split()
+        if fields and fields[0] in want:
+            values = [float(v) for v in fields[1:9]]  # user nice system idle iowait irq softirq steal
+            total += sum(values)
+            busy += sum(values) - values[3] - values[4]
+    return (busy, total) if total else None
+
+
+def busy_cores(sample_s: float = SAMPLE_S) -> float:
+    """How many of the usable cores other processes keep busy (this process sleeps while it looks)."""
+    cpus = usable_cores()
+    before = _cpu_times(cpus)
+    if before is None:
+        return min(float(len(cpus)), os.getloadavg()[0])
+    time.sleep(sample_s)
+    after = _cpu_times(cpus)
+    busy, total = after[0] - before[0], after[1] - before[1]
+    return len(cpus) * busy / total if total > 0 else 0.0
+
+
+def auto_threads(busy: float | None = None) -> int:
+    """Free cores (rounded), capped by OMP_NUM_THREADS when set, at least 1."""
+    cores = len(usable_cores())
+    busy = busy_cores() if busy is None else busy
+    n = max(1, min(cores, int(cores - busy + 0.5)))
+    omp = os.environ.get("OMP_NUM_THREADS", "")
+    return min(n, int(omp)) if omp.isdigit() and int(omp) > 0 else n
+
+
+def resolve_threads(setting) -> int:
+    """``train.threads`` as a count: 0 = PyTorch's default (returned as 0), N, or auto's choice."""
+    from bnstudy.config import ConfigError
+
+    text = str(setting).strip().lower()
+    if text == "auto":
+        return auto_threads()
+    if text.isdigit():
+        return int(text)
+    raise ConfigError(f"train.threads={setting!r}: use a count >= 0 (0 = PyTorch's default) or auto")
+
+
+def load_warning(threads: int) -> str | None:
+    """A line when the 1-minute load average is at least one process above the usable cores, else None."""
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+    cores = len(usable_cores())
+    if load < cores + 1:
+        return None
+    return (f"the machine is busy (load average {load:.1f} on {cores} cores): this run uses {threads} thread(s) "
+            f"and will be slower; train.threads=auto uses only the free cores (another thread count can change "
+            f"the last bits of the numbers)")
