@@ -37,7 +37,7 @@ figure = $(PY) -m experiments.figures $(1) --scale $(SCALE) --results $(RESULTS)
 sweep_opt = $(if $(strip $(SWEEP)),--sweep $(SWEEP))
 
 .PHONY: help install lock test quick fig1 fig2 fig3 fig3_cnn fig3_dln fig4 fig4_cnn fig4_dln fig5 fig5_cnn \
-	fig5_dln browser dln_sweep all figures report verify reference bench clean-results tutorials
+	fig5_dln browser dln_sweep all figures report verify reference bench notebook clean-results tutorials
 
 help:  ## list the targets and the variables
 	@echo "Targets (make TARGET [VARIABLE=value ...]):"
@@ -135,6 +135,10 @@ reference:  ## write REFERENCE (results/reference/SCALE) from the latest runs, t
 
 bench:  ## suite vs bare PyTorch loop, data path, measurement costs, FLOP/s (ARGS=--full for longer)
 	$(PY) -m experiments.bench $(ARGS)
+
+notebook:  ## open notebooks/ in JupyterLab (installs the notebook extra, jupyterlab, on first use)
+	@$(PY) -c "import jupyterlab" 2>/dev/null || $(PY) -m pip install -e ".[notebook]"
+	$(PY) -m jupyter lab notebooks/
 
 clean-results:  ## delete results/ run folders (asks first)
 	$(PY) -m experiments.clean_results --results $(RESULTS)
