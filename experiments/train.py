@@ -11,6 +11,7 @@ end and the exit status is 1. Ctrl-C prints how to resume (exit status 130).
 
 from __future__ import annotations
 
+import bnstudy.threads  # noqa: F401  (first: idle OpenMP threads sleep, set before torch is imported)
 import contextlib
 import io
 import logging

@@ -115,3 +115,18 @@ def test_a_busy_machine_is_named(monkeypatch):
     assert "load average 3.4 on 2 cores" in msg and "train.threads=auto" in msg
     monkeypatch.setattr(os, "getloadavg", lambda: (2.5, 1.0, 1.0))  # our own two jobs, a little more
     assert threads.load_warning(2) is None
+
+
+def test_entry_point_lets_idle_openmp_threads_sleep():
+    """OMP_WAIT_POLICY=PASSIVE is set before torch loads OpenMP (no number changes); a set value is kept."""
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    code = "import os, sys; import bnstudy.threads; print(os.environ['OMP_WAIT_POLICY'], 'torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert out.stdout.split() == ["PASSIVE", "False"], out.stderr
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**env, "OMP_WAIT_POLICY": "ACTIVE"},
+                         capture_output=True, text=True)
+    assert out.stdout.split() == ["ACTIVE", "False"], out.stderr
+    out = subprocess.run([sys.executable, "-X", "importtime", "-c", "import experiments.train"], cwd=ROOT, env=env,
+                         capture_output=True, text=True)
+    modules = [line.rsplit("|", 1)[-1].strip() for line in out.stderr.splitlines() if "|" in line]
+    assert modules.index("bnstudy.threads") < modules.index("torch"), "the entry point imports torch first"
