@@ -84,9 +84,12 @@ def sweep_of_job() -> Sweep | None:
 def print_help_without_schemas(main_fn) -> None:
     """Hydra's ``--help``, less the ``*_schema`` entries (the dataclasses that the options of a group
     extend, not options) and ``_``-prefixed building blocks such as ``experiment/_dln``."""
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
-        main_fn()
+    out, code = io.StringIO(), 0
+    try:
+        with contextlib.redirect_stdout(out):
+            main_fn()
+    except SystemExit as e:  # Hydra's own exit status (an error in the overrides given with --help)
+        code = e.code
     in_groups = False
     for line in out.getvalue().splitlines():
         if line.startswith("== "):
@@ -96,6 +99,7 @@ def print_help_without_schemas(main_fn) -> None:
             keep = [o for o in group.group(2).split(", ") if not (o.endswith("_schema") or o.startswith("_"))]
             line = f"{group.group(1)}: {', '.join(keep)}"
         print(line)
+    sys.exit(code)
 
 
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")  # absolute: works with -m and when imported
