@@ -135,7 +135,7 @@ done.pivot_table(index=["name", "norm", "lr"], values=key, aggfunc=["mean", "min
 def metrics_of(r) -> pd.DataFrame | None:
     """One run's metrics (``load_metrics``: checked, duplicate rows resolved); None for a corrupt CSV."""
     try:
-        return load_metrics(Path(r.path) / "metrics.csv").assign(run=f"{r.name} {r.norm} lr={r.lr:g}", seed=r.seed)
+        return load_metrics(Path(r.path) / "metrics.csv").assign(experiment=r.name, run=f"{r.norm} lr={r.lr:g}", seed=r.seed)
     except BadRunError as e:
         print(f"skipped {r.path}: {e}")  # one line naming it; the other runs go on
         return None
@@ -143,9 +143,30 @@ def metrics_of(r) -> pd.DataFrame | None:
 
 metric = "train_loss"
 curves = pd.concat([m for r in done.itertuples() if (m := metrics_of(r)) is not None])
-wide = curves[curves["metric"] == metric].pivot_table(index="step", columns="run", values="value")
-ax = wide.plot(logy=True, figsize=(7, 3.5), title=f"{metric} (mean over seeds)")
-wide.tail(3)
+
+
+def distinct_colours(n: int) -> list:
+    """n colours that differ: tab10 up to 10 runs, tab20 up to 20, then evenly spaced along turbo."""
+    if n <= 10:
+        return list(plt.cm.tab10.colors[:n])
+    if n <= 20:
+        return list(plt.cm.tab20.colors[:n])
+    return [plt.cm.turbo(i / (n - 1)) for i in range(n)]
+
+
+# one panel per experiment (each has its own schedule and steps); each run's curve on its own steps
+chosen = curves[curves["metric"] == metric]
+experiments_ = sorted(chosen["experiment"].unique())
+fig, axes = plt.subplots(len(experiments_), 1, figsize=(7, 2.8 * len(experiments_)), squeeze=False)
+for ax, name in zip(axes[:, 0], experiments_):
+    one = chosen[chosen["experiment"] == name]
+    labels = sorted(one["run"].unique())
+    for colour, label in zip(distinct_colours(len(labels)), labels):
+        mean = one[one["run"] == label].groupby("step")["value"].mean()  # over seeds
+        ax.plot(mean.index, mean.values, color=colour, label=label)
+    ax.set(title=f"{name}: {metric} (mean over seeds)", xlabel="step", yscale="log")
+    ax.legend(fontsize=7, ncol=2)
+fig.tight_layout()
 
 # %%
 # every metric the runs recorded, and at how many steps
