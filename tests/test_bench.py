@@ -88,10 +88,10 @@ def test_tiny_bench_table_and_csv(tmp_path):
     assert checked == ({("step", c, "suite_over_bare") for c in STEP_CASES}
                        | {("data", "small_cnn/none", "data_share_of_step")}
                        | {("measure", f"small_cnn/batch {m}", "cost_step_equivalents") for m in MEASUREMENTS})
-    assert all(got[k]["status"] in ("PASS", "FAIL") for k in checked)
+    assert all(got[k]["status"] in ("PASS", "FAIL", "LOADED") for k in checked)
     assert all(not r["status"] for k, r in got.items() if k not in checked)
     targets = text.split("-- targets --")[1].splitlines()
-    assert sum(line.startswith(("PASS  ", "FAIL  ")) for line in targets) == len(checked)
+    assert sum(line.startswith(("PASS  ", "FAIL  ", "LOADED  ")) for line in targets) == len(checked)
 
     # make all: the fake sweep's two runs are summed; experiments without runs are NaN
     assert values[("make_all", "fig1", "wall_s")] == 20.0

@@ -51,3 +51,5 @@ Modules, by what they measure: ``common`` (sizes, the Bench, the suite's timed l
 """
 
 from __future__ import annotations
+
+import bnstudy.threads  # noqa: F401  (before torch: idle OpenMP threads sleep, as in the training entry point)
