@@ -94,7 +94,7 @@ fig5_dln:  ## l1/l2/linf normalisations vs standard and BN: DLN (train only)
 fig5: fig5_cnn fig5_dln  ## lp normalisations: both experiments, then the figure
 	$(call figure,fig5,fig5_cnn fig5_dln)
 
-browser:  ## seed 001's three figures (small CNN; MNIST at paper scale)
+browser:  ## the browser reproduction's three figures (small CNN; MNIST at paper scale)
 	$(call train,browser)
 	$(call figure,browser,browser)
 

@@ -4,6 +4,7 @@ and the make variables the targets honour."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -83,3 +84,9 @@ def test_make_quick_honours_seeds():
     out = subprocess.run(["make", "-n", "quick", "SEEDS=3"], cwd=ROOT, capture_output=True, text=True)
     train = [line for line in out.stdout.splitlines() if "experiments.train" in line]
     assert len(train) == 1 and "seed=0,1,2" in train[0], out.stdout
+
+
+def test_make_help_lists_the_variables():
+    out = subprocess.run(["make", "help"], cwd=ROOT, capture_output=True, text=True)
+    for var in ("SCALE", "SEEDS", "ARGS", "DLN_LAUNCHER"):
+        assert re.search(rf"^\s+{var}\s+\S", out.stdout, re.M), out.stdout

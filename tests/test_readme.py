@@ -1,4 +1,6 @@
-"""The README cannot rot: every command it shows is checked here (CI runs `make install && make test`).
+"""The README and docs/ cannot rot: every command they show is checked here (CI runs `make install &&
+make test`), the README stays a guide that links every page of docs/, and no document names a path
+outside the repository.
 
 `make` commands are dry-run (`make -n`: the target and its variables exist); `python -m experiments.train`
 commands are composed (`--cfg job`, sweeps reduced to their first value); other entry points answer
@@ -15,11 +17,15 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
+DOCS = sorted((ROOT / "docs").glob("*.md"))
+DOCUMENTS = {"README.md": README, **{f"docs/{p.name}": p.read_text() for p in DOCS}}
 
 
 def readme_commands() -> list[str]:
-    fenced = [line for block in re.findall(r"```bash\n(.*?)```", README, re.S) for line in block.splitlines()]
-    inline = re.findall(r"`((?:make|python -m) [^`]+)`", README)
+    """Every ``make ...`` / ``python -m ...`` command of the README and of docs/*.md."""
+    text = "\n".join(DOCUMENTS.values())
+    fenced = [line for block in re.findall(r"```bash\n(.*?)```", text, re.S) for line in block.splitlines()]
+    inline = re.findall(r"`((?:make|python -m) [^`]+)`", text)
     commands = []
     for line in fenced + inline:
         line = re.sub(r"\s+#.*$", "", line).strip()
@@ -31,6 +37,27 @@ def readme_commands() -> list[str]:
 
 
 COMMANDS = readme_commands()
+
+
+def test_readme_is_a_guide_linking_every_doc():
+    assert len(README.splitlines()) <= 210, "README.md is the guide: move details to docs/"
+    linked = set(re.findall(r"\]\((docs/[\w.-]+\.md)\)", README))
+    assert linked == {f"docs/{p.name}" for p in DOCS}, "each docs/ page is linked from the README, and exists"
+    for name, text in DOCUMENTS.items():
+        for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", text):
+            if not target.startswith(("http://", "https://")):
+                assert (ROOT / Path(name).parent / target).exists(), f"{name} links to missing {target}"
+
+
+OUTSIDE = re.compile(r"/work/|shared/seeds|\.\./shared|/home/|/Users/")
+
+
+def test_no_document_or_notebook_names_a_path_outside_the_repository():
+    files = [ROOT / "README.md", *DOCS, *sorted((ROOT / "notebooks").glob("*.py")),
+             *sorted((ROOT / "notebooks").glob("*.ipynb"))]
+    for path in files:
+        hits = OUTSIDE.findall(path.read_text())
+        assert not hits, f"{path.relative_to(ROOT)} names a path outside the repository: {hits}"
 
 
 def test_readme_has_the_two_first_commands():
