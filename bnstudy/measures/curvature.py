@@ -26,6 +26,7 @@ from typing import Callable, Iterator, Optional
 import torch
 from torch import nn
 from bnstudy.measures.functional import trainable_params
+from bnstudy.schema import ranged
 from bnstudy.measures.registry import Cost, Measurement, Row, Step, register
 
 from bnstudy.measures.functional import LossFn, Params, RNGState, forward_at
@@ -42,20 +43,20 @@ BETA_LIMIT = "beta_limit"  # ||H g|| / ||g|| on the step's batch
 class HessianConf:
     """lambda_max of the Hessian on a fixed subset of the training data, in train and/or eval mode."""
 
-    every: int = 0  # 0 = off
-    samples: int = 4096  # the fixed subset (a 128-sample Hessian swings lambda_max by 10x between batches)
-    chunk: int = 0  # samples per chunk: batch statistics in train mode (0 = train.batch_size)
+    every: int = ranged(0, ge=0)  # 0 = off
+    samples: int = ranged(4096, ge=1)  # the fixed subset (a 128-sample Hessian swings lambda_max by 10x between batches)
+    chunk: int = ranged(0, ge=0)  # samples per chunk: batch statistics in train mode (0 = train.batch_size)
     modes: list[str] = field(default_factory=lambda: ["train", "eval"])
-    iters: int = 20  # most Lanczos steps (HVPs) per mode
-    tol: float = 1e-3  # stop once the residual bound is below tol * lambda_max
-    seed: int = 0  # Lanczos start vector and the subset (with the run's seed)
+    iters: int = ranged(20, ge=1)  # most Lanczos steps (HVPs) per mode
+    tol: float = ranged(1e-3, gt=0)  # stop once the residual bound is below tol * lambda_max
+    seed: int = ranged(0, ge=0)  # Lanczos start vector and the subset (with the run's seed)
 
 
 @dataclass
 class GradCurvatureConf:
     """batch_sharpness and beta_limit on the step's batch, from one HVP with the step's gradient."""
 
-    every: int = 0
+    every: int = ranged(0, ge=0)
 
 
 def fixed_subset(x: torch.Tensor, y: torch.Tensor, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
+from bnstudy.schema import ranged
 from bnstudy.measures.registry import Cost, Measurement, Row, Step, register
 
 
@@ -31,7 +32,7 @@ def is_scale_invariant(block: nn.Module) -> bool:
 
 @dataclass
 class ScaleInvarianceConf:
-    every: int = 0  # 0 = off; every scale-invariant block (its norm divides out a rescaling) is measured
+    every: int = ranged(0, ge=0)  # 0 = off; every scale-invariant block (its norm divides out a rescaling) is measured
 
 
 @dataclass

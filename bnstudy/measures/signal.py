@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from bnstudy.schema import ranged
 from bnstudy.measures.registry import Cost, Measurement, Row, Step, register
 
 SIGNAL_METRICS = ("sig_grad_norm", "sig_rank", "sig_act_norm")  # per layer: ||dL/dW||, effective rank, RMS
@@ -19,7 +20,7 @@ SIGNAL_METRICS = ("sig_grad_norm", "sig_rank", "sig_act_norm")  # per layer: ||d
 
 @dataclass
 class SignalConf:
-    every: int = 0  # 0 = off; step 0 (initialisation) is always among the measured steps when on
+    every: int = ranged(0, ge=0)  # 0 = off; step 0 (initialisation) is always among the measured steps when on
 
 
 def effective_rank(h: torch.Tensor) -> torch.Tensor:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+from bnstudy.schema import ranged
 from bnstudy.measures.registry import Cost, Measurement, Row, Step, layer_check, register
 
 THM41_METRICS = ("thm41_lhs", "thm41_rhs", "thm41_rhs_printed", "thm41_gain", "thm41_share_mean",
@@ -26,8 +27,8 @@ THM41_METRICS = ("thm41_lhs", "thm41_rhs", "thm41_rhs_printed", "thm41_gain", "t
 
 @dataclass
 class Theorem41Conf:
-    every: int = 0  # 0 = off
-    layers: list[int] = field(default_factory=list)  # 1-based blocks; empty: every BN layer
+    every: int = ranged(0, ge=0)  # 0 = off
+    layers: list[int] = ranged(factory=list, ge=1)  # 1-based blocks; empty: every BN layer
 
 
 @dataclass
