@@ -170,7 +170,7 @@ def test_the_readme_example_is_a_working_measurement(monkeypatch):
 
     import bnstudy.measures.registry as registry
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[1] / "docs" / "extending.md").read_text()
     section = readme.split("### Adding a measurement", 1)[1]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     monkeypatch.setattr(registry, "MEASURES", dict(MEASURES))  # the example's entry goes with the test
