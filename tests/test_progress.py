@@ -26,12 +26,13 @@ def _job(sweep: Path, num: int, status: str | None) -> None:
         (sweep / str(num) / "summary.json").write_text(json.dumps({"status": status}))
 
 
-def test_lines_give_step_rate_time_left_and_the_sweeps_jobs(tmp_path, caplog):
+def test_lines_give_step_rate_time_left_and_the_sweeps_jobs(tmp_path, caplog, monkeypatch):
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)  # CI sets it; this test is about the lines themselves
     for num, status in enumerate(["completed", "diverged", "running"]):  # job 2 is this one
         _job(tmp_path, num, status)
     caplog.set_level(logging.INFO, logger="bnstudy")
     bar = tqdm(range(10), total=10, label="fig1 [job 3/5] batch lr=0.1 seed=0", sweep=Sweep(tmp_path, 5, 2),
-               mininterval=0)
+               mininterval=0, disable=False)  # explicit: tqdm reads TQDM_DISABLE at import
     for _ in bar:
         pass
     bar.close()
@@ -52,6 +53,7 @@ def test_sweep_time_left_counts_unstarted_jobs_shared_by_the_running_ones(tmp_pa
 
 
 def test_auto_is_quiet_without_a_terminal_and_under_tqdm_disable(monkeypatch):
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)  # CI sets it; set below where the test wants it
     assert progress_enabled("true") and progress_enabled(True) and not progress_enabled(False)
     assert not progress_enabled("auto")  # pytest captures stdout/stderr: no terminal
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
