@@ -183,8 +183,8 @@ def fig2(root: RunSet | Path, scale: str | None = None, sweeps: Sequence[str | P
     fig, axes = plt.subplots(2, 3, figsize=(12, 6.5))
     plot_metric(axes[0, 0], runs, "train_acc")
     axes[0, 0].set(title="Training accuracy", xlabel="step", ylabel="accuracy")
-    for ax, metric, title in ((axes[0, 1], "moment_shift_mean", "|mean change| between measured steps"),
-                              (axes[0, 2], "moment_shift_var", "|variance change| between measured steps")):
+    for ax, metric, title in ((axes[0, 1], "moment_shift_mean", "|mean change| between successive steps"),
+                              (axes[0, 2], "moment_shift_var", "|variance change| between successive steps")):
         for layer, ls in zip(layers, ("-", "--")):
             plot_metric(ax, runs, metric, layer=layer, linestyle=ls, label_suffix=f", layer #{layer}")
         ax.set(title=title, xlabel="step", yscale="log")
