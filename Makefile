@@ -37,7 +37,8 @@ figure = $(PY) -m experiments.figures $(1) --scale $(SCALE) --results $(RESULTS)
 sweep_opt = $(if $(strip $(SWEEP)),--sweep $(SWEEP))
 
 .PHONY: help install lock test quick fig1 fig2 fig3 fig3_cnn fig3_dln fig4 fig4_cnn fig4_dln fig5 fig5_cnn \
-	fig5_dln browser dln_sweep all figures report verify reference bench notebook clean-results tutorials
+	fig5_dln browser dln_sweep all curvature curvature_cnn curvature_dln theory signal \
+	signal_cnn signal_dln beyond figures report verify reference bench notebook clean-results tutorials
 
 help:  ## list the targets and the variables
 	@echo "Targets (make TARGET [VARIABLE=value ...]):"
@@ -106,6 +107,31 @@ _dln_sweep:
 	$(call figure,dln_sweep,dln_sweep)
 
 all: fig1 fig2 fig3 fig4 fig5 browser  ## every experiment and figure at SCALE
+
+# Beyond the paper (docs/beyond.md): not part of `make all`; `make report` adds their claims when their runs exist.
+curvature_cnn:  ## Hessian lambda_max (train and eval mode), batch sharpness, beta_limit: CNN at lr 0.1 (train only)
+	$(call train,curvature_cnn)
+
+curvature_dln:  ## the same on the full-batch DLN at lr 1e-6 (train only)
+	$(call train,curvature_dln,$(DLN_LAUNCHER))
+
+curvature: curvature_cnn curvature_dln  ## curvature against 2/lr, standard vs BN: both experiments, then the figure
+	$(call figure,curvature,curvature_cnn curvature_dln)
+
+theory:  ## Theorem 4.1 at every BN layer and the scale invariance of BN's weights (BN, lr 0.1/0.5), then the figure
+	$(call train,theory)
+	$(call figure,theory,theory)
+
+signal_cnn:  ## |dL/dW| and effective rank per layer at init, VGG-11/13/16/19, standard vs BN (train only)
+	$(call train,signal_cnn)
+
+signal_dln:  ## the same for the 25-layer DLN (train only)
+	$(call train,signal_dln,$(DLN_LAUNCHER))
+
+signal: signal_cnn signal_dln  ## signal propagation at initialisation: both experiments, then the figure
+	$(call figure,signal,signal_cnn signal_dln)
+
+beyond: curvature theory signal  ## the three experiments beyond the paper (quick: about 8 min on 2 cores)
 
 # The tutorials' claims (README, "What the tutorials say"): always quick scale, single-threaded jobs two
 # at a time; not part of `make all`. `make report` adds their section when their runs exist.

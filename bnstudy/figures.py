@@ -412,3 +412,6 @@ def draw(names: Iterable[str], root: RunSet | Path, scale: str | None = None, ou
         fig = FIGURES[name][0](R)
         written += save(fig, out_dir, f"{name}_{R.scale}")
     return written
+
+
+from bnstudy import figures_beyond  # noqa: E402,F401  (registers the curvature, theory and signal figures)

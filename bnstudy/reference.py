@@ -24,7 +24,8 @@ from bnstudy.records import read_json, write_text_atomic
 MANIFEST = "reference.json"
 SIZE_BUDGET = 20 * 1024 * 1024  # bytes, the whole reference folder of one scale (figures included)
 EXPERIMENTS = ("fig1", "fig2", "fig3_cnn", "fig3_dln", "fig4_cnn", "fig4_dln", "fig5_cnn", "fig5_dln", "browser")
-OPTIONAL = ("quick",)  # make quick's runs, exported when there are some (make all does not run it)
+OPTIONAL = ("quick", "curvature_cnn", "curvature_dln", "theory", "signal_cnn", "signal_dln")
+"""Exported when they have runs: make quick's and the experiments beyond the paper (make all runs neither)."""
 
 
 class ReferenceError(ValueError):

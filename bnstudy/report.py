@@ -177,6 +177,24 @@ def _dln_sweep(ctx: ReportContext) -> str:
             "-0.5 (a period-2 flip, not ICS).\n\n" + markdown_table(pd.DataFrame(table)))
 
 
+@section("Beyond the paper")
+def _beyond(ctx: ReportContext) -> str:
+    """Claims of later work judged on ``make curvature``, ``make theory`` and ``make signal`` runs
+    (``bnstudy/claims/beyond.py``); left out when none of their experiments ran."""
+    from bnstudy.claims import NOT_RUN, check_beyond
+
+    runs = ctx.extra.get("runs")
+    if runs is None:
+        return ""
+    results = check_beyond(runs)
+    if all(r.verdict == NOT_RUN for r in results):
+        return ""
+    df = claims_frame(results).rename(columns={"The paper says": "Who says it"})
+    return ("Measurements the paper does not make (docs/beyond.md): what later work says about curvature, the "
+            "paper's own Theorem 4.1, scale invariance and signal at initialisation, checked the same way. "
+            "They are not among the paper's claims counted above.\n\n" + markdown_table(df))
+
+
 @section("Runs")
 def _runs(ctx: ReportContext) -> str:
     """Which runs each experiment means (the rule, then one row per experiment the claims read)."""
@@ -239,6 +257,14 @@ CAPTIONS = {
     "dln_sweep": "The DLN's loss scale: training loss, the oscillation cos(g_t-1, g_t) and cos(G, G') at layers 9 "
                  "and 17, for standard, BN and l1 at each lr of `make dln_sweep`.",
     "fig9": "Fig. 9: the DLN's activation distributions at layers #1, #11, #24 over training, standard vs BN.",
+    "curvature": "Beyond the paper: the Hessian's top eigenvalue in train mode (batch statistics, solid) and eval "
+                 "mode (running statistics, dashed), the batch sharpness g'Hg/|g|^2 and beta_limit |Hg|/|g|, "
+                 "against 2/lr (dotted), standard vs BN: the CNN (SGD, lr 0.1) and the DLN (full-batch GD, lr 1e-6).",
+    "theory": "Beyond the paper: Theorem 4.1's lhs/rhs per BN layer in the proof's form (1/m: 1 = equality) and "
+              "as printed (1/sqrt m: above 1 violates it), BN's gain gamma^2/sigma^2, and the weights BN follows: "
+              "|w|, the effective lr lr/|w|^2 and the norm growth against lr^2|g|^2 (BN at lr 0.1 solid, 0.5 dashed).",
+    "signal": "Beyond the paper: at initialisation, |dL/dW| and the effective rank of the batch's outputs per "
+              "layer, VGG-11/13/16/19 (darker: deeper) and the 25-layer DLN, standard (dashed) vs BN (solid).",
     "fig11": "Fig. 11: gradient predictiveness ||g(w) - g(w - eta g)|| against the step eta, standard vs BN, "
              "at a few steps of training.",
 }

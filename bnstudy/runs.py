@@ -57,7 +57,7 @@ COLUMNS = ["path", "status", "step", "steps", "name", "scale", "model", "norm", 
 SWEPT = ("seed", "optim.lr", "norm.")
 """Settings an experiment's sweeps vary (a key, or a prefix ending in '.'): not part of its settings."""
 
-FREE = ("resume", "progress", "train.threads", "train.device")
+FREE = ("resume", "progress", "train.threads", "train.device", "train.save_final")
 """Settings that do not change a run's numbers (as a resume may change them): not part of its settings."""
 
 SAMPLE_METRICS = frozenset({"act_sample"})
@@ -396,6 +396,10 @@ class RunSet:
 
     def runs(self, name: str) -> list[Run]:
         return self.experiment(name).runs
+
+    def config(self, run: Run) -> dict:
+        """A run's settings, flattened (``model.depth``, ``optim.lr``, ...), as its summary records them."""
+        return self._config.get(str(run.path), {})
 
     # ---------------------------------------------------------------------------------- selection
     def _select(self, name: str) -> Experiment:

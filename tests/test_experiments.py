@@ -40,7 +40,11 @@ def test_every_experiment_composes(experiment, scale):
         return
     assert obj.scale == scale  # runs are filed under the chosen scale
     assert "norm" in hydra_cfg.sweeper.params
-    if experiment.endswith("_dln"):  # the DLN is the paper's at every scale; quick runs 4,000 of its steps
+    if experiment.startswith("signal_"):  # at initialisation: one step of the scale's model (or the DLN)
+        assert obj.train.steps == 1 and obj.measure.signal.every == 1
+        assert (obj.model.name, obj.data.name) == (("dln", "gaussian") if experiment.endswith("_dln") else
+                                                   ("vgg", {"paper": "cifar10"}.get(scale, "fashion_mnist")))
+    elif experiment.endswith("_dln"):  # the DLN is the paper's at every scale; quick runs 4,000 of its steps
         assert (obj.model.name, obj.model.num_layers, obj.data.name) == ("dln", 25, "gaussian")
         steps = {"quick": (4000, 100), "paper": (10000, 250), "tiny": (40, 10)}[scale]
         assert (obj.train.steps, obj.train.measure_every) == steps  # conf/experiment_scale/
@@ -54,7 +58,9 @@ def test_every_experiment_composes(experiment, scale):
         assert (obj.model.name, obj.model.depth, obj.data.name, obj.train.steps) == expected
     elif experiment == "browser":  # seed 001 at paper scale runs on MNIST
         assert obj.data.name == {"quick": "fashion_mnist", "paper": "mnist", "tiny": "fashion_mnist"}[scale]
-    measured = [m for m in ("activations", "ics", "landscape", "loss_change") if getattr(obj.measure, m).every]
+    from bnstudy.measures import MEASURES
+
+    measured = [m for m in MEASURES if getattr(getattr(obj.measure, m, None), "every", 0)]
     assert measured, "every experiment measures something beyond accuracy"
 
 

@@ -11,6 +11,8 @@ into REPORT.md). The package, by what each part does:
                 seed means and the notes of what was left out
 ``accuracy``    claims 1a, 1b, 2, 3a, 3b, 6a, 6b (final accuracy and loss)
 ``curves``      claims 4a, 4b (gradient ICS) and 5a-5d (loss landscape, predictiveness, beta)
+``beyond``      claims B1-B11 of later work (curvature, Theorem 4.1, scale invariance, signal at init),
+                registered with ``beyond=True`` and checked by ``check_beyond``
 ``text``        how numbers are written in the evidence
 ==============  ========================================================================================
 
@@ -40,12 +42,12 @@ A ``Run`` gives ``series(metric, layer)``, ``final_train(metric)``, ``final_eval
 Test it in ``tests/test_claims.py`` on a synthetic tree whose verdict is known.
 """
 
-from bnstudy.claims.base import (BN, CLAIMS, FAILS, HOLDS, INCONCLUSIVE, NOT_RUN, STANDARD, VERDICTS, Claim,
-                                 ClaimResult, Results, check_claims, claim, ordered)
+from bnstudy.claims.base import (BEYOND, BN, CLAIMS, FAILS, HOLDS, INCONCLUSIVE, NOT_RUN, STANDARD, VERDICTS, Claim,
+                                 ClaimResult, Results, check_beyond, check_claims, claim, ordered)
 from bnstudy.claims.liveness import Run
 
 # the claim modules: importing them registers their claims
-from bnstudy.claims import accuracy, curves  # noqa: E402,F401  (isort: skip)
+from bnstudy.claims import accuracy, beyond, curves  # noqa: E402,F401  (isort: skip)
 
-__all__ = ["BN", "CLAIMS", "FAILS", "HOLDS", "INCONCLUSIVE", "NOT_RUN", "STANDARD", "VERDICTS", "Claim",
-           "ClaimResult", "Results", "Run", "check_claims", "claim", "ordered"]
+__all__ = ["BEYOND", "BN", "CLAIMS", "FAILS", "HOLDS", "INCONCLUSIVE", "NOT_RUN", "STANDARD", "VERDICTS", "Claim",
+           "ClaimResult", "Results", "Run", "check_beyond", "check_claims", "claim", "ordered"]

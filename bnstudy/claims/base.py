@@ -78,16 +78,23 @@ class Claim:
 
 
 CLAIMS: dict[str, Claim] = {}
-"""Every registered claim by id; :func:`ordered` gives them in report order."""
+"""Every registered claim of the paper by id; :func:`ordered` gives them in report order."""
+
+BEYOND: dict[str, Claim] = {}
+"""Claims of later work that the measurements beyond the paper test (``make curvature theory signal``):
+registered with ``beyond=True``, checked by :func:`check_beyond`, reported in their own section."""
 
 
-def claim(id: str, summary: str, *, figure: str, experiments: tuple[str, ...], paper: str, rule: str = ""):
+def claim(id: str, summary: str, *, figure: str, experiments: tuple[str, ...], paper: str, rule: str = "",
+          beyond: bool = False):
     """Decorator: register ``check(R, c) -> ClaimResult`` as claim ``id`` (ids are unique). ``paper`` quotes
-    the paper; ``rule`` says how the check reads it, with its threshold and margin (both go in REPORT.md)."""
+    the paper (for a claim ``beyond`` the paper: the work it comes from); ``rule`` says how the check reads
+    it, with its threshold and margin (both go in REPORT.md)."""
     def register(check: Callable[["Results", Claim], ClaimResult]):
-        if id in CLAIMS:
-            raise ValueError(f"claim {id!r} is registered twice ({CLAIMS[id].check.__module__} and {check.__module__})")
-        CLAIMS[id] = Claim(id, summary, paper, figure, tuple(experiments), check, rule)
+        if id in CLAIMS or id in BEYOND:
+            prev = (CLAIMS.get(id) or BEYOND[id]).check.__module__
+            raise ValueError(f"claim {id!r} is registered twice ({prev} and {check.__module__})")
+        (BEYOND if beyond else CLAIMS)[id] = Claim(id, summary, paper, figure, tuple(experiments), check, rule)
         return check
     return register
 
@@ -97,9 +104,12 @@ def _order(cid: str) -> tuple:
     return (0, int(m.group(1)), m.group(2)) if m else (1, 0, cid)
 
 
-def ordered() -> list[Claim]:
-    """The registered claims in report order: by number, then letter (1a, 1b, 2, ..., 10a), then other ids."""
-    return [CLAIMS[k] for k in sorted(CLAIMS, key=_order)]
+def ordered(beyond: bool = False) -> list[Claim]:
+    """The registered claims (``beyond``: those beyond the paper) in report order: by number, then letter
+    (1a, 1b, 2, ..., 10a), then other ids (B1, B2, ..., B10 by their number)."""
+    reg = BEYOND if beyond else CLAIMS
+    key = lambda k: (_order(k), int(m.group(1)) if (m := re.match(r"[A-Z]+(\d+)$", k)) else 0)
+    return [reg[k] for k in sorted(reg, key=lambda k: (key(k)[0][0], key(k)[1], key(k)[0]))]
 
 
 # ------------------------------------------------------------------------------------------------ runs
@@ -203,6 +213,12 @@ def check_claims(results_root: Path | RunSet, scale: str = "quick", sweeps: Iter
     runs of ``scale`` under ``results_root``, reading the named ``sweeps`` where given)."""
     R = Results(results_root, scale, sweeps)
     return [with_seeds(R, c, c.check(R, c)) for c in ordered()]
+
+
+def check_beyond(results_root: Path | RunSet, scale: str = "quick", sweeps: Iterable[Path] = ()) -> list[ClaimResult]:
+    """Every claim beyond the paper (:data:`BEYOND`), as :func:`check_claims` does the paper's."""
+    R = Results(results_root, scale, sweeps)
+    return [with_seeds(R, c, c.check(R, c)) for c in ordered(beyond=True)]
 
 
 def with_seeds(R: Results, c: Claim, result: ClaimResult) -> ClaimResult:
