@@ -36,6 +36,14 @@ RESUME_FIELDS = ("code.commit", "code.diff_sha256", "python", *(f"libraries.{n}"
 
 
 # ------------------------------------------------------------------------------------------------ code
+def _wait_policy() -> str | None:
+    """The OpenMP wait policy this process chose at start (``bnstudy.threads``), or the one set."""
+    import sys
+
+    threads = sys.modules.get("bnstudy.threads")
+    return getattr(threads, "WAIT_POLICY", None) or os.environ.get("OMP_WAIT_POLICY")
+
+
 def _git(*args: str) -> bytes | None:
     try:
         out = subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, timeout=30)
@@ -213,7 +221,7 @@ def environment(device: torch.device | str = "cpu", data_files: Iterable[str | P
         "platform": platform.platform(),
         "device": device_state(device),
         "threads": {"intra_op": torch.get_num_threads(), "inter_op": torch.get_num_interop_threads(),
-                    "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")},
+                    "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"), "OMP_WAIT_POLICY": _wait_policy()},
         "determinism": determinism_state(flush_denormal),
         "data": {str(Path(p).resolve()): file_sha256(p) for p in data_files},
     }

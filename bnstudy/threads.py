@@ -5,11 +5,16 @@ launcher sets to each job's share); N uses N; ``auto`` uses the cores that are f
 (idle time of this process's cores over a short sample of ``/proc/stat``; elsewhere ``os.getloadavg``),
 never more than ``OMP_NUM_THREADS`` when it is set, and at least 1.
 
-Importing this module (the entry points do it before torch) sets ``OMP_WAIT_POLICY=PASSIVE`` unless it is
-set already: OpenMP threads waiting for work then sleep instead of spinning. On a machine busier than
-its cores the spinning threads take the cores from the ones with work: a 2-thread VGG-11 step took
-10-12 s instead of 0.06-0.12 s under a load of 25 on 2 cores. The wait policy changes no number (it is
-read when torch loads its OpenMP runtime, so it must be set before ``import torch``).
+Importing this module (the entry points do it before torch) picks the OpenMP wait policy, unless
+``OMP_WAIT_POLICY`` is set already: when other processes keep at least half a core of this process's
+cores busy (``/proc/stat`` watched for 0.1 s) it sets ``PASSIVE``, so threads waiting for work sleep
+instead of spinning; on an idle machine it leaves OpenMP's default (spin briefly, then sleep). Both
+choices were measured: on a busy machine the spinning threads take the cores from the ones with work (a
+2-thread VGG-11 step took 10-12 s instead of 0.06-0.12 s under a load of 25 on 2 cores; beside one busy
+process 300 quick VGG-11 steps took 13.9 s with PASSIVE, 18.3 s spinning); on an idle 2-core machine
+PASSIVE made the same 300 steps 1.5-1.7x slower (10.4 s against 6.2 s: every small op wakes its
+threads). The wait policy changes no number (it is read when torch loads its OpenMP runtime, so it must
+be chosen before ``import torch``); ``summary.json`` records it (``environment.threads``).
 
 The thread count changes how PyTorch splits its float sums, so a run's numbers can differ in the last
 bits between thread counts; a fixed count gives byte-identical CSVs, and ``summary.json`` records the
@@ -22,7 +27,8 @@ import os
 import time
 
 SAMPLE_S = 0.25  # how long auto watches the cores
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads OpenMP: see the docstring
+WAIT_SAMPLE_S = 0.1  # how long the import watches the cores to pick the wait policy
+PASSIVE_BUSY = 0.5  # cores kept busy by other processes from which the wait policy is PASSIVE
 
 
 def usable_cores() -> list[int]:
@@ -94,3 +100,18 @@ def load_warning(threads: int) -> str | None:
     return (f"the machine is busy (load average {load:.1f} on {cores} cores): this run uses {threads} thread(s) "
             f"and will be slower; train.threads=auto uses only the free cores (another thread count can change "
             f"the last bits of the numbers)")
+
+
+def choose_wait_policy(busy: float | None = None) -> str:
+    """Set ``OMP_WAIT_POLICY=PASSIVE`` when other processes keep ``PASSIVE_BUSY`` cores busy, unless it is set;
+    returns what was decided (recorded in ``summary.json``)."""
+    if "OMP_WAIT_POLICY" in os.environ:
+        return os.environ["OMP_WAIT_POLICY"]
+    busy = busy_cores(WAIT_SAMPLE_S) if busy is None else busy
+    if busy >= PASSIVE_BUSY:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+        return "PASSIVE"
+    return "default"
+
+
+WAIT_POLICY = choose_wait_policy()  # before torch loads OpenMP: see the docstring

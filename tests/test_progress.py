@@ -119,15 +119,26 @@ def test_a_busy_machine_is_named(monkeypatch):
     assert threads.load_warning(2) is None
 
 
-def test_entry_point_lets_idle_openmp_threads_sleep():
-    """OMP_WAIT_POLICY=PASSIVE is set before torch loads OpenMP (no number changes); a set value is kept."""
+def test_wait_policy_is_passive_only_on_a_busy_machine(monkeypatch):
+    """PASSIVE (idle OpenMP threads sleep) from half a busy core on; on an idle machine OpenMP's default (its
+    threads spin briefly: PASSIVE made an idle quick VGG 1.5x slower); a set value is kept."""
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    assert threads.choose_wait_policy(busy=0.2) == "default" and "OMP_WAIT_POLICY" not in os.environ
+    assert threads.choose_wait_policy(busy=threads.PASSIVE_BUSY) == "PASSIVE"
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    assert threads.choose_wait_policy(busy=1.9) == "ACTIVE" and os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+
+
+def test_entry_point_chooses_the_wait_policy_before_torch():
+    """The choice is made before torch loads OpenMP (it reads the policy once); a set value is kept."""
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    code = "import os, sys; import bnstudy.threads; print(os.environ['OMP_WAIT_POLICY'], 'torch' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
-    assert out.stdout.split() == ["PASSIVE", "False"], out.stderr
+    code = "import os, sys; import bnstudy.threads as t; print(t.WAIT_POLICY, 'torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**env, "OMP_WAIT_POLICY": "ACTIVE"},
                          capture_output=True, text=True)
     assert out.stdout.split() == ["ACTIVE", "False"], out.stderr
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert out.stdout.split()[0] in ("default", "PASSIVE") and out.stdout.split()[1] == "False", out.stderr
     out = subprocess.run([sys.executable, "-X", "importtime", "-c", "import experiments.train"], cwd=ROOT, env=env,
                          capture_output=True, text=True)
     modules = [line.rsplit("|", 1)[-1].strip() for line in out.stderr.splitlines() if "|" in line]
