@@ -131,7 +131,7 @@ signal_dln:  ## the same for the 25-layer DLN (train only)
 signal: signal_cnn signal_dln  ## signal propagation at initialisation: both experiments, then the figure
 	$(call figure,signal,signal_cnn signal_dln)
 
-beyond: curvature theory signal  ## the three experiments beyond the paper (quick: about 8 min on 2 cores)
+beyond: curvature theory signal  ## the three experiments beyond the paper (quick: about 5 min on 2 idle cores)
 
 # The tutorials' claims (README, "What the tutorials say"): always quick scale, single-threaded jobs two
 # at a time; not part of `make all`. `make report` adds their section when their runs exist.
