@@ -157,6 +157,12 @@ class Measurement:
         return None
 
     @classmethod
+    def bench_layers(cls, conf: Any) -> list[int]:
+        """Blocks whose probe outputs the bench's floor reads (default: ``hook_layers``); may name more blocks
+        than a model has (the bench hooks those it has)."""
+        return cls.hook_layers(conf)
+
+    @classmethod
     def hook_layers(cls, conf: Any) -> list[int]:
         """Blocks whose probe outputs it reads from ``Step.captured`` (on steps where it is due)."""
         return []

@@ -15,6 +15,7 @@ from torch import nn
 from bnstudy.schema import ranged
 from bnstudy.measures.registry import Cost, Measurement, Row, Step, register
 
+EVERY_BLOCK = 256  # more blocks than any model here has: "every block" for the bench's floor
 SIGNAL_METRICS = ("sig_grad_norm", "sig_rank", "sig_act_norm")  # per layer: ||dL/dW||, effective rank, RMS
 
 
@@ -94,6 +95,20 @@ class Signal(Measurement):
     @classmethod
     def metrics(cls, conf: SignalConf) -> list[str]:
         return list(SIGNAL_METRICS)
+
+    @classmethod
+    def bench_floor(cls, conf: SignalConf):
+        """The arithmetic it cannot avoid: each layer's effective rank (an N x N Gram matrix and its
+        eigenvalues, in float64) and RMS."""
+        def arithmetic(captured: dict) -> None:
+            for h in captured.values():
+                effective_rank(h)
+                h.double().pow(2).mean().sqrt()
+        return arithmetic
+
+    @classmethod
+    def bench_layers(cls, conf: SignalConf) -> list[int]:
+        return list(range(1, EVERY_BLOCK + 1))  # every block the model has (the bench hooks those there are)
 
     def before_forward(self, step: int) -> None:
         self.hooks.attach()

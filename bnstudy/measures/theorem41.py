@@ -149,6 +149,19 @@ class Theorem41Measure(Measurement):
     def checks(cls, conf: Theorem41Conf, n_layers):
         return layer_check("measure.theorem41.layers", list(conf.layers), n_layers)
 
+    @classmethod
+    def bench_floor(cls, conf: Theorem41Conf):
+        """The arithmetic it cannot avoid: both sides of the theorem from three tensors of each BN layer's
+        shape, per unit in float64 (the layer's output stands in for its input and both gradients)."""
+        def arithmetic(captured: dict) -> None:
+            for h in captured.values():
+                theorem41(h, h, h, None, 1e-5)
+        return arithmetic
+
+    @classmethod
+    def bench_layers(cls, conf: Theorem41Conf) -> list[int]:
+        return list(conf.layers) or list(range(1, 257))  # empty: every BN layer (the bench hooks the blocks there are)
+
     def before_forward(self, step: int) -> None:
         self.hooks.attach()
 

@@ -254,7 +254,7 @@ def bare_run(bench: Bench, cfg, data: TensorData, steps: int,
         model = model.to(memory_format=torch.channels_last)
     captured: dict = {}
     if after_backward is not None:
-        for i in layers:
+        for i in (i for i in layers if i <= len(model.blocks)):  # a floor may name every block there may be
             model.block(i).probe.register_forward_hook(lambda m, i_, o, i=i: captured.__setitem__(i, o.detach()))
     opt = OPTIMIZERS[cfg.optim.name](list(model.parameters()), cfg.optim)
     loss_fn = LOSSES[loss_name(cfg, data)]

@@ -34,7 +34,7 @@ def floor_of(bench: Bench, cfg, entry, data: TensorData, steps: int, repeats: in
     arithmetic: Callable | None = entry.bench_floor(conf)
     if arithmetic is None:
         return None
-    layers = entry.hook_layers(conf)
+    layers = entry.bench_layers(conf)
     off, on = alternate(repeats, lambda: bare_run(bench, cfg, data, steps),
                         lambda: bare_run(bench, cfg, data, steps, arithmetic, layers))
     return med([t_on / t_off - 1 for t_on, t_off in zip(on, off)])
