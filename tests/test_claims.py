@@ -126,6 +126,16 @@ def test_fig2_noise(tmp_path):
     assert r["3b"].verdict == HOLDS and "0.110" in r["3b"].evidence and "stopped" in r["3b"].evidence
 
 
+def test_per_seed_steps_are_listed_in_seed_order(tmp_path):
+    """The runs are found in the file system's order; the evidence lists them by seed (a redrawn report
+    reads the same as the one it redraws)."""
+    for seed, at in ((2, 180), (0, 100), (1, 140)):  # written out of order
+        write_run(tmp_path, "fig2", "none", 0.1, seed=seed, acc=ramp(0.88, 60))
+        write_run(tmp_path, "fig2", "noise", 0.1, seed=seed, acc=lambda s, at=at: 0.1 if s < at else 0.5)
+    r = by_id(check_claims(tmp_path, "quick"))
+    assert "leaves chance at step 100/140/180 (seed 0/1/2)" in r["3b"].evidence, r["3b"].evidence
+
+
 def test_fig2_noise_fails(tmp_path):
     write_run(tmp_path, "fig2", "batch", 0.1, acc=ramp(0.95, 40))
     write_run(tmp_path, "fig2", "noisy_batch", 0.1, acc=ramp(0.80, 50))  # 15 points below BN

@@ -208,8 +208,13 @@ def leaves_chance(r: Run) -> float:
     return float(above.index[0]) if len(above) else math.inf
 
 
+def _seeds(runs: list[Run]) -> str:
+    return "/".join(str(r.seed) for r in sorted(runs, key=lambda r: (str(type(r.seed)), r.seed)))
+
+
 def _steps(runs: list[Run], fn) -> str:
-    vals = [fn(r) for r in runs]
+    """``fn`` of each run, in seed order (the report reads the same whatever order the runs were found in)."""
+    vals = [fn(r) for r in sorted(runs, key=lambda r: (str(type(r.seed)), r.seed))]
     return "/".join(fmt_step(v) if not math.isnan(v) else "n/a" for v in vals)
 
 
@@ -235,7 +240,7 @@ def claim_3b(R: Results, c: Claim) -> ClaimResult:
             parts.append(f"lr {fmt_g(lr)}: train accuracy missing")
             continue
         at_chance = s <= thr
-        part = (f"lr {fmt_g(lr)}: standard+noise leaves chance at step {_steps(sn, leaves_chance)} (per seed) and "
+        part = (f"lr {fmt_g(lr)}: standard+noise leaves chance at step {_steps(sn, leaves_chance)} (seed {_seeds(sn)}) and "
                 f"ends at final train acc {fmt(s)} (n={n_s}; chance+margin {fmt(thr)})")
         far_below, gap = False, math.nan
         if (STANDARD, lr) in groups:
