@@ -78,14 +78,15 @@ def theory(root: RunSet | Path, scale: str | None = None, sweeps: Sequence[str |
     styles = dict(zip(lrs, ("-", "--", ":", "-.")))
     colours = dict(zip(layers, plt.get_cmap("viridis")(np.linspace(0.1, 0.85, max(len(layers), 1)))))
 
+    first_seed = {lr: min((str(r.seed) for r in runs if r.lr == lr)) for lr in lrs}  # labelled once per lr
+
     def per_layer(ax, fn, layers, title, ylabel, yscale="log"):
         for run in sorted(runs, key=lambda r: (r.lr, str(r.seed))):
             for layer in layers:
                 s = fn(run, layer)
                 if not s.empty:
-                    first = str(run.seed) == str(min((r.seed for r in runs if r.lr == run.lr), key=str))
                     ax.plot(s.index, s.values, styles[run.lr], color=colours.get(layer, "C0"), lw=1.1,
-                            label=f"layer #{int(layer)}, lr {run.lr:g}" if first else None)
+                            label=f"layer #{int(layer)}, lr {run.lr:g}" if str(run.seed) == first_seed[run.lr] else None)
         ax.set(title=title, xlabel="step", ylabel=ylabel, yscale=yscale)
 
     per_layer(axes[0, 0], lambda r, l: (_ratio(r, "thm41_lhs", "thm41_rhs", l) - 1).abs(), layers,

@@ -36,14 +36,6 @@ RESUME_FIELDS = ("code.commit", "code.diff_sha256", "python", *(f"libraries.{n}"
 
 
 # ------------------------------------------------------------------------------------------------ code
-def _wait_policy() -> str | None:
-    """The OpenMP wait policy this process chose at start (``bnstudy.threads``), or the one set."""
-    import sys
-
-    threads = sys.modules.get("bnstudy.threads")
-    return getattr(threads, "WAIT_POLICY", None) or os.environ.get("OMP_WAIT_POLICY")
-
-
 def _git(*args: str) -> bytes | None:
     try:
         out = subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, timeout=30)
@@ -209,6 +201,14 @@ def command_state() -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------- block
+def _wait_policy() -> str | None:
+    """The OpenMP wait policy this process chose at start (``bnstudy.threads``), or the one set."""
+    import sys
+
+    threads = sys.modules.get("bnstudy.threads")
+    return getattr(threads, "WAIT_POLICY", None) or os.environ.get("OMP_WAIT_POLICY")
+
+
 def environment(device: torch.device | str = "cpu", data_files: Iterable[str | Path] = (),
                 flush_denormal: bool | None = None) -> dict[str, Any]:
     """The ``environment`` block of a run's ``summary.json`` (see the module docstring)."""

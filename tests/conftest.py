@@ -47,6 +47,17 @@ def write_fake_run(run_dir: Path, rows: Iterable[tuple], config: dict, *, status
 
 
 @pytest.fixture
+def one_thread():
+    """torch on one thread for the test (tiny tensors; the CPU is shared), the count put back after."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
 def fake_run():
     """``write_fake_run``: a finished run written through the suite's writers."""
     return write_fake_run

@@ -23,12 +23,7 @@ DT = torch.float64
 CE = LOSSES["cross_entropy"]
 
 
-@pytest.fixture(autouse=True)
-def _small_cpu():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors; the CPU is shared
 
 
 def _tiny_bn(seed: int = 0) -> nn.Module:

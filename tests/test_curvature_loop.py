@@ -17,12 +17,7 @@ from bnstudy.train import LOSSES, Trainer
 BEYOND = ("hessian", "grad_curvature", "theorem41", "scale_invariance", "signal")
 
 
-@pytest.fixture(autouse=True)
-def _small_cpu():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors; the CPU is shared
 
 
 def _data(n: int = 48) -> TensorData:

@@ -32,12 +32,7 @@ DT = torch.float64
 MSE_SUM = LOSSES["mse_sum"]
 
 
-@pytest.fixture(autouse=True)
-def _small_cpu():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors; the CPU is shared
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors; the CPU is shared
 
 
 # --------------------------------------------------------------------------------------------- eta grid

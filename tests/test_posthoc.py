@@ -14,12 +14,7 @@ from bnstudy.train import LOSSES, Trainer
 from experiments import curvature as cli
 
 
-@pytest.fixture(autouse=True)
-def _small_cpu():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors; the CPU is shared
 
 
 def _run(tmp_path, norm: str, save_final: bool = True):

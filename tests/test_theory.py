@@ -18,12 +18,7 @@ from bnstudy.train import LOSSES
 DT = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def _small_cpu():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors; the CPU is shared
 
 
 def _bn_layer_grads(shape, eps: float, seed: int = 0):

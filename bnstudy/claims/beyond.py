@@ -91,6 +91,26 @@ def _need(R: Results, c: Claim, name: str) -> tuple[dict, Notes, Optional[ClaimR
     return groups, notes, (None if groups else c.not_run(f"{name} not run (make {name.rsplit('_', 1)[0]})", notes))
 
 
+def _each(R: Results, c: Claim, names: tuple[str, ...],
+          compare: Callable[[str, dict], tuple[list, list]]) -> ClaimResult:
+    """The claim over several experiments: ``compare(name, groups) -> (outcomes, evidence parts)`` on each
+    one that ran (an outcome None: left out); not run when none did."""
+    outcomes, parts, notes, ran = [], [], Notes(), False
+    for name in names:
+        groups, n, missing = _need(R, c, name)
+        notes.extend(n.items)
+        if missing:
+            parts.append(f"{name} not run")
+            continue
+        ran = True
+        o, p = compare(name, groups)
+        outcomes += o
+        parts += p
+    if not ran:
+        return c.not_run("; ".join(parts), notes)
+    return c.result(combine(outcomes), parts, notes)
+
+
 CURVATURE = ("curvature_cnn", "curvature_dln")
 
 
@@ -136,14 +156,8 @@ def claim_b1(R: Results, c: Claim) -> ClaimResult:
        rule=f"BN runs: the median of hess_lmax_eval / hess_lmax_train over the run is >= {MODE_GAP_MIN:g} in each "
             f"experiment (standard's ratio, 1 without batch statistics, shown)")
 def claim_b2(R: Results, c: Claim) -> ClaimResult:
-    outcomes, parts, notes, ran = [], [], Notes(), False
-    for name in CURVATURE:
-        groups, n, missing = _need(R, c, name)
-        notes.extend(n.items)
-        if missing:
-            parts.append(f"{name} not run")
-            continue
-        ran = True
+    def compare(name: str, groups: dict) -> tuple[list, list]:
+        outcomes, parts = [], []
         for (norm, lr), runs in groups.items():
             ratio, k = median_ratio(curve(runs, "hess_lmax_eval"), curve(runs, "hess_lmax_train"))
             if not k:
@@ -154,20 +168,13 @@ def claim_b2(R: Results, c: Claim) -> ClaimResult:
                 outcomes.append(ratio >= MODE_GAP_MIN)
             parts.append(f"{name} {'BN' if norm == BN else norm} lr {fmt_g(lr)}: eval / train median {fmt(ratio)} "
                          f"({k} steps)")
-    if not ran:
-        return c.not_run("; ".join(parts), notes)
-    return c.result(combine(outcomes), parts, notes)
+        return outcomes, parts
+    return _each(R, c, CURVATURE, compare)
 
 
 def _lower(R: Results, c: Claim, metric: str) -> ClaimResult:
-    outcomes, parts, notes, ran = [], [], Notes(), False
-    for name in CURVATURE:
-        groups, n, missing = _need(R, c, name)
-        notes.extend(n.items)
-        if missing:
-            parts.append(f"{name} not run")
-            continue
-        ran = True
+    def compare(name: str, groups: dict) -> tuple[list, list]:
+        outcomes, parts = [], []
         for lr in sorted({lr for (norm, lr) in groups if norm == STANDARD and (BN, lr) in groups}):
             ratio, k = median_ratio(curve(groups[(BN, lr)], metric), curve(groups[(STANDARD, lr)], metric))
             if not k:
@@ -176,9 +183,8 @@ def _lower(R: Results, c: Claim, metric: str) -> ClaimResult:
                 continue
             outcomes.append(ratio < LOWER_MAX_RATIO)
             parts.append(f"{name} lr {fmt_g(lr)}: BN / standard {metric} median {fmt(ratio)} ({k} steps)")
-    if not ran:
-        return c.not_run("; ".join(parts), notes)
-    return c.result(combine(outcomes), parts, notes)
+        return outcomes, parts
+    return _each(R, c, CURVATURE, compare)
 
 
 @claim("B3", "BN lowers the top Hessian eigenvalue of the function SGD descends", figure="curvature",
@@ -328,26 +334,14 @@ def _at_init(runs: list[Run], metric: str) -> pd.Series:
 
 def _signal(R: Results, c: Claim, judge: Callable[[pd.Series, pd.Series], tuple[Optional[bool], str]],
             metric: str) -> ClaimResult:
-    outcomes, parts, notes, ran = [], [], Notes(), False
-    for name in SIGNAL:
-        groups, n, missing = _need(R, c, name)
-        notes.extend(n.items)
-        if missing:
-            parts.append(f"{name} not run")
-            continue
-        ran = True
+    def compare(name: str, groups: dict) -> tuple[list, list]:
         net, by_norm = _deepest(R, name, groups)
         sd, bn = _at_init(by_norm.get(STANDARD, []), metric), _at_init(by_norm.get(BN, []), metric)
         if sd.empty or bn.empty:
-            outcomes.append(None)
-            parts.append(f"{net}: no {metric} for both standard and BN")
-            continue
+            return [None], [f"{net}: no {metric} for both standard and BN"]
         ok, text = judge(sd, bn)
-        outcomes.append(ok)
-        parts.append(f"{net}: {text}")
-    if not ran:
-        return c.not_run("; ".join(parts), notes)
-    return c.result(combine(outcomes), parts, notes)
+        return [ok], [f"{net}: {text}"]
+    return _each(R, c, SIGNAL, compare)
 
 
 @claim("B10", "At initialisation BN keeps |dL/dW| from exploding or vanishing across depth", figure="signal",

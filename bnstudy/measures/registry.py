@@ -54,6 +54,10 @@ def is_due(every: int, step: int) -> bool:
     return every > 0 and step % every == 0
 
 
+EVERY_BLOCK = tuple(range(1, 257))
+"""More blocks than any model here has: ``bench_layers`` for a floor that reads every block."""
+
+
 @dataclass
 class Context:
     """What every measurement of a run may use: the model and its loss, the lr, the run's seed, and
@@ -159,7 +163,7 @@ class Measurement:
     @classmethod
     def bench_layers(cls, conf: Any) -> list[int]:
         """Blocks whose probe outputs the bench's floor reads (default: ``hook_layers``); may name more blocks
-        than a model has (the bench hooks those it has)."""
+        than a model has (the bench hooks those it has: ``EVERY_BLOCK`` is every block)."""
         return cls.hook_layers(conf)
 
     @classmethod

@@ -13,9 +13,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from bnstudy.schema import ranged
-from bnstudy.measures.registry import Cost, Measurement, Row, Step, register
+from bnstudy.measures.registry import EVERY_BLOCK, Cost, Measurement, Row, Step, register
 
-EVERY_BLOCK = 256  # more blocks than any model here has: "every block" for the bench's floor
 SIGNAL_METRICS = ("sig_grad_norm", "sig_rank", "sig_act_norm")  # per layer: ||dL/dW||, effective rank, RMS
 
 
@@ -108,7 +107,7 @@ class Signal(Measurement):
 
     @classmethod
     def bench_layers(cls, conf: SignalConf) -> list[int]:
-        return list(range(1, EVERY_BLOCK + 1))  # every block the model has (the bench hooks those there are)
+        return list(EVERY_BLOCK)
 
     def before_forward(self, step: int) -> None:
         self.hooks.attach()

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 from bnstudy.schema import ranged
-from bnstudy.measures.registry import Cost, Measurement, Row, Step, layer_check, register
+from bnstudy.measures.registry import EVERY_BLOCK, Cost, Measurement, Row, Step, layer_check, register
 
 THM41_METRICS = ("thm41_lhs", "thm41_rhs", "thm41_rhs_printed", "thm41_gain", "thm41_share_mean",
                  "thm41_share_scale", "thm41_g_sq")
@@ -160,7 +160,7 @@ class Theorem41Measure(Measurement):
 
     @classmethod
     def bench_layers(cls, conf: Theorem41Conf) -> list[int]:
-        return list(conf.layers) or list(range(1, 257))  # empty: every BN layer (the bench hooks the blocks there are)
+        return list(conf.layers or EVERY_BLOCK)  # empty: every BN layer
 
     def before_forward(self, step: int) -> None:
         self.hooks.attach()

@@ -16,6 +16,7 @@ import torch
 
 import experiments.bench as bench_pkg
 from bnstudy.data import FASHION_SYSTEM_DIR
+from bnstudy.provenance import cpu_model
 from experiments.bench.common import CSV_COLUMNS, ROOT, SIZES, Bench, Sizes
 from experiments.bench.data import section_data
 from experiments.bench.flops import section_flops
@@ -25,14 +26,6 @@ from experiments.bench.summary import load_verdict, summary_lines
 from experiments.bench.walls import section_make_all, section_paper_fig1
 
 # ------------------------------------------------------------------------------------------ machine, output
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def usable_cores() -> int:
