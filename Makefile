@@ -106,7 +106,18 @@ _dln_sweep:
 	$(call train,dln_sweep,$(DLN_LAUNCHER))
 	$(call figure,dln_sweep,dln_sweep)
 
-all: fig1 fig2 fig3 fig4 fig5 browser  ## every experiment and figure at SCALE
+ALL_FIGURES = fig1 fig2 fig3 fig4 fig5 browser
+ALL_EXPERIMENTS = fig1 fig2 fig3_cnn fig3_dln fig4_cnn fig4_dln fig5_cnn fig5_dln browser
+all:  ## every experiment and figure at SCALE, in one process: runs that differ only in what they measure train once
+# experiments.together lays each sweep out as `make fig1` ... would (same folders, same CSVs, byte for byte)
+# and trains each distinct trajectory once; with a launcher in ARGS, the figure targets one by one instead.
+ifneq (,$(findstring hydra/launcher,$(ARGS)))
+all: $(ALL_FIGURES)
+else
+all:
+	$(PY) -m experiments.together $(ALL_EXPERIMENTS) --scale $(SCALE) --seeds $(seed_list) --results $(RESULTS) \
+		--run-id $(RUN_ID) --figures $(ALL_FIGURES) -- $(ARGS)
+endif
 
 # Beyond the paper (docs/beyond.md): not part of `make all`; `make report` adds their claims when their runs exist.
 curvature_cnn:  ## Hessian lambda_max (train and eval mode), batch sharpness, beta_limit: CNN at lr 0.1 (train only)

@@ -44,28 +44,44 @@ def progress_enabled(setting) -> bool:
 
 @dataclass
 class Sweep:
-    """Where a job sits in its sweep: its folder (``<sweep>/<job>/``), the number of jobs and this one's."""
+    """Where a job sits in its sweep: its folder (``<sweep>/<job>/``), the number of jobs and this one's.
 
-    dir: Path
+    ``groups``: jobs that are sets of folders trained together (``experiments.together``), counted instead
+    of ``dir``'s subfolders; such a job is finished when all its folders are, running when one is."""
+
+    dir: Path | None
     jobs: int
     num: int
+    groups: tuple[tuple[Path, ...], ...] = ()
 
     def counts(self) -> tuple[int, int, int]:
         """(finished, running, started) jobs, from the job folders' summary.json (any launcher)."""
         finished = running = started = 0
-        for job in self.dir.iterdir() if self.dir.is_dir() else ():
-            if not job.is_dir() or job.name.startswith("."):
+        if self.groups:
+            jobs = self.groups
+        else:
+            jobs = tuple((job,) for job in (self.dir.iterdir() if self.dir and self.dir.is_dir() else ())
+                         if job.is_dir() and not job.name.startswith("."))
+        for folders in jobs:
+            statuses = [_status(folder) for folder in folders]
+            if self.groups:  # planned folders exist before their jobs start: a summary marks a start
+                statuses = [s or None for s in statuses]
+            if all(s is None for s in statuses):
                 continue
             started += 1
-            try:
-                status = json.loads((job / "summary.json").read_text()).get("status")
-            except (OSError, ValueError, AttributeError):
-                continue
-            if status in ("completed", "diverged", "failed", "interrupted"):
+            if all(s in ("completed", "diverged", "failed", "interrupted") for s in statuses):
                 finished += 1
-            elif status == "running":
+            elif "running" in statuses:
                 running += 1
         return finished, running, started
+
+
+def _status(folder: Path) -> str | None:
+    """The status in a job folder's summary.json; None where there is none (not started)."""
+    try:
+        return json.loads((Path(folder) / "summary.json").read_text()).get("status") or ""
+    except (OSError, ValueError, AttributeError):
+        return None if not Path(folder).is_dir() else ""
 
 
 def fmt_time(seconds: float) -> str:

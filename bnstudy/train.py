@@ -4,6 +4,11 @@
 does what a bare PyTorch loop does (index the in-memory data, forward, backward, step) and keeps a
 reference to the step's loss and logits (no kernel, no read-back); they are reduced and read back to
 the host once per ``log_every`` steps, so a GPU's queue never waits on the loop between log rows.
+
+Runs that differ only in what they measure (and their names) follow one trajectory: measurements never
+change training (``bnstudy.measures.registry``). ``Trainer(cfg, out_dir, also=[(cfg2, dir2), ...])``
+trains it once and writes each run's folder as that run alone would (the same metrics.csv, byte for byte;
+each folder its own checkpoint, resumable alone); ``experiments.together`` uses it for ``make all``.
 """
 
 from __future__ import annotations
@@ -15,8 +20,9 @@ import errno
 import logging
 import os
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -27,7 +33,8 @@ from bnstudy.data import BatchSampler, TensorData, load_dataset
 from bnstudy.measures.functional import RNGState, forward_at
 from bnstudy.measures.registry import Row
 from bnstudy.measures.registry import checks as measure_checks
-from bnstudy.measures.schedule import Probes
+from bnstudy.measures.registry import Context
+from bnstudy.measures.schedule import Probes, SharedEntries
 from bnstudy.models import BlockNet, build_model
 from bnstudy.norms import uses_batch_statistics
 from bnstudy.progress import SETTINGS as PROGRESS_SETTINGS
@@ -246,12 +253,52 @@ class LogWindow:
         return {"loss": cat(self.losses), "out": cat(self.outs), "y": cat(self.targets)}
 
 
-class Trainer:
-    """One run: builds data, model, optimiser and probes from a Config, then steps."""
+TRAJECTORY_FREE = ("name", "measure", "progress")  # settings that do not change how a run trains
 
-    def __init__(self, cfg: Config, out_dir: Path, data: TensorData | None = None, sweep: Sweep | None = None):
+
+def trajectory_key(cfg: Config) -> str:
+    """What decides a run's training trajectory: its config less ``TRAJECTORY_FREE`` (as canonical JSON).
+    Runs with equal keys train identically, whatever they measure."""
+    import json
+
+    config = OmegaConf.to_container(OmegaConf.structured(cfg))
+    return json.dumps({k: v for k, v in config.items() if k not in TRAJECTORY_FREE}, sort_keys=True, default=str)
+
+
+@dataclass
+class Output:
+    """One run folder a trajectory writes: its config (what it measures, its name), its probes, and while
+    it trains its summary, CSV writer and pending rows."""
+
+    cfg: Config
+    out_dir: Path
+    sweep: Sweep | None = None
+    probes: Probes | None = None
+    previous: dict | None = None
+    summary: dict | None = None
+    writer: MetricsWriter | None = None
+    environment: dict | None = None
+    rows: list = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.out_dir = Path(self.out_dir)
+        self.folder = RunFolder(self.out_dir)
+
+
+class Trainer:
+    """One trajectory: builds data, model, optimiser and probes from a Config, then steps, writing one run
+    folder, or several (``also``: runs whose configs differ from ``cfg`` only in ``TRAJECTORY_FREE``)."""
+
+    def __init__(self, cfg: Config, out_dir: Path, data: TensorData | None = None, sweep: Sweep | None = None,
+                 also: Sequence[tuple[Config, Path, Sweep | None]] = ()):
         self.cfg, self.out_dir, self.sweep = cfg, Path(out_dir), sweep
         validate(cfg)
+        key = trajectory_key(cfg)
+        for other, other_dir, _ in also:
+            validate(other)
+            if trajectory_key(other) != key:
+                raise ConfigError(f"{other_dir} cannot share the trajectory of {out_dir}: their configs differ in "
+                                  f"more than {', '.join(TRAJECTORY_FREE)}")
         self.show_progress = progress_enabled(cfg.progress)
         threads = resolve_threads(cfg.train.threads)  # 0: PyTorch's default
         if threads > 0:
@@ -268,12 +315,19 @@ class Trainer:
         self.model = build_model(cfg.model, cfg.norm, self.data.input_shape, self.data.num_classes).to(self.device)
         if cfg.train.channels_last and self.data.x_train.dim() == 4:
             self.model = self.model.to(memory_format=torch.channels_last)
-        validate(cfg, len(self.data.x_train), len(self.model.blocks))
+        self.outputs = [Output(cfg, out_dir, sweep), *(Output(c, d, s) for c, d, s in also)]
+        for o in self.outputs:
+            validate(o.cfg, len(self.data.x_train), len(self.model.blocks))
         self.batch_stats = any(uses_batch_statistics(m) for m in self.model.modules())
         self.optimizer = OPTIMIZERS[cfg.optim.name](list(self.model.parameters()), cfg.optim)
         self.sampler = BatchSampler(len(self.data.x_train), cfg.train.batch_size, cfg.seed, self.device)
-        self.probes = Probes(cfg.measure, self.model, self.loss_fn, cfg.optim.lr, cfg.seed, self.data,
-                             cfg.train.batch_size)
+        shared = SharedEntries()
+        ctx = Context.of(self.model, self.loss_fn, cfg.optim.lr, cfg.seed, self.data, cfg.train.batch_size)
+        for o in self.outputs:
+            o.probes = Probes(o.cfg.measure, self.model, self.loss_fn, cfg.optim.lr, cfg.seed, self.data,
+                              cfg.train.batch_size, shared=shared, ctx=ctx)
+        self.probes = self.outputs[0].probes
+        self.active = list(self.outputs)  # the folders this run() trains (not those already finished)
         g = torch.Generator().manual_seed(cfg.seed + 12345)
         n_eval = min(cfg.train.eval_size, len(self.data.x_train))
         idx = torch.randperm(len(self.data.x_train), generator=g)[:n_eval].to(self.device)
@@ -283,40 +337,60 @@ class Trainer:
         }
 
     # ------------------------------------------------------------------ checkpoints
-    def save_checkpoint(self, step: int, writer: MetricsWriter, window: dict) -> None:
-        state = {
-            "step": step, "csv_offset": writer.offset, "model": self.model.state_dict(),
+    def save_checkpoint(self, step: int, window: dict) -> None:
+        """Each folder gets a whole checkpoint of its own (its measurements' state, its CSV's offset)."""
+        common = {
+            "step": step, "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(), "rng_cpu": torch.get_rng_state(),
             "rng_cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None,
-            "probes": self.probes.state_dict(), "window": window, "chance_evals": self.chance_evals,
+            "window": window, "chance_evals": self.chance_evals,
         }
-        writer.sync()  # the rows the checkpoint counts are on disk before it names their offset
-        self.folder.save_checkpoint(lambda f: torch.save(state, f))
+        for o in self.active:
+            state = {**common, "csv_offset": o.writer.offset, "probes": o.probes.state_dict()}
+            o.writer.sync()  # the rows the checkpoint counts are on disk before it names their offset
+            o.folder.save_checkpoint(lambda f, state=state: torch.save(state, f))
 
-    def save_final(self) -> None:
+    def save_final(self, out_dir: Path) -> None:
         """``final.pt``: the model's state_dict alone (tensors only: it loads with ``weights_only=True``)."""
         state = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
-        write_atomic(self.out_dir / FINAL, lambda f: torch.save(state, f))
+        write_atomic(Path(out_dir) / FINAL, lambda f: torch.save(state, f))
+
+    def read_checkpoint(self, path: Path) -> dict:
+        """A checkpoint's state, loaded as data only: a tampered or truncated file is refused, never run."""
+        try:
+            state = torch.load(path, map_location=self.device, weights_only=True)
+            state["step"], state["csv_offset"], state["probes"]
+        except Exception as e:
+            raise self._checkpoint_error(path, e) from e
+        return state
 
     def load_checkpoint(self) -> dict:
-        path = self.folder.checkpoint
-        try:  # weights_only: a tampered or truncated file is data we refuse, never code we run
-            state = torch.load(path, map_location=self.device, weights_only=True)
+        """The active folders' checkpoints (all at one step): the first sets the model, optimiser and RNG,
+        each its own measurements' state. Returns the first's state with ``csv_offsets`` per folder."""
+        states = [self.read_checkpoint(o.folder.checkpoint) for o in self.active]
+        state, path = states[0], self.active[0].folder.checkpoint
+        try:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
             torch.set_rng_state(state["rng_cpu"].cpu())
             if state["rng_cuda"] is not None:
                 torch.cuda.set_rng_state_all([s.cpu() for s in state["rng_cuda"]])
-            self.probes.load_state_dict(state["probes"])
+            for o, st in zip(self.active, states):
+                path = o.folder.checkpoint
+                o.probes.load_state_dict(st["probes"])
             self.chance_evals = state["chance_evals"]
-            state["step"], state["csv_offset"]
         except Exception as e:
-            lines = [s.strip() for s in str(e).splitlines() if s.strip()] or [""]
-            reason = next((s for s in lines if "GLOBAL" in s), lines[0])  # torch names the refused global
-            raise CheckpointError(f"checkpoint {path} cannot be loaded safely ({type(e).__name__}: {reason}); "
-                                  f"delete it to restart this run from step 0, or delete {path.parent} "
-                                  f"to start over") from e
+            raise self._checkpoint_error(path, e) from e
+        state["csv_offsets"] = [st["csv_offset"] for st in states]
         return state
+
+    @staticmethod
+    def _checkpoint_error(path: Path, e: Exception) -> "CheckpointError":
+        lines = [s.strip() for s in str(e).splitlines() if s.strip()] or [""]
+        reason = next((s for s in lines if "GLOBAL" in s), lines[0])  # torch names the refused global
+        return CheckpointError(f"checkpoint {path} cannot be loaded safely ({type(e).__name__}: {reason}); "
+                               f"delete it to restart this run from step 0, or delete {path.parent} "
+                               f"to start over")
 
     # ------------------------------------------------------------------ loop
     def run(self) -> dict:
@@ -325,40 +399,73 @@ class Trainer:
         Holds the dir's lock throughout; ``RunFolder.check`` refuses what the dir's rules forbid. The
         summary's status ends as "completed" or "diverged"; an exception leaves "failed" (Ctrl-C:
         "interrupted") and the last checkpoint, to resume from. A failed write (full disk, read-only
-        folder) becomes a one-line ``RunError``.
+        folder) becomes a one-line ``RunError``. With ``also``, every folder is handled so (those already
+        finished are left alone) and the first's summary is returned (``self.summaries``: all of them);
+        folders whose checkpoints are not at one step are resumed one at a time.
         """
-        self.folder = RunFolder(self.out_dir)
         self.summary: dict | None = None
+        locks, separately = [], False
         try:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            lock = self.folder.lock().__enter__()
-        except OSError as e:
-            raise self._write_error(e) from e
-        try:
-            config = OmegaConf.to_container(OmegaConf.structured(self.cfg))
-            previous = self.folder.check(config, self.cfg.resume, holding_lock=True)
-            if previous is not None and previous.get("status") in FINISHED:
-                log.info("%s: already %s at step %s; nothing to do", self.out_dir, previous["status"], previous.get("step"))
-                return previous
-            self._keep_threads(previous)
-            self.environment = environment(self.device, self.data.files, self.cfg.train.flush_denormal)
-            self._check_environment(previous)
-            return self._train()
+            for o in self.outputs:
+                o.out_dir.mkdir(parents=True, exist_ok=True)
+                locks.append(o.folder.lock().__enter__())
         except BaseException as e:
-            if self.summary is not None and self.summary["status"] == "running":
-                interrupted = isinstance(e, (KeyboardInterrupt, SystemExit))
-                self.summary.update(status="interrupted" if interrupted else "failed",
-                                    error=f"{type(e).__name__}: {e}")
-                try:
-                    self.folder.write_summary(self.summary)
-                except OSError as again:  # the disk is still full: the lock's release marks it interrupted
-                    log.warning("%s: could not record the failure in %s (%s)", self.out_dir, SUMMARY, again)
+            for lock in locks:
+                lock.__exit__()
+            raise self._write_error(e) if isinstance(e, OSError) else e
+        try:
+            for o in self.outputs:
+                config = OmegaConf.to_container(OmegaConf.structured(o.cfg))
+                o.previous = o.folder.check(config, o.cfg.resume, holding_lock=True)
+                if o.previous is not None and o.previous.get("status") in FINISHED:
+                    log.info("%s: already %s at step %s; nothing to do", o.out_dir, o.previous["status"],
+                             o.previous.get("step"))
+            self.active = [o for o in self.outputs if not (o.previous and o.previous.get("status") in FINISHED)]
+            if not self.active:
+                return self._result()
+            separately = not self._resumable_together()
+            if not separately:
+                self._keep_threads(self.active[0].previous)
+                env = environment(self.device, self.data.files, self.cfg.train.flush_denormal)
+                for o in self.active:
+                    o.environment = self._check_environment(o, env)
+                self._train()
+                return self._result()
+        except BaseException as e:
+            for o in self.active:
+                if o.summary is not None and o.summary["status"] == "running":
+                    interrupted = isinstance(e, (KeyboardInterrupt, SystemExit))
+                    o.summary.update(status="interrupted" if interrupted else "failed",
+                                     error=f"{type(e).__name__}: {e}")
+                    try:
+                        o.folder.write_summary(o.summary)
+                    except OSError as again:  # the disk is still full: the lock's release marks it interrupted
+                        log.warning("%s: could not record the failure in %s (%s)", o.out_dir, SUMMARY, again)
             if isinstance(e, OSError):
                 raise self._write_error(e) from e
             raise
         finally:
-            if "lock" in locals():
+            for lock in locks:
                 lock.__exit__()
+        for o in self.active:  # checkpoints at different steps (a kill between two of them): one at a time
+            log.info("%s: resuming on its own (its checkpoint is not at its companions' step)", o.out_dir)
+            o.summary = Trainer(o.cfg, o.out_dir, self.data, o.sweep).run()
+        return self._result()
+
+    def _result(self) -> dict:
+        self.summaries = [o.summary or o.previous for o in self.outputs]
+        self.summary = self.summaries[0]
+        return self.summary
+
+    def _resumable_together(self) -> bool:
+        """Whether the active folders can go on as one trajectory: none has a checkpoint, or all have one
+        at the same step."""
+        if len(self.active) == 1:
+            return True
+        have = [o.cfg.resume and o.folder.checkpoint.exists() for o in self.active]
+        if not any(have):
+            return True
+        return all(have) and len({self.read_checkpoint(o.folder.checkpoint)["step"] for o in self.active}) == 1
 
     def _write_error(self, e: OSError) -> BaseException:
         """A write the user can fix as one line saying how to go on; any other OSError as it is."""
@@ -373,80 +480,103 @@ class Trainer:
         threads = ((previous or {}).get("environment") or {}).get("threads", {}).get("intra_op")
         if threads and threads != torch.get_num_threads():
             log.warning("%s: resuming with the %d thread(s) this run started with, not %d (train.threads=%s): "
-                        "another thread count can change its numbers", self.out_dir, threads,
+                        "another thread count can change its numbers", self.active[0].out_dir, threads,
                         torch.get_num_threads(), self.cfg.train.threads)
             torch.set_num_threads(threads)
 
-    def _check_environment(self, previous: dict | None) -> None:
-        """A resume runs the code and libraries the run started with, or says so (``resume_mismatch``)."""
-        if previous is None or not self.folder.checkpoint.exists():
-            return
-        diff = resume_differences(previous.get("environment"), self.environment)
-        if diff and self.cfg.resume_mismatch != "allow":
-            raise RunError(f"{self.out_dir} was started with other code or libraries ({'; '.join(diff)}): "
+    def _check_environment(self, o: Output, env: dict) -> dict:
+        """A resume runs the code and libraries the run started with, or says so (``resume_mismatch``);
+        returns the folder's environment record."""
+        previous = o.previous
+        if previous is None or not o.folder.checkpoint.exists():
+            return env
+        diff = resume_differences(previous.get("environment"), env)
+        if diff and o.cfg.resume_mismatch != "allow":
+            raise RunError(f"{o.out_dir} was started with other code or libraries ({'; '.join(diff)}): "
                            f"resume it where it started, or pass resume_mismatch=allow to resume anyway "
                            f"(recorded in summary.json), or pick another hydra.run.dir")
         before = dict(previous.get("environment") or {})
-        self.environment = {**self.environment, "earlier": [*before.pop("earlier", []), before],
-                            "resume_mismatch": {"allowed": True, "differences": diff} if diff else None}
+        return {**env, "earlier": [*before.pop("earlier", []), before],
+                "resume_mismatch": {"allowed": True, "differences": diff} if diff else None}
 
-    def _train(self) -> dict:
-        cfg, t = self.cfg, self.cfg.train
+    def _train(self) -> None:
+        cfg, t, outputs = self.cfg, self.cfg.train, self.active
         self.chance_evals = 0
         self._latest_train, self._latest_eval = {}, []
         start, window = 0, None
-        resumed = cfg.resume and self.folder.checkpoint.exists()
+        resumed = cfg.resume and outputs[0].folder.checkpoint.exists()
         if resumed:
             state = self.load_checkpoint()
             start, window = state["step"], state["window"]
         window = LogWindow(self.classify, window)
-        summary = {"status": "running", "step": start, "config": OmegaConf.to_container(OmegaConf.structured(cfg)),
-                   "out_dir": str(self.out_dir), "resumed_from": start if resumed else None,
-                   "environment": self.environment}
-        self.folder.write_summary(summary)  # before metrics.csv: a CSV with no summary is never the suite's
-        self.summary = summary
-        if resumed:
-            try:
-                writer = self.folder.metrics_writer(truncate_to=state["csv_offset"])
-            except (ValueError, FileNotFoundError) as e:
-                raise CheckpointError(f"{e}: delete {self.folder.checkpoint} to restart this run from step 0") from e
-            log.info("%s: resuming from step %d", self.out_dir, start)
-        else:
-            writer = self.folder.metrics_writer(truncate_to=0)
-        t0, status, rows = time.time(), "completed", []
+        for i, o in enumerate(outputs):
+            o.summary = {"status": "running", "step": start,
+                         "config": OmegaConf.to_container(OmegaConf.structured(o.cfg)),
+                         "out_dir": str(o.out_dir), "resumed_from": start if resumed else None,
+                         "environment": o.environment}
+            if len(outputs) > 1:  # one trajectory, several folders: each names the others
+                o.summary["trained_with"] = [str(other.out_dir) for other in outputs if other is not o]
+            o.folder.write_summary(o.summary)  # before metrics.csv: a CSV with no summary is never the suite's
+            if resumed:
+                try:
+                    o.writer = o.folder.metrics_writer(truncate_to=state["csv_offsets"][i])
+                except (ValueError, FileNotFoundError) as e:
+                    raise CheckpointError(f"{e}: delete {o.folder.checkpoint} to restart this run from step 0") from e
+                log.info("%s: resuming from step %d", o.out_dir, start)
+            else:
+                o.writer = o.folder.metrics_writer(truncate_to=0)
+            o.rows = []
+        self.summary = outputs[0].summary
+
+        def to_all(rows: list[Row]) -> None:
+            for o in outputs:
+                o.rows += rows
+
+        def flush() -> None:
+            for o in outputs:
+                o.writer.write(o.rows)
+                o.rows = []
+
+        t0, status = time.time(), "completed"
         x_all, y_all = self.data.x_train, self.data.y_train
         bar = tqdm(range(start, t.steps), initial=start, total=t.steps, disable=not self.show_progress,
-                   label=self.label(), sweep=self.sweep, leave=False)
+                   label=self.label(), sweep=outputs[0].sweep, leave=False)
         step = start
         for step in bar:
             if t.eval_every and step % t.eval_every == 0:
-                rows += self._eval_rows(step)
+                to_all(self._eval_rows(step))
             idx = self.sampler.indices(step)
             x, y = x_all[idx], y_all[idx]
             if t.channels_last and x.dim() == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
-            due = self.probes.due(step)
-            rng = RNGState.capture() if due.rng else None
-            self.probes.before_forward(step, due)
+            dues = [o.probes.due(step) for o in outputs]
+            rng = RNGState.capture() if any(d.rng for d in dues) else None
+            for o, due in zip(outputs, dues):
+                o.probes.before_forward(step, due)
             out = self.model(x)
+            if len(outputs) > 1:  # one run's probe passes must not reach another's hooks
+                for o in outputs:
+                    o.probes.detach_hooks()
             loss = self.loss_fn(out, y)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            if due.after_backward:
-                rows += self.probes.after_backward(step, x, y, loss, rng)
-            before = self.probes.snapshot() if due.snapshot else None
+            for o, due in zip(outputs, dues):
+                if due.after_backward:
+                    o.rows += o.probes.after_backward(step, x, y, loss, rng if due.rng else None)
+            before = self.probes.snapshot() if any(d.snapshot for d in dues) else None
             self.optimizer.step()
-            if due.after_step:
-                rows += self.probes.after_step(step, x, y, before, rng)
+            for o, due in zip(outputs, dues):
+                if due.after_step:
+                    o.rows += o.probes.after_step(step, x, y, before if due.snapshot else None,
+                                                  rng if due.rng else None)
             window.add(loss, out, y)
             if (step + 1) % t.log_every == 0 or step + 1 == t.steps:  # the loop's only read-back
                 mean_loss, acc = window.reduce()
-                rows.append(Row(step + 1, TRAIN_LOSS, mean_loss))
+                to_all([Row(step + 1, TRAIN_LOSS, mean_loss)])
                 self._latest_train = {"train_loss": mean_loss, **({"train_acc": acc} if acc is not None else {})}
                 if acc is not None:
-                    rows.append(Row(step + 1, TRAIN_ACC, acc))
-                writer.write(rows)
-                rows = []
+                    to_all([Row(step + 1, TRAIN_ACC, acc)])
+                flush()
                 if not mean_loss == mean_loss or abs(mean_loss) > t.divergence_loss:  # NaN, inf or huge
                     status = "diverged"
                     break
@@ -454,32 +584,35 @@ class Trainer:
                 status = "diverged"
                 break
             if t.checkpoint_every and (step + 1) % t.checkpoint_every == 0 and step + 1 < t.steps:
-                writer.write(rows)
-                rows = []
-                self.save_checkpoint(step + 1, writer, window.state_dict())
+                flush()
+                self.save_checkpoint(step + 1, window.state_dict())
                 # the summary names the step a resume starts from, and the values reached by then
-                summary.update(step=step + 1, final=self._latest())
-                self.folder.write_summary(summary)
+                latest = self._latest()
+                for o in outputs:
+                    o.summary.update(step=step + 1, final=latest)
+                    o.folder.write_summary(o.summary)
         bar.close()
         if status == "completed" and t.eval_every:
-            rows += self._eval_rows(t.steps)
-        writer.write(rows)
-        writer.close()
-        if t.save_final:
-            self.save_final()
-        final = self._final_metrics()
+            to_all(self._eval_rows(t.steps))
+        flush()
+        for o in outputs:
+            o.writer.close()
+            if t.save_final:
+                self.save_final(o.out_dir)
+        final = self._final_metrics(outputs[0].out_dir)
         end = time.time()
-        summary.update(status=status, step=step + 1, wall_time_s=round(end - t0, 3), started_at=_iso(t0),
-                       finished_at=_iso(end), final=final)
-        self.folder.write_summary(summary)
-        self.folder.checkpoint.unlink(missing_ok=True)
-        return summary
+        for o in outputs:
+            o.summary.update(status=status, step=step + 1, wall_time_s=round(end - t0, 3), started_at=_iso(t0),
+                             finished_at=_iso(end), final=final)
+            o.folder.write_summary(o.summary)
+            o.folder.checkpoint.unlink(missing_ok=True)
 
     def label(self) -> str:
-        """The run in progress lines: experiment, norm, lr, seed (and its place in the sweep)."""
-        c = self.cfg
-        job = f" [job {self.sweep.num + 1}/{self.sweep.jobs or '?'}]" if self.sweep else ""
-        return f"{c.name}{job} {c.norm.name} lr={c.optim.lr:g} seed={c.seed}"
+        """The run in progress lines: experiment(s), norm, lr, seed (and its place in the sweep)."""
+        c, sweep = self.cfg, self.active[0].sweep
+        names = "+".join(dict.fromkeys(o.cfg.name for o in self.active))
+        job = f" [job {sweep.num + 1}/{sweep.jobs or '?'}]" if sweep else ""
+        return f"{names}{job} {c.norm.name} lr={c.optim.lr:g} seed={c.seed}"
 
     def _latest(self) -> dict:
         """The last logged training and eval values (a checkpoint's summary; read back on its schedule)."""
@@ -503,10 +636,10 @@ class Trainer:
         self._latest_eval = rows
         return rows
 
-    def _final_metrics(self) -> dict:
+    def _final_metrics(self, out_dir: Path) -> dict:
         from bnstudy.records import read_metrics
 
-        df = read_metrics(self.out_dir / METRICS)
+        df = read_metrics(Path(out_dir) / METRICS)
         plain = df[df["layer"].isna() & df["unit"].isna() & df["eta"].isna()]
         last = plain.sort_values("step").groupby("metric")["value"].last()
         return {k: float(last[k]) for k in LOOP_METRICS if k in last}

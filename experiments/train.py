@@ -37,6 +37,9 @@ log = logging.getLogger("bnstudy")
 
 USER_ERRORS = (ConfigError, RunError, DatasetNotFoundError, DatasetFormatError)
 EXIT_INTERRUPTED = 130
+# experiments.together sets a list here: each job is then recorded (config, folder, place in its sweep)
+# instead of run; Hydra and the preflight do everything else as for a run
+PLAN: list | None = None
 
 
 def _only_hydra_files(path: Path, allowed: set[str]) -> bool:
@@ -109,6 +112,10 @@ CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")  # absolute: wor
 def hydra_main(cfg: DictConfig) -> None:
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     sweep = HydraConfig.get().mode == RunMode.MULTIRUN
+    if PLAN is not None:
+        check_keys(cfg)
+        PLAN.append((OmegaConf.to_object(cfg), out_dir, sweep_of_job()))
+        return
     try:
         check_keys(cfg)
         summary = run(OmegaConf.to_object(cfg), out_dir, sweep=sweep_of_job())

@@ -5,6 +5,10 @@ the blocks they read, the RNG state captured before the forward (replayed by the
 ``measure.fix_noise``), the snapshot (w_t, g_t) kept across the optimiser's step. Around a phase in which
 an entry runs probe passes, torch's RNG is captured and put back, so training with measurements on is
 bit-for-bit training with them off. It knows no measurement by name.
+
+Runs that share a training trajectory (``bnstudy.train.Trainer`` with ``also=``: the same model, data,
+optimiser and seed, other measurements) each have their own ``Probes``; given one ``SharedEntries``, an
+entry with the same config in several of them is built once and its rows computed once per phase and step.
 """
 
 from __future__ import annotations
@@ -37,16 +41,50 @@ class Due:
 NOTHING_DUE = Due()
 
 
+class SharedEntries:
+    """The measurement entries of runs that share one trajectory, each (class, config) built once.
+
+    A shared entry runs once per step and phase; the other runs' ``Probes`` get its rows from the memo.
+    That gives what each run alone would compute: an entry sees only the model, the step and its own
+    state, and its probes replay the step's noise (``measure.fix_noise``); an entry that draws from
+    torch's RNG without replaying it is never shared (its values depend on the draws before it).
+    """
+
+    def __init__(self) -> None:
+        self.entries: dict[tuple, Measurement] = {}
+        self.memo: dict[tuple, list[Row]] = {}
+        self.memo_step: Optional[int] = None
+
+    def get(self, cls: type[Measurement], conf, ctx: Context, fix_noise: bool) -> Measurement:
+        if cls.needs_rng and not fix_noise:
+            return cls(conf, ctx)
+        key = (cls.name, repr(conf))
+        if key not in self.entries:
+            self.entries[key] = cls(conf, ctx)
+        return self.entries[key]
+
+    def once(self, m: Measurement, phase: str, step: int, run) -> list[Row]:
+        """``run()``'s rows, computed at the first call for (entry, phase, step) and reused after it."""
+        if step != self.memo_step:
+            self.memo, self.memo_step = {}, step
+        key = (id(m), phase)
+        if key not in self.memo:
+            self.memo[key] = run()
+        return self.memo[key]
+
+
 class Probes:
     """The scheduled measurements of one run (the enabled entries of ``MEASURES``, in row order)."""
 
-    def __init__(self, cfg, model: "BlockNet", loss_fn: LossFn, lr: float, seed: int, data=None, batch_size: int = 0):
+    def __init__(self, cfg, model: "BlockNet", loss_fn: LossFn, lr: float, seed: int, data=None, batch_size: int = 0,
+                 shared: Optional[SharedEntries] = None, ctx: Optional[Context] = None):
         for ok, message in checks(cfg):
             if not ok:
                 raise ValueError(message)
         self.cfg, self.model = cfg, model
-        ctx = Context.of(model, loss_fn, lr, seed, data, batch_size)
-        self.entries: list[Measurement] = [c(node_of(cfg, c), ctx) for c in enabled(cfg)]
+        self.shared = shared or SharedEntries()
+        ctx = ctx or Context.of(model, loss_fn, lr, seed, data, batch_size)
+        self.entries: list[Measurement] = [self.shared.get(c, node_of(cfg, c), ctx, cfg.fix_noise) for c in enabled(cfg)]
         self._captured: dict[int, torch.Tensor] = {}
         self._handles: list = []
 
@@ -67,20 +105,25 @@ class Probes:
             return
         for m in self.entries:
             if "before_forward" in m.phases and m.due(step):
-                m.before_forward(step)
+                self.shared.once(m, "before_forward", step, lambda m=m: m.before_forward(step) or [])
         layers = dict.fromkeys(i for m in self.entries if m.due(step) for i in m.hook_layers(m.conf))
         for i in layers:
             def keep(_m, _inp, out, i=i):
                 self._captured[i] = out.detach()
             self._handles.append(self.model.block(i).probe.register_forward_hook(keep))
 
+    def detach_hooks(self) -> None:
+        """Remove the step's forward hooks (what they captured stays): after the training forward, before
+        any probe pass, so another run's probes passes on a shared trajectory are never captured."""
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+
     # ------------------------------------------------------------------ phases
     def after_backward(self, step: int, x, y, loss: torch.Tensor, rng: Optional[RNGState]) -> list[Row]:
         """Measurements at w_t with the step's gradient g(w_t) in ``.grad`` (before the update); removes the
         step's forward hooks (the loop calls it at every step where ``due.after_backward``)."""
-        for h in self._handles:
-            h.remove()
-        self._handles.clear()
+        self.detach_hooks()
         s = Step(step, x, y, loss=loss, rng=rng, captured=self._captured)
         self._captured = {}
         return self._run("after_backward", s)
@@ -100,7 +143,7 @@ class Probes:
         post = RNGState.capture() if any(m.needs_rng for m in due) else None
         rows: list[Row] = []
         for m in due:
-            rows += getattr(m, phase)(s)
+            rows += self.shared.once(m, phase, s.step, lambda m=m: getattr(m, phase)(s))
         if post is not None:
             post.restore()
         return rows

@@ -23,7 +23,7 @@ from experiments.bench.flops import section_flops
 from experiments.bench.measure import section_measure
 from experiments.bench.step import section_step, section_switches
 from experiments.bench.summary import load_verdict, summary_lines
-from experiments.bench.walls import section_make_all, section_paper_fig1
+from experiments.bench.walls import section_make_all, section_make_all_run, section_paper_fig1
 
 # ------------------------------------------------------------------------------------------ machine, output
 
@@ -75,7 +75,7 @@ def report(bench: Bench, info: dict[str, str], out: Path) -> None:
     for line in summary_lines(bench.rows, info):
         print(line)
     print("\nmachine: " + "; ".join(f"{k} {v}" for k, v in info.items()))
-    for section in ("step", "data", "measure", "flops", "switches", "paper_fig1", "make_all"):
+    for section in ("step", "data", "measure", "flops", "switches", "paper_fig1", "make_all", "make_all_run"):
         rows = [r for r in bench.rows if r["section"] == section]
         if rows:
             print(f"\n-- {section} --")
@@ -114,6 +114,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=0, help="override the repeats of sections 1-3")
     p.add_argument("--make-all", action="store_true", help="add the make-all wall times read from --results")
     p.add_argument("--results", default=str(ROOT / "results"))
+    p.add_argument("--baseline", default="", metavar="REV",
+                   help="section make_all_run: also time make all at this git revision, side by side")
+    p.add_argument("--busy", action="store_true",
+                   help="section make_all_run: also time make all beside one busy process")
     p.add_argument("--data-root", default=None, help="Fashion-MNIST IDX files here instead of "
                    f"{FASHION_SYSTEM_DIR} (without either: random tensors of its shape)")
     p.add_argument("--out", default="results/bench/bench.csv")
@@ -134,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     info = machine(bench)
     print("machine: " + "; ".join(f"{k} {v}" for k, v in info.items()), flush=True)
     sections = {"step": section_step, "data": section_data, "measure": section_measure, "flops": section_flops,
-                "switches": section_switches, "paper_fig1": section_paper_fig1}  # paper_fig1 only when asked
+                "switches": section_switches, "paper_fig1": section_paper_fig1,  # these two only when asked
+                "make_all_run": section_make_all_run}
     wanted = [s for s in args.sections.split(",") if s]
     unknown = set(wanted) - set(sections) - {"make_all"}
     if unknown:
@@ -149,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
             section_make_all(bench)
     finally:
         bench.close()
-    info["load_avg_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    info["load_avg_end"] = (" ".join(f"{x:.2f}" for x in os.getloadavg()) if not (args.busy and "make_all_run" in wanted)
+                            else "n/a (the bench ran its own busy process)")
     info["bench_wall_s"] = f"{time.perf_counter() - t0:.1f}"
     report(bench, info, Path(args.out))
     return 0

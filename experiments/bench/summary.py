@@ -21,7 +21,10 @@ LOAD_MARGIN = 1.0  # one core's worth of other work
 def load_verdict(info: dict[str, str]) -> str | None:
     """Why the run was loaded (one phrase), or None when nothing else competed for the cores."""
     before = float(info["load_avg"].split()[0])
-    after = float(info.get("load_avg_end", info["load_avg"]).split()[0])
+    try:  # not recorded where the bench loaded the machine itself (make_all_run --busy)
+        after = float(info.get("load_avg_end", info["load_avg"]).split()[0])
+    except ValueError:
+        after = before
     own = min(int(info["threads"]), int(info["cores"]))
     if before >= LOAD_MARGIN:
         return f"load average {before:.2f} before it started, on {info['cores']} cores"
@@ -69,5 +72,14 @@ def summary_lines(rows: list[dict], info: dict[str, str]) -> list[str]:
         parts = [f"{c} {v:.0f} s" for c, v, _ in walls if c != "total" and not math.isnan(v)]
         total = next((v for c, v, _ in walls if c == "total"), float("nan"))
         lines.append(f"make all walls (training loops): {', '.join(parts)}; total {total:.0f} s")
+    timed = _value(rows, "make_all_run", "wall_s") + _value(rows, "make_all_run", "ratio")
+    if timed:
+        lines.append("make all, run end to end: " + ", ".join(
+            f"{c} {v:.0f} s" if r["unit"] == "s" else f"{c} {v:.2f}x{' (target ' + r['target'] + ')' if r.get('target') else ''}"
+            for c, v, r in timed))
+        same = _value(rows, "make_all_run", "identical")
+        if same:
+            lines.append(f"  beside the busy process, metrics.csv byte-identical to the idle run's: {same[0][1]:.0f} "
+                         f"{same[0][2]['note']}")
     lines.append("terms (step-equivalent, floor, budget, suite / bare, loaded): docs/performance.md")
     return lines

@@ -1,10 +1,12 @@
 """Wall times of whole experiments: section 6, ``paper_fig1`` (fig1 at paper scale on synthetic
-CIFAR-10-sized data, run here) and section 7, ``make_all`` (read from the runs' summaries, nothing run)."""
+CIFAR-10-sized data, run here), section 7, ``make_all`` (read from the runs' summaries, nothing run) and
+section 8, ``make_all_run`` (``make all`` run and timed, against a baseline revision and beside a busy process)."""
 
 from __future__ import annotations
 
 import glob
 import json
+import os
 import pickle
 import subprocess
 import sys
@@ -68,7 +70,7 @@ def section_make_all(bench: Bench) -> None:
     from datetime import datetime
 
     results = Path(bench.args.results)
-    total = 0.0
+    total, spans = 0.0, []
     for exp in MAKE_ALL:
         sweeps: dict[Path, list[dict]] = {}
         for path in glob.glob(str(results / exp / "quick" / "**" / "summary.json"), recursive=True):
@@ -91,12 +93,88 @@ def section_make_all(bench: Bench) -> None:
             wall = (max(datetime.fromisoformat(r["finished_at"]) for r in runs)
                     - min(datetime.fromisoformat(r["started_at"]) for r in runs)).total_seconds()
             how = "first loop start to last loop end"
+            spans += [(datetime.fromisoformat(r["started_at"]).timestamp(),
+                       datetime.fromisoformat(r["finished_at"]).timestamp()) for r in runs]
         else:
             wall, how = loops, "sum of the runs' loops"
-        total += wall
+            total += wall
         bench.row("make_all", exp, "wall_s", wall, "s", note=f"{how}; {len(runs)} runs in {latest.relative_to(results)} "
                   f"(of {len(sweeps)} sweeps), their loops {loops:.1f} s in all")
         print(f"  make_all {exp:10s} {wall:9.1f} s over {len(runs)} runs (loops {loops:.1f} s)", flush=True)
-    bench.row("make_all", "total", "wall_s", total, "s", note="training only (no process start-up, data loading, figures)")
+    # runs trained together (make all's shared trajectories) or side by side count once: the union of their spans
+    total += _intervals_union(spans)
+    bench.row("make_all", "total", "wall_s", total, "s", note="training only (no process start-up, data loading, "
+              "figures); runs trained together or side by side counted once")
 
 
+
+
+# ------------------------------------------------------------------------------------------ 8. make all, run
+def _intervals_union(spans: list[tuple[float, float]]) -> float:
+    """Seconds covered by the union of (start, end) spans (shared or parallel runs counted once)."""
+    total, end = 0.0, float("-inf")
+    for a, b in sorted(spans):
+        if b > end:
+            total += b - max(a, end)
+            end = b
+    return total
+
+
+def _time_make_all(root: Path, results: Path, make_args: list[str]) -> float:
+    cmd = ["make", "-C", str(root), "--no-print-directory", "all", f"RESULTS={results}", f"PY={sys.executable}",
+           "RUN_ID=bench", *make_args]
+    print(f"  make_all_run: {' '.join(cmd)}", flush=True)
+    t0 = time.perf_counter()
+    done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"})
+    wall = time.perf_counter() - t0
+    if done.returncode != 0:
+        raise RuntimeError(f"make all in {root} failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
+    return wall
+
+
+def _same_csvs(a: Path, b: Path) -> tuple[int, int]:
+    """(identical, compared) metrics.csv files, by their path under two results folders."""
+    rel = sorted(p.relative_to(a) for p in a.rglob("metrics.csv"))
+    return sum((a / r).read_bytes() == (b / r).read_bytes() for r in rel if (b / r).is_file()), len(rel)
+
+
+def section_make_all_run(bench: Bench) -> None:
+    """``make all`` (quick scale) run end to end and timed: process start-ups, data loading, training and
+    figures, in a temporary results folder. ``--baseline REV``: a git worktree of REV first, the same way,
+    side by side (same machine, same minutes); ``--busy``: once more beside one busy Python process (a
+    loop on one core, started before it), its CSVs compared byte for byte with the idle run's. Each run
+    takes 10-20 minutes on 2 cores."""
+    results, runs = bench._tmp / "make_all_run", []
+    if bench.args.baseline:
+        base = bench._tmp / "baseline"
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(base), bench.args.baseline],
+                       check=True, capture_output=True)
+        runs.append((f"baseline {bench.args.baseline}", base))
+    runs.append(("this checkout", ROOT))
+    walls = {}
+    try:
+        for name, root in runs:
+            walls[name] = _time_make_all(root, results / name.split()[0], [])
+            bench.row("make_all_run", name, "wall_s", walls[name], "s", note=f"make all, idle, {root}")
+            print(f"  make_all_run {name}: {walls[name]:.1f} s", flush=True)
+    finally:
+        if bench.args.baseline:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(bench._tmp / "baseline")],
+                           capture_output=True)
+    this = walls["this checkout"]
+    if bench.args.baseline:
+        base = walls[runs[0][0]]
+        bench.check("make_all_run", "this / baseline", "ratio", this / base, "x", 0.75, note=f"{this:.0f} s / {base:.0f} s")
+    if bench.args.busy:
+        busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        try:
+            time.sleep(2)
+            wall = _time_make_all(ROOT, results / "busy", [])
+        finally:
+            busy.kill()
+            busy.wait()
+        same, n = _same_csvs(results / "this", results / "busy")
+        bench.row("make_all_run", "beside a busy process", "wall_s", wall, "s", note="one Python busy loop beside it")
+        bench.check("make_all_run", "busy / idle", "ratio", wall / this, "x", 1.5, note=f"{wall:.0f} s / {this:.0f} s")
+        bench.row("make_all_run", "busy vs idle CSVs", "identical", same, "files", note=f"of {n} metrics.csv")
+        print(f"  make_all_run busy: {wall:.1f} s ({wall / this:.2f}x idle); CSVs identical: {same} of {n}", flush=True)

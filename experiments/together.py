@@ -1,0 +1,205 @@
+"""Several experiments' sweeps in one process, each distinct training trajectory trained once (``make all``).
+
+    python -m experiments.together fig1 fig2 fig3_cnn --scale quick --seeds 0,1 --run-id ID [-- OVERRIDES]
+
+Each experiment is laid out by Hydra exactly as ``python -m experiments.train -m experiment=E scale=S
+seed=SEEDS hydra.sweep.dir=RESULTS/E/S/ID OVERRIDES`` would lay it out (the preflight's checks, ``.hydra/``
+records, ``multirun.yaml``, job numbers), but its jobs are not run there. Jobs whose configs differ only
+in what they measure (``bnstudy.train.TRAJECTORY_FREE``: fig1's and fig4's standard network at lr 0.1,
+say) follow the same trajectory, since a measurement never changes training; each such group is trained
+once by ``Trainer(also=...)``, which writes every job's folder as that job alone would, byte for byte.
+Groups of single-thread runs (``train.threads=1``: the DLN) run ``--workers`` at a time in worker
+processes, the longest first; the others one after another in this process. ``--figures`` then draws
+those figures from these sweeps. A job that fails does not stop the others; the exit status is then 1
+and the same command (same ``--run-id``) resumes what did not finish.
+"""
+
+from __future__ import annotations
+
+import bnstudy.threads  # noqa: F401  (first: idle OpenMP threads sleep, set before torch is imported)
+import argparse
+import logging
+import multiprocessing
+import os
+import sys
+import time
+import traceback
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+log = logging.getLogger("bnstudy")
+
+Job = tuple  # (Config, out_dir, Sweep | None): what experiments.train records in plan mode
+
+
+def sweep_dir(results: Path, experiment: str, scale: str, run_id: str) -> Path:
+    """Where ``make`` puts an experiment's sweep (the Makefile's ``sweep_dir``)."""
+    return results / experiment / scale / run_id
+
+
+def plan(experiments: list[str], scale: str, seeds: str, results: Path, run_id: str, overrides: list[str]) -> list[Job]:
+    """Every job of the experiments' sweeps, laid out by Hydra (folders and records written, nothing run)."""
+    import experiments.train as entry
+    from experiments.preflight import STATE
+
+    jobs: list[Job] = []
+    argv = sys.argv
+    entry.PLAN, STATE["planning"] = jobs, True
+    try:
+        for name in experiments:
+            sys.argv = ["experiments.train", "-m", f"experiment={name}", f"scale={scale}", f"seed={seeds}",
+                        f"hydra.sweep.dir={sweep_dir(results, name, scale, run_id)}", *overrides]
+            try:
+                entry.main()
+            except SystemExit as e:
+                if e.code:
+                    raise
+    finally:
+        sys.argv, entry.PLAN = argv, None
+        STATE.pop("planning", None)
+    return jobs
+
+
+def group(jobs: list[Job]) -> list[list[Job]]:
+    """Jobs with one trajectory (``trajectory_key``) together, in the order their first job was planned."""
+    from bnstudy.train import trajectory_key
+
+    groups: dict[str, list[Job]] = {}
+    for job in jobs:
+        groups.setdefault(trajectory_key(job[0]), []).append(job)
+    return list(groups.values())
+
+
+def estimated_cost(jobs: list[Job]) -> float:
+    """A rough cost of a group, to start the longest first: its steps, times one plus the passes its
+    measurements state per step (``Measurement.cost``), times 2 for a norm layer."""
+    from bnstudy.measures.registry import enabled, node_of
+
+    cfg = jobs[0][0]
+    passes = 0.0
+    for job in jobs:
+        for cls in enabled(job[0].measure):
+            conf = node_of(job[0].measure, cls)
+            every = getattr(conf, "every", 1) or 1
+            cost = cls.cost(conf)
+            passes += cost.passes * cost.units / every
+    return cfg.train.steps * (1 + passes) * (1 if cfg.norm.name == "none" else 2)
+
+
+def log_files(jobs: list[Job]) -> list[logging.Handler]:
+    """Each job's own log file (``train.log``, as Hydra's job logging names it) receives this group's lines."""
+    handlers = []
+    for _, out_dir, _ in jobs:
+        h = logging.FileHandler(Path(out_dir) / "train.log", mode="a")
+        h.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
+        logging.getLogger().addHandler(h)
+        handlers.append(h)
+    return handlers
+
+
+def train_group(jobs: list[Job]) -> list[tuple[str, str]]:
+    """Train one group; (out_dir, error) for each job that did not finish (an error line, or a traceback)."""
+    from bnstudy.train import Trainer
+    from experiments.train import USER_ERRORS
+
+    (cfg, out_dir, sweep), *also = jobs
+    handlers = log_files(jobs)
+    try:
+        trainer = Trainer(cfg, out_dir, sweep=sweep, also=also)
+        trainer.run()
+        summaries = trainer.summaries
+        for job, s in zip(jobs, summaries):
+            log.info("%s: %s at step %s, final %s", job[1], s["status"], s["step"], s.get("final"))
+    except USER_ERRORS as e:
+        message = " ".join(str(e).split())  # one line, as the entry point prints it
+        log.error("error: %s", message)
+        return [(str(job[1]), message) for job in jobs]
+    except Exception:
+        log.exception("%s: a bug, not a user error (the other groups go on)", out_dir)
+        return [(str(job[1]), traceback.format_exc()) for job in jobs]
+    finally:
+        for h in handlers:
+            logging.getLogger().removeHandler(h)
+            h.close()
+    return [(str(job[1]), f"status {s.get('status')}") for job, s in zip(jobs, summaries)
+            if s.get("status") not in ("completed", "diverged")]
+
+
+def console_logging() -> None:
+    """Log lines on stdout, as Hydra's job logging prints them (replacing the last planned job's handlers)."""
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s",
+                        stream=sys.stdout, force=True)
+
+
+def run_groups(groups: list[list[Job]], workers: int) -> list[tuple[str, str]]:
+    """Multi-thread groups here, one by one; single-thread groups ``workers`` at a time, longest first."""
+    single = [g for g in groups if str(g[0][0].train.threads) == "1"]
+    multi = [g for g in groups if g not in single]
+    failed: list[tuple[str, str]] = []
+    for g in multi:
+        failed += train_group(g)
+    if single:
+        single.sort(key=estimated_cost, reverse=True)
+        if workers <= 1 or len(single) == 1:
+            for g in single:
+                failed += train_group(g)
+        else:
+            context = multiprocessing.get_context("spawn")  # not fork: this process's OpenMP threads
+            with ProcessPoolExecutor(min(workers, len(single)), mp_context=context, initializer=console_logging) as pool:
+                for result in pool.map(train_group, single):
+                    failed += result
+    return failed
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    overrides = argv[argv.index("--") + 1:] if "--" in argv else []
+    argv = argv[: argv.index("--")] if "--" in argv else argv
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("experiments", nargs="+", metavar="EXPERIMENT", help="conf/experiment options to run")
+    p.add_argument("--scale", default="quick")
+    p.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
+    p.add_argument("--results", type=Path, default=Path("results"))
+    p.add_argument("--run-id", required=True, help="the sweep folders' name; an existing one resumes them")
+    p.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)),
+                   help="single-thread groups at once (default: the cores this process may use)")
+    p.add_argument("--figures", nargs="*", default=[], metavar="FIGURE", help="figures to draw from the sweeps")
+    a = p.parse_args(argv)
+    launcher = [o for o in overrides if o.lstrip("+~").startswith(("hydra/launcher", "hydra.launcher"))]
+    if launcher:
+        print(f"error: {launcher[0]}: experiments.together runs its jobs itself; run the experiments one by one "
+              f"with that launcher instead (make fig1 fig2 ... ARGS=...)", file=sys.stderr)
+        return 2
+    start = time.time()
+    jobs = plan(a.experiments, a.scale, a.seeds, a.results, a.run_id, overrides)
+    from bnstudy.progress import Sweep
+
+    console_logging()
+    groups = group(jobs)
+    folders = tuple(tuple(Path(job[1]) for job in g) for g in groups)
+    groups = [[(cfg, out_dir, Sweep(None, len(groups), i, folders)) for cfg, out_dir, _ in g]
+              for i, g in enumerate(groups)]
+    print(f"{len(jobs)} jobs of {len(a.experiments)} experiment(s) follow {len(groups)} training trajectories: "
+          f"each trained once", file=sys.stderr)
+    try:
+        failed = run_groups(groups, a.workers)
+    except KeyboardInterrupt:
+        print(f"interrupted: resume with the same command (--run-id {a.run_id})", file=sys.stderr)
+        return 130
+    print(f"{len(jobs)} job(s) in {time.time() - start:.0f} s: {len(jobs) - len(failed)} finished", file=sys.stderr)
+    for out_dir, error in failed:
+        print(f"  {out_dir}: {error}", file=sys.stderr)
+    if a.figures:
+        from experiments import figures
+
+        sweeps = [str(sweep_dir(a.results, e, a.scale, a.run_id)) for e in a.experiments]
+        figures.main([*a.figures, "--scale", a.scale, "--results", str(a.results), "--sweep", *sweeps])
+    if failed:
+        print(f"error: {len(failed)} of {len(jobs)} job(s) did not finish; fix the cause and resume: the same "
+              f"command (--run-id {a.run_id})", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
