@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from bnstudy.measures import MEASURES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,6 +33,12 @@ def test_tiny_bench_table_and_csv(tmp_path):
         stamp = lambda s: f"2026-01-01T00:00:{s:02d}.000+00:00"
         (run_dir / "summary.json").write_text(json.dumps({"status": "completed", "wall_time_s": end - start,
                                                            "started_at": stamp(start), "finished_at": stamp(end)}))
+    for exp in ("fig4_cnn", "fig5_cnn"):  # make all trained these two together: their common span counts once
+        run_dir = results / exp / "quick" / "2026-01-01_00-00-00_1-c" / "0"
+        run_dir.mkdir(parents=True)
+        (run_dir / "summary.json").write_text(json.dumps({"status": "completed", "wall_time_s": 10,
+                                                           "started_at": "2026-01-01T00:00:20.000+00:00",
+                                                           "finished_at": "2026-01-01T00:00:30.000+00:00"}))
     out = tmp_path / "bench" / "bench.csv"
     cmd = [sys.executable, "-m", "experiments.bench", "--tiny", "--threads", "2", "--make-all",
            "--results", str(results), "--out", str(out)]
@@ -96,7 +104,8 @@ def test_tiny_bench_table_and_csv(tmp_path):
     # make all: the fake sweep's two runs are summed; experiments without runs are NaN
     assert values[("make_all", "fig1", "wall_s")] == 20.0
     assert values[("make_all", "fig3_dln", "wall_s")] == 14.0  # not 10 + 12
-    assert values[("make_all", "total", "wall_s")] == 34.0
+    assert values[("make_all", "fig4_cnn", "wall_s")] == values[("make_all", "fig5_cnn", "wall_s")] == 10.0
+    assert values[("make_all", "total", "wall_s")] == 44.0  # 20 summed + 0..14 + 20..30 (shared, once)
     assert math.isnan(values[("make_all", "fig2", "wall_s")])
 
 
@@ -121,3 +130,21 @@ def test_bench_help_and_bad_section():
     done = subprocess.run([sys.executable, "-m", "experiments.bench", "--sections", "nope"], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "unknown sections" in done.stderr
+
+
+def test_tiny_make_all_run_times_make_all_idle_and_beside_a_busy_process(tmp_path):
+    """Section make_all_run at --tiny (make all SCALE=tiny): both walls, their ratio against the 1.5 target,
+    and every metrics.csv of the busy run byte-identical to the idle run's."""
+    out = tmp_path / "bench.csv"
+    cmd = [sys.executable, "-m", "experiments.bench", "--tiny", "--sections", "make_all_run", "--busy", "--out", str(out)]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    with open(out, newline="") as f:
+        rows = {(r["case"], r["metric"]): r for r in csv.DictReader(f) if r["section"] == "make_all_run"}
+    idle, busy = float(rows[("this checkout", "wall_s")]["value"]), float(rows[("beside a busy process", "wall_s")]["value"])
+    assert idle > 0 and busy > 0
+    ratio = rows[("busy / idle", "ratio")]
+    assert float(ratio["value"]) == pytest.approx(busy / idle, rel=1e-3) and ratio["target"] == "<= 1.5"
+    same = rows[("busy vs idle CSVs", "identical")]
+    assert float(same["value"]) == 36 and same["note"] == "of 36 metrics.csv"  # make all's 36 runs
+    assert "make all, run end to end: this checkout" in done.stdout and "n/a (the bench ran its own busy" in done.stdout

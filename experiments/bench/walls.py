@@ -151,10 +151,10 @@ def section_make_all_run(bench: Bench) -> None:
                        check=True, capture_output=True)
         runs.append((f"baseline {bench.args.baseline}", base))
     runs.append(("this checkout", ROOT))
-    walls = {}
+    walls, scale = {}, ["SCALE=tiny"] if bench.sizes.tiny else []  # --tiny: make all at tiny scale (tests)
     try:
         for name, root in runs:
-            walls[name] = _time_make_all(root, results / name.split()[0], [])
+            walls[name] = _time_make_all(root, results / name.split()[0], scale)
             bench.row("make_all_run", name, "wall_s", walls[name], "s", note=f"make all, idle, {root}")
             print(f"  make_all_run {name}: {walls[name]:.1f} s", flush=True)
     finally:
@@ -169,7 +169,7 @@ def section_make_all_run(bench: Bench) -> None:
         busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
         try:
             time.sleep(2)
-            wall = _time_make_all(ROOT, results / "busy", [])
+            wall = _time_make_all(ROOT, results / "busy", scale)
         finally:
             busy.kill()
             busy.wait()
