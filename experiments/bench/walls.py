@@ -120,9 +120,12 @@ def _intervals_union(spans: list[tuple[float, float]]) -> float:
     return total
 
 
-def _time_make_all(root: Path, results: Path, make_args: list[str]) -> float:
-    cmd = ["make", "-C", str(root), "--no-print-directory", "all", f"RESULTS={results}", f"PY={sys.executable}",
-           "RUN_ID=bench", *make_args]
+def _time_make_all(root: Path, results: Path | None, make_args: list[str]) -> float:
+    """``make all`` in ``root``; ``results=None``: where that revision's Makefile puts them (a baseline's own
+    worktree: older Makefiles wrote the runs under ./results whatever RESULTS said)."""
+    where = [f"RESULTS={results}"] if results is not None else []
+    cmd = ["make", "-C", str(root), "--no-print-directory", "all", *where, f"PY={sys.executable}", "RUN_ID=bench",
+           *make_args]
     print(f"  make_all_run: {' '.join(cmd)}", flush=True)
     t0 = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"})
@@ -154,7 +157,7 @@ def section_make_all_run(bench: Bench) -> None:
     walls, scale = {}, ["SCALE=tiny"] if bench.sizes.tiny else []  # --tiny: make all at tiny scale (tests)
     try:
         for name, root in runs:
-            walls[name] = _time_make_all(root, results / name.split()[0], scale)
+            walls[name] = _time_make_all(root, results / "this" if root == ROOT else None, scale)
             bench.row("make_all_run", name, "wall_s", walls[name], "s", note=f"make all, idle, {root}")
             print(f"  make_all_run {name}: {walls[name]:.1f} s", flush=True)
     finally:
