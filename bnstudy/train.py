@@ -17,6 +17,7 @@ import dataclasses
 import datetime
 import difflib
 import errno
+import json
 import logging
 import os
 import time
@@ -259,8 +260,6 @@ TRAJECTORY_FREE = ("name", "measure", "progress")  # settings that do not change
 def trajectory_key(cfg: Config) -> str:
     """What decides a run's training trajectory: its config less ``TRAJECTORY_FREE`` (as canonical JSON).
     Runs with equal keys train identically, whatever they measure."""
-    import json
-
     config = OmegaConf.to_container(OmegaConf.structured(cfg))
     return json.dumps({k: v for k, v in config.items() if k not in TRAJECTORY_FREE}, sort_keys=True, default=str)
 
@@ -328,6 +327,7 @@ class Trainer:
                               cfg.train.batch_size, shared=shared, ctx=ctx)
         self.probes = self.outputs[0].probes
         self.active = list(self.outputs)  # the folders this run() trains (not those already finished)
+        self._checkpoints: list[dict] = []  # their checkpoints, once read to decide how to resume
         g = torch.Generator().manual_seed(cfg.seed + 12345)
         n_eval = min(cfg.train.eval_size, len(self.data.x_train))
         idx = torch.randperm(len(self.data.x_train), generator=g)[:n_eval].to(self.device)
@@ -350,10 +350,12 @@ class Trainer:
             o.writer.sync()  # the rows the checkpoint counts are on disk before it names their offset
             o.folder.save_checkpoint(lambda f, state=state: torch.save(state, f))
 
-    def save_final(self, out_dir: Path) -> None:
-        """``final.pt``: the model's state_dict alone (tensors only: it loads with ``weights_only=True``)."""
+    def save_final(self, out_dirs: Sequence[Path]) -> None:
+        """``final.pt`` in each folder: the model's state_dict alone (tensors only: it loads with
+        ``weights_only=True``), copied to the CPU once."""
         state = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
-        write_atomic(Path(out_dir) / FINAL, lambda f: torch.save(state, f))
+        for out_dir in out_dirs:
+            write_atomic(Path(out_dir) / FINAL, lambda f: torch.save(state, f))
 
     def read_checkpoint(self, path: Path) -> dict:
         """A checkpoint's state, loaded as data only: a tampered or truncated file is refused, never run."""
@@ -367,7 +369,7 @@ class Trainer:
     def load_checkpoint(self) -> dict:
         """The active folders' checkpoints (all at one step): the first sets the model, optimiser and RNG,
         each its own measurements' state. Returns the first's state with ``csv_offsets`` per folder."""
-        states = [self.read_checkpoint(o.folder.checkpoint) for o in self.active]
+        states = self._checkpoints or [self.read_checkpoint(o.folder.checkpoint) for o in self.active]
         state, path = states[0], self.active[0].folder.checkpoint
         try:
             self.model.load_state_dict(state["model"])
@@ -465,7 +467,10 @@ class Trainer:
         have = [o.cfg.resume and o.folder.checkpoint.exists() for o in self.active]
         if not any(have):
             return True
-        return all(have) and len({self.read_checkpoint(o.folder.checkpoint)["step"] for o in self.active}) == 1
+        if not all(have):
+            return False
+        self._checkpoints = [self.read_checkpoint(o.folder.checkpoint) for o in self.active]  # load_checkpoint's
+        return len({state["step"] for state in self._checkpoints}) == 1
 
     def _write_error(self, e: OSError) -> BaseException:
         """A write the user can fix as one line saying how to go on; any other OSError as it is."""
@@ -597,8 +602,8 @@ class Trainer:
         flush()
         for o in outputs:
             o.writer.close()
-            if t.save_final:
-                self.save_final(o.out_dir)
+        if t.save_final:
+            self.save_final([o.out_dir for o in outputs])
         final = self._final_metrics(outputs[0].out_dir)
         end = time.time()
         for o in outputs:
