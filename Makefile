@@ -10,10 +10,11 @@ LOCK ?= requirements.lock
 REFERENCE ?= results/reference/$(SCALE)
 SWEEP ?=
 RUN_ID := $(shell date +%Y-%m-%d_%H-%M-%S)_make$(shell echo $$PPID)
-# DLN runs are single-threaded (train.threads=1): two at a time fill 2 cores and give byte-identical
-# CSVs. Set DLN_LAUNCHER= to run them one by one; a launcher in ARGS comes later and wins.
-DLN_LAUNCHER ?= hydra/launcher=parallel
-VARIABLES = SCALE SEEDS ARGS RESULTS SWEEP RUN_ID DLN_LAUNCHER REFERENCE LOCK PY
+# Single-thread runs (train.threads=1: the DLN always, every run at quick and tiny scale) go two at a time:
+# they fill 2 cores and give byte-identical CSVs. Set LAUNCHER= to run them one by one; a launcher in ARGS
+# comes later and wins. Paper-scale CNN runs use every core (train.threads=0), one at a time.
+LAUNCHER ?= hydra/launcher=parallel
+VARIABLES = SCALE SEEDS ARGS RESULTS SWEEP RUN_ID LAUNCHER REFERENCE LOCK PY
 SCALE_doc = quick, paper or tiny: conf/scale/SCALE.yaml plus conf/experiment_scale/EXPERIMENT_SCALE.yaml
 SEEDS_doc = sweep seeds 0..SEEDS-1 (figures then show a mean and a min-max band)
 ARGS_doc = Hydra overrides added to every training command of the target (a figure target: both of its \
@@ -23,11 +24,15 @@ SWEEP_doc = sweep folders that make figures and make report read instead of the 
 (python -m bnstudy.runs --help: the rule)
 RUN_ID_doc = the name of the sweep folders this make writes (default: the time and the pid of make); an existing \
 one resumes those sweeps
-DLN_LAUNCHER_doc = the launcher of the DLN experiments (empty: one job at a time)
+LAUNCHER_doc = the launcher of single-thread runs: the DLN always, every run below paper scale (empty: one job at a time)
 REFERENCE_doc = the reference folder make verify compares with and make reference writes
 LOCK_doc = the pinned, hashed requirements make install installs from
 PY_doc = the python that runs everything
 seed_list = $(shell seq -s, 0 $$(( $(SEEDS) - 1 )))
+# LAUNCHER, unless ARGS sets train.threads (two multi-thread runs side by side would share the cores badly)
+single_launcher = $(if $(findstring train.threads,$(ARGS)),,$(LAUNCHER))
+# the CNN experiments' launcher: below paper scale their runs are single-threaded too
+cnn_launcher = $(if $(filter paper,$(SCALE)),,$(single_launcher))
 sweep_dir = $(RESULTS)/$(1)/$(SCALE)/$(RUN_ID)
 # one experiment's sweep: scale-specific settings come from conf/ (experiment_scale), never from here
 train = $(PY) -m experiments.train -m experiment=$(1) scale=$(SCALE) seed=$(seed_list) \
@@ -57,53 +62,53 @@ test:  ## run the test suite (unit tests, tiny end-to-end runs, notebooks)
 
 quick: override SCALE = quick
 quick:  ## the main job: small CNN +/- BN at lr 0.1/0.5 on Fashion-MNIST, then its figure (always quick scale)
-	$(call train,quick)
+	$(call train,quick,$(cnn_launcher))
 	$(call figure,quick,quick)
 
 fig1:  ## standard vs BN at lr 0.1/0.5: accuracy, activation histograms
-	$(call train,fig1)
+	$(call train,fig1,$(cnn_launcher))
 	$(call figure,fig1,fig1)
 
 fig2:  ## standard vs BN vs noisy BN (and noise alone): accuracy, histograms, moment shifts
-	$(call train,fig2)
+	$(call train,fig2,$(cnn_launcher))
 	$(call figure,fig2,fig2)
 
 fig3_cnn:  ## gradient ICS, CNN at lr 0.1/0.01 (train only)
-	$(call train,fig3_cnn)
+	$(call train,fig3_cnn,$(cnn_launcher))
 
 fig3_dln:  ## gradient ICS, DLN at lr 1e-6/1e-7 (train only)
-	$(call train,fig3_dln,$(DLN_LAUNCHER))
+	$(call train,fig3_dln,$(single_launcher))
 
 fig3: fig3_cnn fig3_dln  ## gradient ICS: both experiments, then the figure
 	$(call figure,fig3,fig3_cnn fig3_dln)
 
 fig4_cnn:  ## loss landscape, predictiveness, effective beta: CNN (train only)
-	$(call train,fig4_cnn)
+	$(call train,fig4_cnn,$(cnn_launcher))
 
 fig4_dln:  ## loss landscape, predictiveness, effective beta: DLN (train only)
-	$(call train,fig4_dln,$(DLN_LAUNCHER))
+	$(call train,fig4_dln,$(single_launcher))
 
 fig4: fig4_cnn fig4_dln  ## landscape smoothness: both experiments, then the figure
 	$(call figure,fig4,fig4_cnn fig4_dln)
 
 fig5_cnn:  ## l1/l2/linf normalisations vs standard and BN: CNN (train only)
-	$(call train,fig5_cnn)
+	$(call train,fig5_cnn,$(cnn_launcher))
 
 fig5_dln:  ## l1/l2/linf normalisations vs standard and BN: DLN (train only)
-	$(call train,fig5_dln,$(DLN_LAUNCHER))
+	$(call train,fig5_dln,$(single_launcher))
 
 fig5: fig5_cnn fig5_dln  ## lp normalisations: both experiments, then the figure
 	$(call figure,fig5,fig5_cnn fig5_dln)
 
 browser:  ## the browser reproduction's three figures (small CNN; MNIST at paper scale)
-	$(call train,browser)
+	$(call train,browser,$(cnn_launcher))
 	$(call figure,browser,browser)
 
 dln_sweep:  ## the DLN's open loss scale: lr 1e-6/5e-7/2.5e-7/1e-7 x standard, BN, l1; always paper scale (10,000 steps)
 	$(MAKE) --no-print-directory _dln_sweep SCALE=paper
 
 _dln_sweep:
-	$(call train,dln_sweep,$(DLN_LAUNCHER))
+	$(call train,dln_sweep,$(single_launcher))
 	$(call figure,dln_sweep,dln_sweep)
 
 ALL_FIGURES = fig1 fig2 fig3 fig4 fig5 browser
@@ -116,28 +121,28 @@ all: $(ALL_FIGURES)
 else
 all:
 	$(PY) -m experiments.together $(ALL_EXPERIMENTS) --scale $(SCALE) --seeds $(seed_list) --results $(RESULTS) \
-		--run-id $(RUN_ID) --figures $(ALL_FIGURES) -- $(ARGS)
+		--run-id $(RUN_ID) $(if $(strip $(LAUNCHER)),,--workers 1) --figures $(ALL_FIGURES) -- $(ARGS)
 endif
 
 # Beyond the paper (docs/beyond.md): not part of `make all`; `make report` adds their claims when their runs exist.
 curvature_cnn:  ## Hessian lambda_max (train and eval mode), batch sharpness, beta_limit: CNN at lr 0.1 (train only)
-	$(call train,curvature_cnn)
+	$(call train,curvature_cnn,$(cnn_launcher))
 
 curvature_dln:  ## the same on the full-batch DLN at lr 1e-6 (train only)
-	$(call train,curvature_dln,$(DLN_LAUNCHER))
+	$(call train,curvature_dln,$(single_launcher))
 
 curvature: curvature_cnn curvature_dln  ## curvature against 2/lr, standard vs BN: both experiments, then the figure
 	$(call figure,curvature,curvature_cnn curvature_dln)
 
 theory:  ## Theorem 4.1 at every BN layer and the scale invariance of BN's weights (BN, lr 0.1/0.5), then the figure
-	$(call train,theory)
+	$(call train,theory,$(cnn_launcher))
 	$(call figure,theory,theory)
 
 signal_cnn:  ## |dL/dW| and effective rank per layer at init, VGG-11/13/16/19, standard vs BN (train only)
-	$(call train,signal_cnn)
+	$(call train,signal_cnn,$(cnn_launcher))
 
 signal_dln:  ## the same for the 25-layer DLN (train only)
-	$(call train,signal_dln,$(DLN_LAUNCHER))
+	$(call train,signal_dln,$(single_launcher))
 
 signal: signal_cnn signal_dln  ## signal propagation at initialisation: both experiments, then the figure
 	$(call figure,signal,signal_cnn signal_dln)

@@ -8,8 +8,9 @@ records, ``multirun.yaml``, job numbers), but its jobs are not run there. Jobs w
 in what they measure (``bnstudy.train.TRAJECTORY_FREE``: fig1's and fig4's standard network at lr 0.1,
 say) follow the same trajectory, since a measurement never changes training; each such group is trained
 once by ``Trainer(also=...)``, which writes every job's folder as that job alone would, byte for byte.
-Groups of single-thread runs (``train.threads=1``: the DLN) run ``--workers`` at a time in worker
-processes, the longest first; the others one after another in this process. ``--figures`` then draws
+Groups of single-thread runs (``train.threads=1``: the DLN, and every run below paper scale) run
+``--workers`` at a time in worker processes, the longest first (by default one per core, and one more per
+core another process keeps busy: ``bnstudy.threads.pool_size``); the others one after another in this process. ``--figures`` then draws
 those figures from these sweeps. A job that fails does not stop the others; the exit status is then 1
 and the same command (same ``--run-id``) resumes what did not finish.
 """
@@ -161,8 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
     p.add_argument("--results", type=Path, default=Path("results"))
     p.add_argument("--run-id", required=True, help="the sweep folders' name; an existing one resumes them")
-    p.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)),
-                   help="single-thread groups at once (default: the cores this process may use)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="single-thread groups at once (default: the cores this process may use, plus one for "
+                        "each core other processes keep busy: bnstudy.threads.pool_size)")
     p.add_argument("--figures", nargs="*", default=[], metavar="FIGURE", help="figures to draw from the sweeps")
     a = p.parse_args(argv)
     launcher = [o for o in overrides if o.lstrip("+~").startswith(("hydra/launcher", "hydra.launcher"))]
@@ -171,6 +173,13 @@ def main(argv: list[str] | None = None) -> int:
               f"with that launcher instead (make fig1 fig2 ... ARGS=...)", file=sys.stderr)
         return 2
     start = time.time()
+    if a.workers is None:
+        from bnstudy.threads import busy_cores, pool_size, usable_cores
+
+        busy = busy_cores()
+        a.workers = pool_size(busy)
+        print(f"{a.workers} single-thread group(s) at once: {len(usable_cores())} core(s), {busy:.1f} kept busy by "
+              f"other processes", file=sys.stderr)
     jobs = plan(a.experiments, a.scale, a.seeds, a.results, a.run_id, overrides)
     from bnstudy.progress import Sweep
 

@@ -88,5 +88,29 @@ def test_make_quick_honours_seeds():
 
 def test_make_help_lists_the_variables():
     out = subprocess.run(["make", "help"], cwd=ROOT, capture_output=True, text=True)
-    for var in ("SCALE", "SEEDS", "ARGS", "DLN_LAUNCHER"):
+    for var in ("SCALE", "SEEDS", "ARGS", "LAUNCHER"):
         assert re.search(rf"^\s+{var}\s+\S", out.stdout, re.M), out.stdout
+
+
+@pytest.mark.parametrize("target, make_vars, launcher", [
+    ("fig1", [], True),  # quick: single-thread CNN runs, two at a time
+    ("fig1", ["SCALE=paper"], False),  # paper: every core for one run
+    ("fig1", ["LAUNCHER="], False),
+    ("fig1", ["ARGS=train.threads=2"], False),  # two 2-thread runs would share 2 cores badly
+    ("fig3_dln", ["SCALE=paper"], True),  # the DLN is single-threaded at every scale
+    ("fig3_dln", ["ARGS=train.threads=2"], False),
+])
+def test_make_runs_single_thread_runs_side_by_side(target, make_vars, launcher):
+    out = subprocess.run(["make", "-n", target, *make_vars], cwd=ROOT, capture_output=True, text=True)
+    train = [line for line in out.stdout.splitlines() if "experiments.train" in line]
+    assert len(train) == 1 and ("hydra/launcher=parallel" in train[0]) == launcher, out.stdout
+
+
+def test_quick_and_tiny_runs_are_single_threaded():
+    """One fixed thread count below paper scale: the same numbers on any core count."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
+        threads = {scale: compose("config", overrides=[f"scale={scale}"]).train.threads
+                   for scale in ("quick", "tiny", "paper")}
+    assert threads == {"quick": 1, "tiny": 1, "paper": 0}

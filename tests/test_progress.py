@@ -101,6 +101,15 @@ def test_auto_threads_uses_the_free_cores(monkeypatch, cores, busy, omp, want):
     assert threads.auto_threads(busy) == want
 
 
+@pytest.mark.parametrize("cores, busy, want", [(2, 0.0, 2), (2, 0.4, 2), (2, 1.0, 3), (2, 1.6, 4), (2, 9.0, 4),
+                                               (8, 2.0, 10), (1, 0.0, 1)])
+def test_pool_size_adds_a_run_per_busy_core(monkeypatch, cores, busy, want):
+    """make all's single-thread workers: one per core, one more per core other processes keep busy (the
+    kernel shares cores per runnable thread), at most twice the cores."""
+    monkeypatch.setattr(threads, "usable_cores", lambda: list(range(cores)))
+    assert threads.pool_size(busy) == want
+
+
 def test_threads_setting(monkeypatch):
     monkeypatch.setattr(threads, "auto_threads", lambda: 3)
     assert threads.resolve_threads("auto") == 3 and threads.resolve_threads(0) == 0
