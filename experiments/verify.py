@@ -69,6 +69,12 @@ class Side:
         return (get(c, "norm.name"), get(c, "optim.lr"), c.get("seed"))
 
     @property
+    def recipe(self) -> str:
+        """Its config without the seed: the runs of one reference band share it (norm and lr, and any other
+        key the experiment sweeps: signal_cnn's model.depth)."""
+        return repr(sorted((k, repr(v)) for k, v in self.config.items() if k != "seed"))
+
+    @property
     def label(self) -> str:
         norm, lr, seed = self.setting
         return f"{norm} lr={lr:g} seed={seed}" if isinstance(lr, (int, float)) else f"{norm} seed={seed}"
@@ -107,9 +113,9 @@ def config_changes(ref: Side, yours: Side) -> list[str]:
 
 
 def match(yours: Side, refs: list[Side]) -> Side:
-    """The reference run of the same setting, or else the one whose config differs least (same job
+    """The reference run of the same config and seed, or else the one whose config differs least (same job
     number breaking ties): a run with another lr is still compared, and the lr named as the cause."""
-    same = [r for r in refs if r.setting == yours.setting]
+    same = [r for r in refs if r.setting == yours.setting and r.recipe == yours.recipe]
     if same:
         return same[0]
     return min(refs, key=lambda r: (len(config_changes(r, yours)) + (r.setting[2] != yours.setting[2]),
@@ -117,11 +123,13 @@ def match(yours: Side, refs: list[Side]) -> Side:
 
 
 def band(ref: Side, refs: list[Side], metric: str, cache: dict) -> tuple[float, float]:
-    """min..max of ``metric`` over the reference seeds of ``ref``'s norm and lr."""
+    """min..max of ``metric`` over the reference seeds of ``ref``'s config (its norm, lr, ...)."""
     vals = []
     for r in refs:
-        if r.setting[:2] == ref.setting[:2]:
-            v = cache.setdefault(r.path, r.finals()).get(metric, math.nan)
+        if r.recipe == ref.recipe:
+            if r.path not in cache:  # read each run's CSV once (setdefault would read it every time)
+                cache[r.path] = r.finals()
+            v = cache[r.path].get(metric, math.nan)
             if math.isfinite(v):
                 vals.append(v)
     return (min(vals), max(vals)) if vals else (math.nan, math.nan)

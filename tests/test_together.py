@@ -209,3 +209,19 @@ def test_a_group_that_fails_does_not_stop_the_others(tmp_path):
     for job in ("0", "1"):
         assert json.loads((tmp_path / "fig4_dln/tiny/x" / job / "summary.json").read_text())["status"] == "completed"
         assert not (tmp_path / "fig4_cnn/tiny/x" / job / "summary.json").exists()
+
+
+def test_run_groups_multi_thread_here_then_single_thread_longest_first(monkeypatch):
+    """Multi-thread groups (paper scale) run one by one in this process; single-thread groups (every run below
+    paper scale) go to the workers, the costliest first (here one worker: in this process, in that order)."""
+    from types import SimpleNamespace
+
+    import experiments.together as together
+
+    ran = []
+    monkeypatch.setattr(together, "train_group", lambda g: ran.append(g[0][1]) or ([(g[0][1], "boom")] if g[0][1] == "short" else []))
+    monkeypatch.setattr(together, "estimated_cost", lambda g: g[0][0].cost)
+    job = lambda threads, cost, name: [(SimpleNamespace(train=SimpleNamespace(threads=threads), cost=cost), name, None)]
+    groups = [job(1, 1.0, "short"), job(0, 9.0, "multi"), job(1, 5.0, "long"), job(1, 3.0, "middle")]
+    assert together.run_groups(groups, workers=1) == [("short", "boom")]
+    assert ran == ["multi", "long", "middle", "short"]

@@ -129,3 +129,23 @@ def test_bad_input_is_one_line_and_writes_nothing(made, tmp_path, capsys, bad):
     captured = capsys.readouterr()
     assert captured.err.startswith(want) and captured.err.count("\n") == 1 and captured.out == ""
     assert tree(tmp_path) == before
+
+
+def test_runs_pair_by_their_whole_config_not_only_norm_and_lr(tmp_path):
+    """signal_cnn sweeps model.depth at one norm and lr: each run pairs with the reference run of its depth,
+    and a band spans only the seeds of that depth (a self-comparison of its reference once failed on this)."""
+    from experiments.verify import Side, band, match
+
+    def side(depth, seed, value, who="ref"):
+        s = Side(tmp_path / who / f"d{depth}s{seed}", {"config": {"norm": {"name": "none"}, "optim": {"lr": 0.1},
+                                                              "seed": seed, "model": {"depth": depth}}})
+        cache[s.path] = {"sig_rank@1": value}
+        return s
+
+    cache: dict = {}
+    refs = [side(d, seed, d * 10 + seed) for d in (11, 13, 16, 19) for seed in (0, 1)]
+    for d in (11, 13, 16, 19):
+        mine = side(d, 1, 0.0, who="mine")
+        ref = match(mine, refs)
+        assert ref.summary["config"]["model"]["depth"] == d and ref.summary["config"]["seed"] == 1
+        assert band(ref, refs, "sig_rank@1", cache) == (d * 10, d * 10 + 1)
