@@ -21,7 +21,6 @@ import bnstudy.threads  # noqa: F401  (first: idle OpenMP threads sleep, set bef
 import argparse
 import logging
 import multiprocessing
-import os
 import sys
 import time
 import traceback

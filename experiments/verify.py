@@ -26,6 +26,7 @@ import json
 import math
 import sys
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import pandas as pd
@@ -54,7 +55,7 @@ class Side:
     path: Path
     summary: dict
 
-    @property
+    @cached_property
     def config(self) -> dict:
         flat = {**node_defaults(), **flatten(self.summary.get("config") or {})}  # measurements added since: off
         return {k: v for k, v in flat.items() if k not in IGNORED_CONFIG}
@@ -68,7 +69,7 @@ class Side:
         c = self.summary.get("config") or {}
         return (get(c, "norm.name"), get(c, "optim.lr"), c.get("seed"))
 
-    @property
+    @cached_property
     def recipe(self) -> str:
         """Its config without the seed: the runs of one reference band share it (norm and lr, and any other
         key the experiment sweeps: signal_cnn's model.depth)."""
@@ -115,11 +116,18 @@ def config_changes(ref: Side, yours: Side) -> list[str]:
 def match(yours: Side, refs: list[Side]) -> Side:
     """The reference run of the same config and seed, or else the one whose config differs least (same job
     number breaking ties): a run with another lr is still compared, and the lr named as the cause."""
-    same = [r for r in refs if r.setting == yours.setting and r.recipe == yours.recipe]
+    same = [r for r in refs if r.recipe == yours.recipe and r.setting[2] == yours.setting[2]]
     if same:
         return same[0]
     return min(refs, key=lambda r: (len(config_changes(r, yours)) + (r.setting[2] != yours.setting[2]),
                                     r.path.name != yours.path.name))
+
+
+def cached_finals(side: Side, cache: dict) -> dict[str, float]:
+    """``side.finals()``, read once per run (``cache.setdefault`` would read the CSV on every call)."""
+    if side.path not in cache:
+        cache[side.path] = side.finals()
+    return cache[side.path]
 
 
 def band(ref: Side, refs: list[Side], metric: str, cache: dict) -> tuple[float, float]:
@@ -127,9 +135,7 @@ def band(ref: Side, refs: list[Side], metric: str, cache: dict) -> tuple[float, 
     vals = []
     for r in refs:
         if r.recipe == ref.recipe:
-            if r.path not in cache:  # read each run's CSV once (setdefault would read it every time)
-                cache[r.path] = r.finals()
-            v = cache[r.path].get(metric, math.nan)
+            v = cached_finals(r, cache).get(metric, math.nan)
             if math.isfinite(v):
                 vals.append(v)
     return (min(vals), max(vals)) if vals else (math.nan, math.nan)
@@ -142,7 +148,7 @@ def compare(experiment: str, yours: Side, refs: list[Side], abs_tol: float, rel_
     env_diff = differing(ref.env, yours.env, IDENTITY_FIELDS)
     seed_changed = ref.setting[2] != yours.setting[2]
     identical = not (env_diff or causes or seed_changed) and ref.env is not None and yours.env is not None
-    mine, theirs = yours.finals(), cache.setdefault(ref.path, ref.finals())
+    mine, theirs = yours.finals(), cached_finals(ref, cache)
     rows = []
     ref_status, your_status = ref.summary.get("status"), yours.summary.get("status")
     rows.append((experiment, yours.label, "status", ref_status, your_status, "",
