@@ -81,8 +81,8 @@ def pool_size(busy: float | None = None) -> int:
     keep busy (rounded), at most twice the cores.
 
     The kernel shares the cores between runnable threads: beside one busy process, two runs on 2 cores get
-    2/3 of a core each, three get half a core each (1.5 cores in all, not 1.33). Measured on the 2-core AMD
-    EPYC with quick VGG-11 runs (800 steps; one alone: 51 s on 1 thread, 37 s on 2): idle, 25.3 s a run
+    2/3 of a core each, three get half a core each (1.5 cores in all, not 1.33). Timed by hand, back to back
+    (``experiments.train`` wall times, not ``make bench``), on the 2-core AMD EPYC with quick VGG-11 runs (800 steps; one alone: 51 s on 1 thread, 37 s on 2): idle, 25.3 s a run
     with 2 at once, 28.4 s with 3 (an extra run only costs on an idle machine); beside a busy Python loop,
     40.5 s a run with 2 at once (1.60x), 34.2 s with 3 (1.35x), 33.1 s with 4."""
     cores = len(usable_cores())
