@@ -38,11 +38,12 @@ import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Optional, Sequence
+from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
 
 import numpy as np
 import pandas as pd
 
+from bnstudy import canonical
 from bnstudy.records import COLUMNS as CSV_COLUMNS
 from bnstudy.records import HEADER, flatten, is_locked, read_json, read_metrics, write_text_atomic
 
@@ -54,21 +55,19 @@ STATUSES = ("completed", "diverged", "running", "interrupted", "failed", "trunca
 COLUMNS = ["path", "status", "step", "steps", "name", "scale", "model", "norm", "data", "lr", "seed",
            "resumed_from", "wall_time_s", "error"]
 
-SWEPT = ("seed", "optim.lr", "norm.")
-"""Settings an experiment's sweeps vary (a key, or a prefix ending in '.'): not part of its settings."""
-
-FREE = ("resume", "progress", "train.threads", "train.device", "train.save_final")
-"""Settings that do not change a run's numbers (as a resume may change them): not part of its settings."""
-
 SAMPLE_METRICS = frozenset({"act_sample"})
 """Metrics whose rows at one (step, layer, unit) are many values (samples), not duplicates."""
 
 SELECTION_RULE = (
-    "An experiment means the finished runs of its sweeps whose settings equal those of its newest sweep (the "
-    "one that finished last), all but norm, lr and seed (and whatever that sweep varies); of several runs of "
-    "one (norm, lr, seed) the one that finished last counts. Runs with other settings, unfinished runs and "
-    "unreadable runs are left out and listed; single runs (`single/`) count only when named with `--sweep`, "
-    "and named sweeps replace the default choice for their experiment.")
+    "An experiment means its canonical runs: finished runs whose settings are the experiment as configured in "
+    "conf/ at the scale (`experiment=NAME scale=SCALE` composed for the run's own norm, lr and other swept "
+    "values, each one the sweep lists; the seed and settings that change no number aside). Of several runs of "
+    "one sweep point and seed the one that finished last counts. Runs with other settings are exploratory: "
+    "drawn and judged apart, labelled with how they differ, never counted among the paper's verdicts (an "
+    "experiment with no canonical run draws its newest exploratory runs, labelled). Unfinished and unreadable "
+    "runs are left out and listed; single runs (`single/`) count only when named with `--sweep`, and named "
+    "sweeps replace the default choice for their experiment. The committed reference is never among them "
+    "unless the results folder is the reference itself.")
 DUPLICATE_RULE = ("Of rows with the same (step, metric, layer, unit, eta) in one CSV the last written counts "
                   "(sample metrics such as act_sample keep every row).")
 
@@ -82,15 +81,37 @@ class BadRunError(ValueError):
 
 
 # --------------------------------------------------------------------------------------------- files
+REFERENCE_MARKS = ("reference.json", ".bnstudy-reference")
+"""A folder holding one of these is (part of) the committed reference: the manifest ``make reference`` writes
+(``bnstudy.reference.MANIFEST``), or the marker ``results/reference/`` holds."""
+
+
+def _marked(folder: Path) -> bool:
+    return any((folder / m).is_file() for m in REFERENCE_MARKS)
+
+
+def is_reference(path: str | Path) -> bool:
+    """Whether ``path`` is in the committed reference (a folder holding :data:`REFERENCE_MARKS`, or inside
+    one). Nothing but ``make verify``, ``make reference`` and a results folder named explicitly
+    (``RESULTS=results/reference/quick``) reads it; nothing cleans, resumes or trains in it."""
+    p = Path(os.path.abspath(path))
+    return any(_marked(q) for q in (p, *p.parents))
+
+
 def iter_run_dirs(root: str | Path) -> Iterator[Path]:
-    """Every dir under ``root`` (itself included) holding a summary or a metrics CSV, in sorted order."""
+    """Every dir under ``root`` (itself included) holding a summary or a metrics CSV, in sorted order. The
+    committed reference below ``root`` (:func:`is_reference`) is not walked unless ``root`` is inside it:
+    your runs and the reference are separate trees."""
     root = Path(root)
     if not root.is_dir():
         return
+    walk_reference = is_reference(root)
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))  # skips .hydra
+        here = Path(dirpath)
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")  # skips .hydra
+                             and (walk_reference or not _marked(here / d)))
         if SUMMARY in filenames or METRICS in filenames:
-            yield Path(dirpath)
+            yield here
 
 
 def _csv_last_step(path: Path) -> float:
@@ -305,28 +326,28 @@ def sweep_of(run_dir: Path) -> Path:
     return run_dir if run_dir.parent.name == "single" else run_dir.parent
 
 
-def _is_swept(key: str, extra: Iterable[str] = ()) -> bool:
-    return any(key == k or (k.endswith(".") and key.startswith(k)) for k in (*SWEPT, *FREE, *extra))
-
-
 def _inside(path: Path, folders: Sequence[Path]) -> bool:
     return any(path == f or path.is_relative_to(f) for f in folders)
 
 
-def _same(a: Any, b: Any) -> bool:
-    na = lambda v: v is None or (isinstance(v, float) and math.isnan(v))
-    return (na(a) and na(b)) or a == b
-
-
 @dataclass
 class Experiment:
-    """The runs one experiment means (:data:`SELECTION_RULE`), where they come from, and what was left out."""
+    """The runs one experiment means (:data:`SELECTION_RULE`), where they come from, and what was left out.
+
+    ``exploratory`` is empty when ``runs`` are canonical, else how they differ from the experiment as
+    configured; ``others`` holds the exploratory groups not chosen (one per distinct set of settings)."""
 
     name: str
     scale: str
     runs: list[Run]
     sweeps: list[Path]
     notes: list[str]
+    exploratory: str = ""
+    others: list["Experiment"] = field(default_factory=list)
+
+    @property
+    def canonical(self) -> bool:
+        return bool(self.runs) and not self.exploratory
 
     @property
     def seeds(self) -> list:
@@ -337,7 +358,7 @@ class Experiment:
         return sorted({r.steps for r in self.runs})
 
     def describe(self) -> str:
-        """One line: which sweep(s), how many runs and seeds, how many steps."""
+        """One line: which sweep(s), how many runs and seeds, how many steps, and whether exploratory."""
         if not self.runs:
             return f"{self.name} ({self.scale}): no finished runs"
         sweeps = ", ".join(s.name for s in self.sweeps)
@@ -345,6 +366,7 @@ class Experiment:
         steps = "/".join(f"{s:,}" for s in self.steps)
         return (f"{self.name} ({self.scale}): sweep{'s' if len(self.sweeps) > 1 else ''} {sweeps}; "
                 f"{len(self.runs)} runs, {n_seeds} seed{'s' if n_seeds > 1 else ''}, {steps} steps"
+                + (f"; exploratory: {self.exploratory}" if self.exploratory else "")
                 + (f"; {len(self.notes)} left out" if self.notes else ""))
 
 
@@ -352,11 +374,15 @@ class RunSet:
     """The runs of one scale under a results root, as each experiment means them (:data:`SELECTION_RULE`).
 
     ``sweeps``: sweep folders (or single-run folders) to read instead of the default choice, for the
-    experiments they belong to. Unreadable runs are left out with one :class:`RunWarning` line each.
+    experiments they belong to. ``spec(name, scale)``: the experiment as configured (default
+    :func:`bnstudy.canonical.spec`, composed from ``conf/``, looked up when the RunSet is made; None: no spec,
+    every run canonical). Unreadable runs are left out with one :class:`RunWarning` line each.
     """
 
-    def __init__(self, root: str | Path = "results", scale: str = "quick", sweeps: Sequence[str | Path] = ()):
+    def __init__(self, root: str | Path = "results", scale: str = "quick", sweeps: Sequence[str | Path] = (),
+                 spec: Optional[Callable[[str, str], Any]] | str = "conf"):
         self.root, self.scale = Path(root), scale
+        self.spec = canonical.spec if spec == "conf" else spec
         self.sweeps = [Path(s).resolve() for s in sweeps]
         for s in self.sweeps:
             if not s.is_dir():
@@ -401,6 +427,15 @@ class RunSet:
         """A run's settings, flattened (``model.depth``, ``optim.lr``, ...), as its summary records them."""
         return self._config.get(str(run.path), {})
 
+    def differences(self, name: str, path: str | Path) -> list[str]:
+        """How a run of experiment ``name`` differs from the experiment as configured ([]: canonical)."""
+        spec = self.spec(name, self.scale) if self.spec else None
+        if self.spec is None:
+            return []
+        if spec is None:
+            return [f"no conf/experiment/{name}.yaml at scale {self.scale} to compare with"]
+        return spec.differences(canonical.flat_settings(self._config.get(str(path), {})))
+
     # ---------------------------------------------------------------------------------- selection
     def _select(self, name: str) -> Experiment:
         df = self._index
@@ -426,28 +461,42 @@ class RunSet:
         done = df[df["status"].isin(DONE)]
         if done.empty:
             return Experiment(name, self.scale, [], [], notes)
-        # the newest sweep sets the experiment's settings; what it varies is swept too
-        newest = done.loc[done.groupby("sweep")["mtime"].transform("max").idxmax(), "sweep"]
-        cfg = {p: {k: v for k, v in self._config[p].items() if not _is_swept(k)} for p in done["path"]}
-        ref = [cfg[p] for p in done.loc[done["sweep"] == newest, "path"]]
-        varies = sorted({k for c in ref for k in c if any(not _same(c.get(k), o.get(k)) for o in ref)})
-        want = {k: v for k, v in ref[0].items() if k not in varies}
-        use, other = [], {}
-        for _, r in done.iterrows():  # a setting missing on one side (another suite version) is no difference
-            diff = [k for k, v in want.items() if k in cfg[r["path"]] and not _same(cfg[r["path"]][k], v)]
-            if diff:
-                other.setdefault(r["sweep"], (diff, r["path"], []))[2].append(r)
-            else:
-                use.append(r)
-        for sweep, (diff, path, rs) in other.items():
-            shown = ", ".join(f"{k}={cfg[path][k]} (not {want[k]})" for k in diff[:3]) + \
-                (" ..." if len(diff) > 3 else "")
-            notes.append(f"{name}: {len(rs)} run(s) of {sweep} not used: other settings than the newest sweep "
-                         f"{Path(newest).name}: {shown}")
+        spec = self.spec(name, self.scale) if self.spec else None
+        swept = list(spec.swept) if spec else []
+        groups: dict[tuple, list] = {}  # () canonical; else the settings that differ (or the swept values)
+        for _, r in done.iterrows():
+            diff = self.differences(name, r["path"])
+            settings = tuple(d for d in diff if " not in the experiment " not in d)
+            groups.setdefault(settings or (("outside the sweep",) if diff else ()), []).append((r, diff))
+        if len(named):  # named sweeps are read as they are, canonical or not
+            return self._group(name, [x for rows in groups.values() for x in rows], swept, notes)
+        chosen = self._group(name, groups.pop((), []), swept, notes)
+        others = sorted((self._group(name, rows, swept, []) for rows in groups.values()),
+                        key=lambda e: -max((_mtime(r.path) for r in e.runs), default=0))
+        if chosen.runs:
+            e = chosen
+        elif others:
+            e = others.pop(0)
+            e.notes[:0] = notes
+        else:
+            return Experiment(name, self.scale, [], [], notes)
+        for o in others:
+            e.notes.append(f"{name}: {len(o.runs)} exploratory run(s) of {', '.join(s.name for s in o.sweeps)} "
+                           f"({o.exploratory}) - judged apart")
+        e.others = others
+        return e
+
+    def _group(self, name: str, rows: list, swept: list[str], notes: list[str]) -> Experiment:
+        """One group of finished runs (canonical, or one set of exploratory settings): the latest run of each
+        sweep point and seed, checked readable."""
+        diffs: list[str] = []
         latest: dict[tuple, Run] = {}
-        for r in sorted(use, key=lambda r: r["mtime"]):
+        for r, diff in sorted(rows, key=lambda x: x[0]["mtime"]):
+            diffs += [d for d in diff if d not in diffs]
             run = _make_run(r)
-            key = (run.norm, run.lr, str(run.seed), *(str(cfg[r["path"]].get(c)) for c in varies))
+            cfg = self._config[r["path"]]
+            key = (run.norm, run.lr, str(run.seed), *(str(cfg.get(k, cfg.get(f"{k}.name"))) for k in swept),
+                   *(d for d in diff))
             if key in latest:
                 notes.append(f"{run.label}: {latest[key].path} superseded by the later {run.path}")
             latest[key] = run
@@ -456,12 +505,13 @@ class RunSet:
             try:
                 run.metrics  # noqa: B018  (read and check now: a corrupt CSV is left out here, named)
             except BadRunError as e:
-                warnings.warn(f"skipped {run.path}: {e}", RunWarning, stacklevel=3)
+                warnings.warn(f"skipped {run.path}: {e}", RunWarning, stacklevel=4)
                 notes.append(f"{run.label}: {e} - not used")
                 continue
             runs.append(run)
+        newest = max(runs, key=lambda r: _mtime(r.path)).sweep if runs else None
         sweeps = sorted({r.sweep for r in runs}, key=lambda s: (s != newest, str(s)))
-        return Experiment(name, self.scale, runs, sweeps, notes)
+        return Experiment(name, self.scale, runs, sweeps, notes, canonical.describe(diffs) if diffs else "")
 
 
 def _mtime(run_dir: Path) -> float:

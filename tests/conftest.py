@@ -46,6 +46,23 @@ def write_fake_run(run_dir: Path, rows: Iterable[tuple], config: dict, *, status
     return run_dir
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "conf_spec: judge runs against the experiments as conf/ composes them "
+                            "(bnstudy.canonical.spec) instead of taking every run as canonical")
+
+
+@pytest.fixture(autouse=True)
+def _every_run_canonical(request, monkeypatch):
+    """Fake runs hold only the identity part of a config (``fake_config``), which no composed experiment
+    equals; tests of claims, figures and readers take every run as canonical. Tests of the canonical/
+    exploratory split itself are marked ``conf_spec`` and compare with conf/ as the suite does."""
+    if request.node.get_closest_marker("conf_spec") is None:
+        import bnstudy.canonical
+
+        anything = lambda experiment, scale, conf_dir=None: bnstudy.canonical.Spec(experiment, scale, {}, {(): {}})
+        monkeypatch.setattr(bnstudy.canonical, "spec", anything)
+
+
 @pytest.fixture
 def one_thread():
     """torch on one thread for the test (tiny tensors; the CPU is shared), the count put back after."""

@@ -83,23 +83,32 @@ def _two_sweeps(root: Path) -> tuple[Path, Path, Path]:
 
 
 def test_figures_and_claims_read_the_same_runs_of_two_sweeps(tmp_path):
+    """The experiment as configured (a hand-made spec): 100 steps at lr 0.1 or 0.5. The two 100-step sweeps are
+    canonical; the newest sweep (300 steps, lr 0.3) is exploratory: judged apart, never mixed in."""
+    from bnstudy.canonical import Spec
     from bnstudy.claims import Results
 
+    spec = lambda e, s: Spec(e, s, {"optim.lr": (0.1, 0.5)}, {(0.1,): {"train.steps": 100}, (0.5,): {"train.steps": 100}})
     sweep_a, sweep_b, sweep_c = _two_sweeps(tmp_path)
     for named in ([], [sweep_a, sweep_b]):
-        R = RunSet(tmp_path, "quick", named)
+        R = RunSet(tmp_path, "quick", named, spec=spec)
         figure_runs = sorted(str(r.path) for r in load_experiment(R, "fig1"))
         claim_runs = sorted(str(r.path) for r in Results(R).runs("fig1"))
         assert figure_runs == claim_runs
-        if not named:  # the newest sweep (300 steps, lr 0.3) sets the settings: the 100-step sweeps are left out
-            assert figure_runs == [str(sweep_c / "0")]
-            assert any("2 run(s)" in n and "train.steps=100 (not 300)" in n for n in R.experiment("fig1").notes)
-        else:  # named: both 100-step sweeps, seeds 0-2, never the single run
-            assert len(figure_runs) == 6 and all("single" not in p for p in figure_runs)
-            assert R.experiment("fig1").seeds == [0, 1, 2]
+        assert len(figure_runs) == 6 and all("single" not in p for p in figure_runs)  # never the single run
+        assert R.experiment("fig1").seeds == [0, 1, 2] and R.experiment("fig1").canonical
+        if not named:
+            (other,) = R.experiment("fig1").others
+            assert [str(r.path) for r in other.runs] == [str(sweep_c / "0")]
+            assert other.exploratory == "train.steps 300 (not 100), optim.lr 0.3 not in the experiment (0.1, 0.5)"
+            assert any("1 exploratory run(s) of 2024-01-03_00-00-00_c" in n for n in R.experiment("fig1").notes)
     fig = fig1(R)
     assert fig.texts[-1].get_text() == ("fig1 (quick): sweeps 2024-01-02_00-00-00_b, 2024-01-01_00-00-00_a; 6 runs, "
                                "3 seeds, 100 steps")
+    only_c = RunSet(tmp_path, "quick", [sweep_c], spec=spec)  # named, exploratory: read, and labelled so
+    assert fig1(only_c).texts[-1].get_text() == (
+        "fig1 (quick): sweep 2024-01-03_00-00-00_c; 1 runs, 1 seed, 300 steps; exploratory: train.steps 300 (not 100), "
+        "optim.lr 0.3 not in the experiment (0.1, 0.5)")
 
 
 def test_a_single_run_counts_only_when_named(tmp_path):
