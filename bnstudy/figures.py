@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from bnstudy.norms import NORMS, norm_look
-from bnstudy.records import write_atomic
+from bnstudy.records import write_atomic, write_text_atomic
 from bnstudy.runs import Run, RunSet
 
 plt.rcParams.update({"figure.dpi": 110, "savefig.dpi": 150, "font.size": 9, "axes.titlesize": 9,
@@ -411,7 +411,13 @@ def draw(names: Iterable[str], root: RunSet | Path, scale: str | None = None, ou
             raise ValueError(f"figure {name!r} is unknown; valid: {', '.join(sorted(FIGURES))}")
         fig = FIGURES[name][0](R)
         written += save(fig, out_dir, f"{name}_{R.scale}")
+        write_text_atomic(out_dir / f"{name}_{R.scale}{RUNS_SUFFIX}", footer(R, FIGURES[name][1]) + "\n")
     return written
+
+
+RUNS_SUFFIX = ".runs.txt"
+"""Beside each figure ``<name>_<scale>.png``: its footer, the runs it was drawn from, one line per experiment
+(REPORT.md's caption quotes it, so caption and figure count the same runs)."""
 
 
 from bnstudy import figures_beyond  # noqa: E402,F401  (registers the curvature, theory and signal figures)

@@ -26,7 +26,8 @@ from typing import Callable, Optional
 
 import pandas as pd
 
-from bnstudy.claims import FAILS, HOLDS, VERDICTS, ClaimResult
+from bnstudy.claims import FAILS, HOLDS, MIXED, VERDICTS, ClaimResult
+from bnstudy.claims.base import PARAPHRASE, SEED_RULE
 
 
 @dataclass
@@ -81,17 +82,29 @@ def markdown_table(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def said(r: ClaimResult) -> str:
+    """The source's words as the report shows them: verbatim (in quotation marks, with their place) or
+    labelled the suite's paraphrase."""
+    return f"(paraphrase, not the source's words) {r.paper}" if r.quote == PARAPHRASE else r.paper
+
+
+def verdict_cell(r: ClaimResult) -> str:
+    """The verdict with how many seeds hold; bold when decided on canonical runs, labelled when exploratory."""
+    if r.scope:
+        return f"{r.verdict_text} (exploratory: {r.scope}; not counted)"
+    return f"**{r.verdict_text}**" if r.verdict in (HOLDS, FAILS, MIXED) else r.verdict_text
+
+
 def claims_frame(results: list[ClaimResult]) -> pd.DataFrame:
-    """The claims table: Claim | Figure | The paper says | Rule | Verdict | Evidence (decided verdicts in bold,
-    with how many seeds agree)."""
+    """The claims table: Claim | Figure | The paper says | Rule | Verdict | Evidence."""
     return pd.DataFrame({
         "Claim": [f"{r.id}. {r.claim}" for r in results],
         "Figure": [r.figure for r in results],
-        "The paper says": [r.paper for r in results],
-        "Rule (threshold, margin)": [r.rule for r in results],
-        "Verdict": [f"**{r.verdict_text}**" if r.verdict in (HOLDS, FAILS) else r.verdict_text for r in results],
-        "Evidence": [r.evidence for r in results],
-    }, columns=["Claim", "Figure", "The paper says", "Rule (threshold, margin)", "Verdict", "Evidence"])
+        "The paper says": [said(r) for r in results],
+        "Rule (threshold: why)": [r.rule for r in results],
+        "Verdict": [verdict_cell(r) for r in results],
+        "Evidence (median over seeds, range)": [r.evidence for r in results],
+    })
 
 
 def render_table(results: list[ClaimResult]) -> str:
@@ -123,58 +136,60 @@ def _claims(ctx: ReportContext) -> str:
 
 @section("Why not")
 def _why_not(ctx: ReportContext) -> str:
-    """For each claim that does not hold: which of the three reasons it is (``WHY_NOT``), with the numbers."""
-    from bnstudy.claims.base import NOT_REPRODUCED, WHY_NOT
+    """For each claim that does not hold: why, derived from the runs that exist (``bnstudy.claims.base.why_not``)."""
+    from bnstudy.claims.base import WHY_NOT
 
-    rows = [r for r in ctx.results if r.verdict in (FAILS, "inconclusive")]
+    rows = [r for r in ctx.results if r.verdict in (FAILS, MIXED, "inconclusive")]
     if not rows:
         return ""
-    head = ("Each claim that does not hold at this scale is one of: " + "; ".join(WHY_NOT) + ".")
-    lines = [f"- **{r.id}** ({r.verdict_text}): {r.why_not or NOT_REPRODUCED + ': ' + r.evidence}" for r in rows]
-    return head + "\n\n" + "\n".join(lines)
+    head = ("Each reason is derived from the runs that exist: " + "; ".join(WHY_NOT) + ". \"Settings tried\" are "
+            "the runs as configured and every other setting of the claim's experiments that ran (exploratory "
+            "runs, `make dln_sweep`).")
+    return head + "\n\n" + "\n".join(f"- **{r.id}** ({r.verdict_text}): {r.why_not or r.evidence}" for r in rows)
 
 
-@section("The DLN's loss scale (make dln_sweep)")
-def _dln_sweep(ctx: ReportContext) -> str:
-    """Claims 4b and 6b at each lr of the DLN sweep: how the open loss scale decides them."""
-    from bnstudy.claims.base import Notes, Results
-    from bnstudy.claims.curves import DLN_SWEEP, dln_ics, oscillation, sweep_results
-    from bnstudy.claims.accuracy import l1_vs_bn
-    from bnstudy.claims.text import fmt, fmt_g
+@section("Exploratory runs")
+def _exploratory(ctx: ReportContext) -> str:
+    """Each claim judged on the exploratory runs of its experiments (other settings), apart and never counted."""
+    from bnstudy.claims.base import exploratory_results
 
     runs = ctx.extra.get("runs")
     if runs is None:
         return ""
-    S = sweep_results(Results(runs))
-    if S is None:
+    results = exploratory_results(runs) + exploratory_results(runs, beyond=True)
+    if not results:
         return ""
-    ics, l1 = {}, {r["lr"]: r for r in l1_vs_bn(S, DLN_SWEEP, Notes())}
-    for row in dln_ics(S, DLN_SWEEP, Notes()):
-        ics.setdefault(row["lr"], []).append(row)
-    groups = S.groups(DLN_SWEEP)
+    df = pd.DataFrame({"Claim": [f"{r.id}. {r.claim}" for r in results], "On runs that differ": [r.scope for r in results],
+                       "Verdict": [r.verdict_text for r in results], "Evidence": [r.evidence for r in results]})
+    return ("Runs whose settings differ from the experiment as configured (another lr, steps, model, ...) are "
+            "judged here, apart, by the same rules. These verdicts are about those settings, not the paper's "
+            "experiment, and are not counted above.\n\n" + markdown_table(df))
+
+
+@section("The DLN's loss scale (make dln_sweep)")
+def _dln_sweep(ctx: ReportContext) -> str:
+    """Claims 4b and 6b at each lr of the DLN sweep, each seed judged alone: how the open loss scale decides them."""
+    from bnstudy.claims import CLAIMS
+    from bnstudy.claims.base import Results, judge
+
+    runs = ctx.extra.get("runs")
+    if runs is None:
+        return ""
+    R = Results(runs)
     table = []
-    for lr in sorted({lr for (_, lr) in groups}, reverse=True):
-        rows = ics.get(lr, [])
-        ok4 = [r["ok"] for r in rows]
-        l1r = l1.get(lr)
-        table.append({
-            "lr (summed loss)": fmt_g(lr),
-            "the same as": f"½·sum at lr {fmt_g(2 * lr)}",
-            "standard cos(G,G') per layer": ", ".join(f"{fmt_g(r['layer'])}: {fmt(r['std'])}" for r in rows) or "-",
-            "BN cos(G,G') per layer": ", ".join(f"{fmt_g(r['layer'])}: {fmt(r['bn'])}" for r in rows) or "-",
-            "standard oscillation": oscillation(groups.get(("none", lr), [])) or "-",
-            "BN oscillation": oscillation(groups.get(("batch", lr), [])) or "-",
-            "4b": ("holds" if all(ok4) else "does not hold") if rows and None not in ok4 else "-",
-            "l1/BN loss, median": f"{l1r['median']:.4f}" if l1r and l1r["ok"] is not None else "-",
-            "6b": ("holds" if l1r["ok"] else "does not hold") if l1r and l1r["ok"] is not None else "-",
-        })
+    for label, view in CLAIMS["4b"].settings(R) if CLAIMS["4b"].settings else []:
+        r4 = judge(view, CLAIMS["4b"], why=False)
+        r6 = judge(view, CLAIMS["6b"], why=False) if CLAIMS["6b"].settings else None
+        table.append({"setting": label, "4b": r4.verdict_text, "4b evidence": r4.evidence,
+                      "6b": r6.verdict_text if r6 else "-", "6b evidence": r6.evidence if r6 else "-"})
+    if not table:
+        return ""
     return ("The paper does not say whether its DLN loss is summed over the 1,000 samples or halved (½·sum, "
             "TensorFlow's `l2_loss`); an SGD step on ½·sum at lr is the step on the sum at lr/2 "
             "(`train.loss=mse_half_sum`). `make dln_sweep` runs the full 10,000 steps at lr 1e-6, 5e-7, 2.5e-7 "
-            "and 1e-7 (summed loss) for standard, BN and l1, and judges claims 4b (whole-run median cos(G,G') "
-            "at the paper's layers 9 and 17) and 6b (median loss ratio l1/BN over the run) at each lr by the "
-            "rules above. Oscillation: cos(g_t-1, g_t) of successive training gradients below "
-            "-0.5 (a period-2 flip, not ICS).\n\n" + markdown_table(pd.DataFrame(table)))
+            "and 1e-7 (summed loss) for standard, BN and l1; claims 4b and 6b are judged at each lr by the rules "
+            "above, each seed alone. Oscillating steps: the fraction of logged steps with cos(g_t-1, g_t) < -0.5 "
+            "(a period-2 flip, not ICS).\n\n" + markdown_table(pd.DataFrame(table)))
 
 
 @section("Beyond the paper")
@@ -191,13 +206,13 @@ def _beyond(ctx: ReportContext) -> str:
         return ""
     df = claims_frame(results).rename(columns={"The paper says": "Who says it"})
     return ("Measurements the paper does not make (docs/beyond.md): what later work says about curvature, the "
-            "paper's own Theorem 4.1, scale invariance and signal at initialisation, checked the same way. "
-            "They are not among the paper's claims counted above.\n\n" + markdown_table(df))
+            "paper's own Theorem 4.1, scale invariance and signal at initialisation, checked the same way (each "
+            "seed alone). They are not among the paper's claims counted above.\n\n" + markdown_table(df))
 
 
 @section("Runs")
 def _runs(ctx: ReportContext) -> str:
-    """Which runs each experiment means (the rule, then one row per experiment the claims read)."""
+    """Which runs each experiment means (the rule, then one row per experiment with runs)."""
     from bnstudy.claims import ordered
     from bnstudy.runs import DUPLICATE_RULE, SELECTION_RULE
 
@@ -212,21 +227,29 @@ def _runs(ctx: ReportContext) -> str:
             continue
         rows.append({"Experiment": name, "Sweeps": ", ".join(s.name for s in e.sweeps) or "-",
                      "Runs": len(e.runs), "Seeds": len(e.seeds), "Steps": "/".join(f"{s:,}" for s in e.steps) or "-",
-                     "Left out": len(e.notes)})
+                     "Canonical": "yes" if e.canonical else (f"no: {e.exploratory}" if e.runs else "-"),
+                     "Exploratory runs apart": sum(len(o.runs) for o in e.others),
+                     "Left out": len([n for n in e.notes if not n.endswith("judged apart")])})
     table = markdown_table(pd.DataFrame(rows)) if rows else "No runs."
     return f"{SELECTION_RULE} {DUPLICATE_RULE}\n\n{table}"
 
 
 @section("Excluded runs")
 def _excluded(ctx: ReportContext) -> str:
+    """Every run left out, per experiment (whether or not a claim reads it), with the claims it concerns."""
     claims_of: dict[str, list[str]] = {}  # each note once, with the claims it applies to
     for r in ctx.results:
         for n in r.excluded.splitlines():
             if n.strip():
                 claims_of.setdefault(n.strip(), []).append(r.id)
+    runs = ctx.extra.get("runs")
+    for name in (runs.names() if runs is not None else []):
+        for n in runs.experiment(name).notes:
+            if not n.endswith("judged apart"):
+                claims_of.setdefault(n.strip(), [])
     if not claims_of:
         return "None."
-    return "\n".join(f"- {cell(n)} (claim{'s' if len(ids) > 1 else ''} {', '.join(ids)})"
+    return "\n".join(f"- {cell(n)}" + (f" (claim{'s' if len(ids) > 1 else ''} {', '.join(ids)})" if ids else "")
                      for n, ids in claims_of.items())
 
 
@@ -271,16 +294,19 @@ CAPTIONS = {
 """What each figure shows (by its name before ``_<scale>``); REPORT.md adds the runs it is drawn from."""
 
 
-def caption(stem: str, scale: str, runs=None) -> str:
-    """A figure's caption: what it shows, and the runs it is drawn from (each experiment's sweep, runs,
-    seeds, steps; from ``bnstudy.figures.FIGURES``)."""
+def caption(stem: str, scale: str, runs=None, figure: Optional[Path] = None) -> str:
+    """A figure's caption: what it shows, and the runs it was drawn from: the footer ``draw`` wrote beside it
+    (``<stem>.runs.txt``), so caption and figure count the same runs; else the runs each experiment means."""
+    from bnstudy.figures import FIGURES, RUNS_SUFFIX
+
     name = stem[: -len(f"_{scale}")] if stem.endswith(f"_{scale}") else stem
     text = CAPTIONS.get(name, f"{name}.")
-    try:
-        from bnstudy.figures import FIGURES
-        experiments = FIGURES[name][1]
-    except (ImportError, KeyError, IndexError, TypeError):
-        experiments = ()
+    sidecar = Path(figure).with_name(stem + RUNS_SUFFIX) if figure is not None else None
+    if sidecar is not None and sidecar.is_file() and not sidecar.is_symlink():
+        lines = [line for line in sidecar.read_text(errors="replace").splitlines()[:20] if line.strip()]
+        if lines:
+            return text + " Drawn from: " + "; ".join(cell(line)[:300] for line in lines) + "."
+    experiments = FIGURES[name][1] if name in FIGURES else ()
     if runs is not None and experiments:
         described = [runs.experiment(e).describe() for e in experiments if runs.experiment(e).runs]
         if described:
@@ -294,7 +320,7 @@ def _figures(ctx: ReportContext) -> str:
         return f"No figures found (results/figures/*_{ctx.scale}.png)."
     runs = ctx.extra.get("runs")
     return "\n\n".join(f"### {Path(f).stem}\n\n![{Path(f).stem}](figures/{Path(f).name})\n\n"
-                        f"*{caption(Path(f).stem, ctx.scale, runs)}*" for f in ctx.figures)
+                        f"*{caption(Path(f).stem, ctx.scale, runs, Path(f))}*" for f in ctx.figures)
 
 
 def render_report(results: list[ClaimResult], figures: list[Path], scale: str, date: Optional[str] = None,
@@ -304,16 +330,20 @@ def render_report(results: list[ClaimResult], figures: list[Path], scale: str, d
     table, the excluded runs, the provenance table, then every figure (linked as ``figures/NAME.png``,
     relative to the report in the results folder)."""
     date = date or datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
-    counts = {v: sum(r.verdict == v for r in results) for v in VERDICTS}
+    canonical = [r for r in results if not r.scope]
+    counts = {v: sum(r.verdict == v for r in canonical) for v in VERDICTS}
+    exploratory = len(results) - len(canonical)
     out = [f"# bnstudy: claims of Santurkar et al. 2018 — scale `{scale}`", "",
-           f"Generated {date} by `python -m experiments.report`. Verdicts: "
-           + ", ".join(f"{counts[v]} {v}" for v in VERDICTS) + ".", "",
-           "\"Standard\" is the network without normalisation. Each claim quotes the paper and states its rule, "
-           "threshold and margin (`bnstudy/claims/`, module constants); a verdict such as \"holds, 3/3\" says how "
-           "many seeds, each judged alone, give the same verdict as the seed mean. Curve claims (4a, 5) compare "
-           "only the steps where both runs are live (above chance + margin, finite and decreasing loss; 4b "
-           "judges the DLN's whole run and shows the live steps); a diverged run counts at chance accuracy in the "
-           "accuracy claims.", ""]
+           f"Generated {date} by `python -m experiments.report` from the runs in `{root or '.'}`.", "",
+           f"**{counts[HOLDS]} of the paper's {len(results)} claims hold** on the runs of the experiments as "
+           f"configured (canonical runs): " + ", ".join(f"{counts[v]} {v}" for v in VERDICTS) + "."
+           + (f" {exploratory} verdict(s) rest on exploratory runs (other settings) and are not counted."
+              if exploratory else ""), "",
+           "\"Standard\" is the network without normalisation. \"The paper says\" quotes the paper's own words "
+           "(verified in public copies of its text) with their section or figure; the suite's paraphrase is "
+           "labelled so. Each rule states its threshold and why. " + SEED_RULE + " Curve claims (4a, 5) compare "
+           "only the steps where both runs are live (above chance + margin, finite and decreasing loss; 4b judges "
+           "the DLN's whole run); a diverged run counts at chance accuracy in the accuracy claims.", ""]
     ctx = ReportContext(list(results), [Path(f) for f in figures], scale, Path(root) if root else None, extra)
     for title, body in SECTIONS.items():
         text = body(ctx)

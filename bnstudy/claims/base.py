@@ -1,28 +1,76 @@
-"""The claims' shared parts: verdicts, the :data:`CLAIMS` registry, the runs a claim reads, and helpers.
+"""The claims' shared parts: verdicts, the :data:`CLAIMS` registry, the runs a claim reads, per-seed judging.
 
-A claim is a function ``check(R: Results, c: Claim) -> ClaimResult`` registered with :func:`claim`;
-``c.result(verdict, parts, notes)`` and ``c.not_run(why, notes)`` build its result. ``Results`` holds the
-finished runs of one scale per experiment (``R.runs(name)``, ``R.groups(name)`` -> ``{(norm, lr): runs}``)
-and the notes of runs it left out (``R.notes(name)``). See ``bnstudy/claims/__init__.py`` for how to add one.
+A claim is a function ``check(R: Results, c: Claim) -> ClaimResult`` registered with :func:`claim`. It is
+always called on **one seed's runs** (``R.only_seed(s)``): each group of ``R.groups(name)`` holds one run,
+and the check reduces it to numbers, compares them and returns ``c.result(parts, notes)``, one
+:class:`Part` per comparison (its numbers, and whether it holds). :func:`judge` calls it once per seed and
+aggregates by :data:`SEED_RULE`; nothing is averaged across seeds before it is judged. The evidence shows
+each number as the median over the seeds with its range.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
 import numpy as np
-import pandas as pd
 
 from bnstudy.claims.liveness import Run
+from bnstudy.claims.text import fmt, fmt_g, fmt_ratio, fmt_step
 from bnstudy.runs import RunSet
 
-HOLDS, FAILS, INCONCLUSIVE, NOT_RUN = "holds", "does not hold", "inconclusive", "not run"
-VERDICTS = (HOLDS, FAILS, INCONCLUSIVE, NOT_RUN)
+HOLDS, FAILS, MIXED, INCONCLUSIVE, NOT_RUN = "holds", "does not hold", "mixed", "inconclusive", "not run"
+VERDICTS = (HOLDS, FAILS, MIXED, INCONCLUSIVE, NOT_RUN)
 STANDARD, BN = "none", "batch"
+
+SEED_RULE = ("Each seed is judged alone, on its own runs; nothing is averaged across seeds before it is judged. "
+             "A claim holds when more than half of its seeds hold, does not hold when more than half do not, is "
+             "mixed when neither has a majority, and is inconclusive when no seed decides it. The evidence gives "
+             "each number as the median over the seeds with its range (min-max).")
+"""How the seeds' verdicts make a claim's verdict (printed in REPORT.md)."""
+
+PAPER, PARAPHRASE = "paper", "paraphrase"
+"""How a claim's ``paper`` text relates to the source: its verbatim words (quoted, with the section or figure),
+or the suite's paraphrase (labelled so in the report)."""
+
+
+# ------------------------------------------------------------------------------------------ evidence
+KINDS: dict[str, Callable[[float], str]] = {
+    "num": fmt, "x": fmt_ratio, "step": lambda v: "n/a" if math.isnan(v) else fmt_step(v),
+    "g": lambda v: "n/a" if math.isnan(v) else ("inf" if math.isinf(v) else f"{v:.3g}"),
+    "pt": lambda v: "n/a" if math.isnan(v) else f"{100 * v:+.1f} pt",
+}
+"""How a number of the evidence is written, by kind: 3 decimals, a ratio (7.88x), a step (or never), 3
+significant digits, accuracy points (+2.0 pt)."""
+
+
+@dataclass
+class Part:
+    """One comparison of a claim on one seed: its label, its numbers (in order; seeds are merged by position,
+    so a name may repeat: "BN", "standard" for two measures), and whether it holds (``ok``: None = left out;
+    ``info``: shown, never judged). ``yes``/``no`` say the outcome in words. ``lenient``: whether it would
+    hold with no margin (a 'rule stricter than the words' is then named)."""
+
+    label: str
+    values: dict[str, float] | list[tuple] = field(default_factory=dict)  # or (name, value[, kind]) entries
+    ok: Optional[bool] = None
+    yes: str = "holds"
+    no: str = "does not hold"
+    kinds: dict[str, str] = field(default_factory=dict)
+    info: bool = False
+    note: str = ""  # one seed's words (why it was left out, ...); shown when every seed says the same
+    lenient: Optional[bool] = None
+
+    def __post_init__(self):
+        self.values = list(self.values.items()) if isinstance(self.values, dict) else list(self.values)
+
+    def kind(self, i: int) -> str:
+        """How number ``i`` is written: its entry's third element, else ``kinds[name]``, else "num"."""
+        entry = self.values[i]
+        return entry[2] if len(entry) > 2 else self.kinds.get(entry[0], "num")
 
 
 @dataclass
@@ -35,28 +83,108 @@ class ClaimResult:
     verdict: str
     evidence: str
     excluded: str = ""  # one note per line
-    paper: str = ""  # the paper's wording of the claim
-    rule: str = ""  # the rule that decides it, with its threshold and margin
-    why_not: str = ""  # when it does not hold: which of WHY_NOT it is, with the numbers
-    seeds: str = ""  # how many seeds, each judged alone, agree with the verdict ("3/3"); "" with one seed
+    paper: str = ""  # the source's words (quoted with their place) or the suite's paraphrase
+    rule: str = ""  # the rule that decides it, its threshold and why
+    why_not: str = ""  # when it does not hold: derived from the runs that exist
+    seeds: str = ""  # how many seeds hold, of those judged ("2/3"); "" with one seed
+    quote: str = PAPER  # PAPER: ``paper`` is the source's own words; PARAPHRASE: the suite's
+    parts: list[Part] = field(default_factory=list, repr=False)
+    per_seed: dict = field(default_factory=dict, repr=False)  # seed -> that seed's verdict
+    scope: str = ""  # "" canonical runs; else what the exploratory runs are
 
     @property
     def verdict_text(self) -> str:
-        """The verdict with its seed agreement: ``holds, 3/3``."""
-        return f"{self.verdict}, {self.seeds}" if self.seeds else self.verdict
+        """The verdict with how many seeds hold: ``holds, 3/3 seeds``."""
+        return f"{self.verdict}, {self.seeds} seeds hold" if self.seeds else self.verdict
 
 
-NOT_REPRODUCED = "the paper's effect is not reproduced at this size"
-OPEN_CHOICE = "an open choice of the paper decides it"
+def combine(outcomes: list[Optional[bool]]) -> str:
+    """One seed's verdict from its comparisons: holds when every decided one holds."""
+    decided = [o for o in outcomes if o is not None]
+    if not decided:
+        return INCONCLUSIVE
+    return HOLDS if all(decided) else FAILS
+
+
+def aggregate(verdicts: list[str]) -> str:
+    """The claim's verdict from its seeds' (:data:`SEED_RULE`)."""
+    n = len(verdicts)
+    if not n or all(v == NOT_RUN for v in verdicts):
+        return NOT_RUN
+    h, f = verdicts.count(HOLDS), verdicts.count(FAILS)
+    if 2 * h > n:
+        return HOLDS
+    if 2 * f > n:
+        return FAILS
+    return MIXED if h or f else INCONCLUSIVE
+
+
+def _spread(values: list[float], write: Callable[[float], str]) -> str:
+    """The seeds' values as their median and range, ``0.884 (0.880-0.889)``; one value, or all written alike:
+    that value."""
+    vals = sorted(v for v in values if not (isinstance(v, float) and math.isnan(v)))
+    if not vals:
+        return "n/a"
+    k = len(vals)
+    med = vals[k // 2] if k % 2 else (vals[k // 2 - 1] + vals[k // 2]) / 2  # inf + inf stays inf
+    lo, hi = vals[0], vals[-1]
+    return write(med) if write(lo) == write(hi) else f"{write(med)} ({write(lo)}-{write(hi)})"
+
+
+def merge_parts(per_seed: list[tuple[object, list[Part]]]) -> list[str]:
+    """The evidence over seeds: each comparison (by label, in order) with every number as the median over
+    the seeds and its range, and how many seeds it holds in."""
+    labels: list[str] = []
+    by_label: dict[str, list[Part]] = {}
+    for _, parts in per_seed:
+        for p in parts:
+            if p.label not in by_label:
+                labels.append(p.label)
+            by_label.setdefault(p.label, []).append(p)
+    n = len(per_seed)
+    out = []
+    for label in labels:
+        got = by_label[label]
+        first = max(got, key=lambda p: len(p.values))
+        nums = "; ".join(f"{entry[0]} {_spread([_at(p, i) for p in got], KINDS[first.kind(i)])}"
+                         for i, entry in enumerate(first.values))
+        text = f"{label}: {nums}" if nums else label
+        notes = {p.note for p in got}
+        if len(notes) == 1 and len(got) == n and (note := notes.pop()):
+            text += f" ({note})"
+        if not first.info:
+            yes = sum(p.ok is True for p in got)
+            no = sum(p.ok is False for p in got)
+            if n == 1:
+                text += f" -> {first.yes if first.ok else first.no if first.ok is False else 'left out'}"
+            else:
+                said = [f"{first.yes} {yes}/{n}" if yes else "", f"{first.no} {no}/{n}" if no else "",
+                        f"left out {n - yes - no}/{n}" if n - yes - no else ""]
+                text += " -> " + ", ".join(s for s in said if s)
+        out.append(text)
+    return out
+
+
+def _at(part: Part, i: int) -> float:
+    return part.values[i][1] if i < len(part.values) else math.nan
+
+
+# ---------------------------------------------------------------------------------------------- claims
+NOT_REPRODUCED = "not reproduced at any setting tried"
+DECIDED_BY = "decided by"
 STRICTER_RULE = "the rule is stricter than the paper's words"
-WHY_NOT = (NOT_REPRODUCED, OPEN_CHOICE, STRICTER_RULE)
-"""The three reasons a claim may not hold ("Why not" in REPORT.md); a check names one in ``why_not``."""
+SPLIT = "the seeds split"
+TOO_SHORT = "inconclusive: the runs may be too short to reach the regime the claim describes"
+WHY_NOT = (NOT_REPRODUCED, f"{DECIDED_BY} <a setting>: holds at X, fails at Y", STRICTER_RULE, SPLIT)
+"""The reasons a claim may not hold ("Why not" in REPORT.md), each derived from the runs that exist."""
 
 
 @dataclass(frozen=True)
 class Claim:
-    """A registered claim: its id (report order), one-line statement, the paper's wording, the figure and
-    experiments it reads, and its check."""
+    """A registered claim: its id (report order), one-line statement, the source's words (``quote``: PAPER for
+    verbatim words, PARAPHRASE for the suite's), the figure and experiments it reads, its check, its rule
+    with the threshold's justification, and the other settings (``settings(R)``: ``[(label, Results)]``)
+    whose runs its "why not" reads."""
 
     id: str
     summary: str
@@ -65,16 +193,23 @@ class Claim:
     experiments: tuple[str, ...]
     check: Callable[["Results", "Claim"], ClaimResult]
     rule: str = ""
+    quote: str = PAPER
+    group: str = "paper"
+    settings: Optional[Callable[["Results"], list[tuple[str, "Results"]]]] = None
 
-    def result(self, verdict: str, parts: list[str], notes: "Notes | str" = "", why_not: str = "") -> ClaimResult:
-        """The claim's result: ``parts`` (one per comparison) joined as its evidence; ``why_not`` (one of
-        :data:`WHY_NOT` and its numbers) is kept only when the verdict is not ``holds``."""
-        return ClaimResult(self.id, self.summary, self.figure, verdict, "; ".join(parts), str(notes), self.paper,
-                           self.rule, why_not if verdict != HOLDS else "")
+    def result(self, parts: list[Part], notes: "Notes | str" = "", verdict: Optional[str] = None) -> ClaimResult:
+        """One seed's result: its comparisons and its verdict (default: :func:`combine` of the parts)."""
+        if isinstance(parts, str):  # the text form (verdict, [texts], notes): each text an unjudged part
+            parts, notes, verdict = [Part(t, info=True) for t in notes], verdict or "", parts
+        if verdict is None:
+            verdict = combine([p.ok for p in parts if not p.info])
+        return ClaimResult(self.id, self.summary, self.figure, verdict, "", str(notes), self.paper, self.rule,
+                           quote=self.quote, parts=list(parts))
 
     def not_run(self, why: str, notes: "Notes | str | None" = None) -> ClaimResult:
         """``not run``: the experiment, or a run the claim needs, is missing (``why`` says which)."""
-        return ClaimResult(self.id, self.summary, self.figure, NOT_RUN, why, str(notes or ""), self.paper, self.rule)
+        return ClaimResult(self.id, self.summary, self.figure, NOT_RUN, why, str(notes or ""), self.paper,
+                           self.rule, quote=self.quote)
 
 
 CLAIMS: dict[str, Claim] = {}
@@ -86,15 +221,21 @@ registered with ``beyond=True``, checked by :func:`check_beyond`, reported in th
 
 
 def claim(id: str, summary: str, *, figure: str, experiments: tuple[str, ...], paper: str, rule: str = "",
-          beyond: bool = False):
-    """Decorator: register ``check(R, c) -> ClaimResult`` as claim ``id`` (ids are unique). ``paper`` quotes
-    the paper (for a claim ``beyond`` the paper: the work it comes from); ``rule`` says how the check reads
-    it, with its threshold and margin (both go in REPORT.md)."""
+          beyond: bool = False, quote: str = PAPER,
+          settings: Optional[Callable[["Results"], list[tuple[str, "Results"]]]] = None):
+    """Decorator: register ``check(R, c) -> ClaimResult`` as claim ``id`` (ids are unique). ``paper``: the
+    source's words in quotation marks with their section or figure (``quote=PAPER``), or the suite's
+    paraphrase (``quote=PARAPHRASE``); ``rule``: how the check reads it, its threshold and a one-line reason
+    for the threshold (both go in REPORT.md)."""
+    if quote not in (PAPER, PARAPHRASE):
+        raise ValueError(f"claim {id!r}: quote={quote!r}; valid: {PAPER!r}, {PARAPHRASE!r}")
+
     def register(check: Callable[["Results", Claim], ClaimResult]):
         if id in CLAIMS or id in BEYOND:
             prev = (CLAIMS.get(id) or BEYOND[id]).check.__module__
             raise ValueError(f"claim {id!r} is registered twice ({prev} and {check.__module__})")
-        (BEYOND if beyond else CLAIMS)[id] = Claim(id, summary, paper, figure, tuple(experiments), check, rule)
+        (BEYOND if beyond else CLAIMS)[id] = Claim(id, summary, paper, figure, tuple(experiments), check, rule,
+                                                   quote, "beyond" if beyond else "paper", settings)
         return check
     return register
 
@@ -114,39 +255,58 @@ def ordered(beyond: bool = False) -> list[Claim]:
 
 # ------------------------------------------------------------------------------------------------ runs
 class Results:
-    """The runs each experiment means at one scale (``bnstudy.runs.RunSet``: the rule is
-    ``bnstudy.runs.SELECTION_RULE``), as :class:`~bnstudy.claims.liveness.Run`, plus the notes of runs left out."""
+    """The runs each experiment means at one scale (``bnstudy.runs.RunSet``: canonical runs by default), as
+    :class:`~bnstudy.claims.liveness.Run`, plus the notes of runs it left out.
+
+    Views share the loaded runs: ``only_seed(s)`` (one seed's runs), ``using({name: runs})`` (other runs
+    in place of an experiment's: an exploratory group, a sweep's runs at one lr)."""
 
     def __init__(self, root: Path | RunSet, scale: str = "quick", sweeps: Iterable[Path] = ()):
         self.runset = root if isinstance(root, RunSet) else RunSet(root, scale, sweeps)
         self.root, self.scale = self.runset.root, self.runset.scale
         self._runs: dict[str, list[Run]] = {}
-
-    parent: Optional["Results"] = None  # only_seed's view: the runs of ``parent`` with this seed
-    seed = None
+        self.parent: Optional[Results] = None
+        self.seed = None
+        self.replaced: dict[str, list[Run]] = {}
 
     def runs(self, name: str) -> list[Run]:
         if name not in self._runs:
-            self._runs[name] = ([r for r in self.parent.runs(name) if r.seed == self.seed] if self.parent else
-                                [Run.of(r) for r in self.runset.runs(name)])
+            if name in self.replaced:
+                self._runs[name] = self.replaced[name]
+            elif self.parent is not None:
+                self._runs[name] = [r for r in self.parent.runs(name) if self.seed is None or r.seed == self.seed]
+            else:
+                self._runs[name] = [Run.of(r) for r in self.runset.runs(name)]
         return self._runs[name]
 
-    def only_seed(self, seed) -> "Results":
-        """The runs of one seed (a view sharing these runs and their loaded metrics): a claim judged per seed."""
+    def _view(self) -> "Results":
         view = Results(self.runset)
-        view.parent, view.seed = self, seed
+        view.parent = self
+        return view
+
+    def only_seed(self, seed) -> "Results":
+        """The runs of one seed (a view sharing these runs and their loaded metrics)."""
+        view = self._view()
+        view.seed = seed
+        return view
+
+    def using(self, replaced: dict[str, list]) -> "Results":
+        """A view in which each named experiment's runs are the given ones (others: none)."""
+        view = self._view()
+        view.replaced = {k: [r if isinstance(r, Run) else Run.of(r) for r in v] for k, v in replaced.items()}
+        view.runs = lambda name, v=view: v.replaced.get(name, [])  # type: ignore[method-assign]
         return view
 
     def seeds(self, names: Iterable[str]) -> list:
         """The seeds of the runs of these experiments."""
-        return sorted({r.seed for n in names for r in self.runs(n)}, key=str)
+        return sorted({r.seed for n in names for r in self.runs(n)}, key=lambda s: (str(type(s)), s))
 
     def other_scale(self, scale: str) -> "Results":
         """The runs of another scale under the same root (e.g. the paper-scale ``dln_sweep`` from a quick report)."""
         return Results(RunSet(self.root, scale))
 
     def notes(self, name: str) -> list[str]:
-        return self.runset.experiment(name).notes
+        return self.runset.experiment(name).notes if not self.replaced else []
 
     def groups(self, name: str) -> dict[tuple[str, float], list[Run]]:
         out: dict[tuple[str, float], list[Run]] = {}
@@ -156,20 +316,11 @@ class Results:
 
 
 # --------------------------------------------------------------------------------------------- helpers
-def seed_mean(runs: list[Run], fn: Callable[[Run], float]) -> tuple[float, int]:
-    """Mean of ``fn`` over the runs' seeds (NaN values skipped), and how many counted."""
-    vals = [fn(r) for r in runs]
-    vals = [v for v in vals if not math.isnan(v)]
-    if not vals:
-        return math.nan, 0
-    return (math.inf if any(math.isinf(v) and v > 0 for v in vals) else float(np.mean(vals))), len(vals)
-
-
-def combine(outcomes: list[Optional[bool]]) -> str:
-    decided = [o for o in outcomes if o is not None]
-    if not decided:
-        return INCONCLUSIVE
-    return HOLDS if all(decided) else FAILS
+def one(runs: list[Run], fn: Callable[[Run], float]) -> float:
+    """``fn`` of the group's run: a check sees one seed, so a group holds one run (NaN when empty)."""
+    if len(runs) > 1:
+        raise ValueError(f"a claim check sees one seed's runs; got {len(runs)}: {[r.label for r in runs]}")
+    return fn(runs[0]) if runs else math.nan
 
 
 class Notes:
@@ -207,25 +358,112 @@ def experiment_groups(R: Results, name: str) -> tuple[dict, "Notes"]:
     return R.groups(name), notes
 
 
+# ---------------------------------------------------------------------------------------------- judging
+def judge(R: Results, c: Claim, why: bool = True) -> ClaimResult:
+    """The claim judged on each seed's runs alone and aggregated by :data:`SEED_RULE`; ``why``: derive its
+    "why not" from the other settings that exist (:func:`why_not`)."""
+    seeds = R.seeds(c.experiments)
+    if not seeds:
+        return c.check(R, c)
+    per = [(s, c.check(R.only_seed(s), c)) for s in seeds]
+    verdict = aggregate([r.verdict for _, r in per])
+    run = [r for _, r in per if r.verdict != NOT_RUN]
+    if not run:
+        return per[0][1]
+    notes = Notes()
+    for _, r in per:
+        notes.extend(str(r.excluded).splitlines())
+    evidence = merge_parts([(s, r.parts) for s, r in per if r.verdict != NOT_RUN])
+    missing = [f"seed {s}: {r.evidence}" for s, r in per if r.verdict == NOT_RUN]
+    out = ClaimResult(c.id, c.summary, c.figure, verdict, "; ".join(evidence + missing), str(notes), c.paper,
+                      c.rule, quote=c.quote, parts=[p for _, r in per for p in r.parts],
+                      per_seed={s: r.verdict for s, r in per})
+    if len(seeds) > 1:
+        out.seeds = f"{sum(v == HOLDS for v in out.per_seed.values())}/{len(seeds)}"
+    if why and verdict in (FAILS, MIXED, INCONCLUSIVE):
+        out.why_not = why_not(R, c, out)
+    return out
+
+
+def _tally(result: ClaimResult) -> str:
+    return result.verdict_text if result.seeds else result.verdict
+
+
+def why_not(R: Results, c: Claim, result: ClaimResult) -> str:
+    """Why a claim does not hold, from the runs that exist: the seeds that split; whether it holds with no
+    margin (the rule stricter than the words); and its verdict at every other setting that ran (the claim's
+    ``settings``: exploratory runs of its experiments, a sweep): "decided by" when some setting holds and
+    another fails, "not reproduced at any setting tried" when none holds."""
+    lines = []
+    if result.verdict == MIXED or (result.seeds and len(set(result.per_seed.values())) > 1):
+        by = {}
+        for s, v in result.per_seed.items():
+            by.setdefault(v, []).append(str(s))
+        lines.append(f"{SPLIT}: " + "; ".join(f"{v} for seed{'s' if len(ss) > 1 else ''} {', '.join(ss)}"
+                                               for v, ss in by.items()))
+    failing = [p for p in result.parts if p.ok is False and not p.info]
+    if failing and all(p.lenient for p in failing):
+        lines.append(f"{STRICTER_RULE}: every failing comparison would hold with no margin "
+                     f"({', '.join(sorted({p.label for p in failing}))})")
+    tried = [("as configured", result)]
+    for label, view in (c.settings(R) if c.settings else []) + exploratory_settings(R, c):
+        r = judge(view, c, why=False)
+        if r.verdict != NOT_RUN:
+            tried.append((label, r))
+    holds = [f"{label} ({_tally(r)})" for label, r in tried if r.verdict == HOLDS]
+    fails = [f"{label} ({_tally(r)})" for label, r in tried if r.verdict != HOLDS]
+    if result.verdict == INCONCLUSIVE:
+        lines.append(f"{TOO_SHORT} or a measurement did not decide it (every comparison left out)")
+    elif holds:
+        lines.append(f"{DECIDED_BY} the setting: holds at {'; '.join(holds)}; not at {'; '.join(fails)}")
+    else:
+        lines.append(f"{NOT_REPRODUCED}: {'; '.join(fails)}")
+    return ". ".join(lines)
+
+
+def exploratory_settings(R: Results, c: Claim) -> list[tuple[str, Results]]:
+    """The exploratory runs of the claim's experiments, one setting per group (``RunSet`` ``others``)."""
+    if R.replaced or R.parent is not None:
+        return []
+    out = []
+    for name in c.experiments:
+        for group in R.runset.experiment(name).others:
+            out.append((f"{name} {group.exploratory}", R.using({name: group.runs})))
+    return out
+
 
 def check_claims(results_root: Path | RunSet, scale: str = "quick", sweeps: Iterable[Path] = ()) -> list[ClaimResult]:
     """Every registered claim's verdict over the runs each experiment means (a ``RunSet``, or the finished
-    runs of ``scale`` under ``results_root``, reading the named ``sweeps`` where given)."""
+    runs of ``scale`` under ``results_root``, reading the named ``sweeps`` where given), each seed judged
+    alone (:func:`judge`)."""
     R = Results(results_root, scale, sweeps)
-    return [with_seeds(R, c, c.check(R, c)) for c in ordered()]
+    return [scoped(R, c, judge(R, c)) for c in ordered()]
 
 
 def check_beyond(results_root: Path | RunSet, scale: str = "quick", sweeps: Iterable[Path] = ()) -> list[ClaimResult]:
     """Every claim beyond the paper (:data:`BEYOND`), as :func:`check_claims` does the paper's."""
     R = Results(results_root, scale, sweeps)
-    return [with_seeds(R, c, c.check(R, c)) for c in ordered(beyond=True)]
+    return [scoped(R, c, judge(R, c)) for c in ordered(beyond=True)]
 
 
-def with_seeds(R: Results, c: Claim, result: ClaimResult) -> ClaimResult:
-    """The result with ``seeds`` set: of the seeds its experiments ran, how many give the same verdict when
-    the claim is judged on that seed's runs alone ("3/3"); nothing with a single seed or a claim not run."""
-    seeds = R.seeds(c.experiments)
-    if len(seeds) > 1 and result.verdict != NOT_RUN:
-        agree = sum(c.check(R.only_seed(s), c).verdict == result.verdict for s in seeds)
-        result.seeds = f"{agree}/{len(seeds)}"
+def scoped(R: Results, c: Claim, result: ClaimResult) -> ClaimResult:
+    """The result with ``scope`` set: empty when every run it read is canonical, else what its exploratory
+    runs are (such a verdict is never counted among the paper's)."""
+    scopes = [R.runset.experiment(e).exploratory for e in c.experiments if R.runset.experiment(e).runs]
+    result.scope = "; ".join(f"{e}: {s}" for e, s in zip([e for e in c.experiments
+                                                          if R.runset.experiment(e).runs], scopes) if s)
     return result
+
+
+def exploratory_results(R: Results | RunSet, scale: str = "quick", beyond: bool = False) -> list[ClaimResult]:
+    """Each claim judged on each exploratory group of its experiments (``RunSet`` ``others``), labelled
+    with the group's settings: what ``make report`` shows apart, never counted among the paper's verdicts."""
+    R = R if isinstance(R, Results) else Results(R, scale)
+    out = []
+    for c in ordered(beyond=beyond):
+        for label, view in exploratory_settings(R, c):
+            r = judge(view, c, why=False)
+            if r.verdict != NOT_RUN:
+                r.scope = label
+                out.append(r)
+    return out
