@@ -74,11 +74,11 @@ def test_fig1_bn_better_holds(tmp_path):
     assert "0.880" in r["1a"].evidence and "0.840" in r["1a"].evidence  # test acc BN vs std at lr 0.1
     assert "0.950" in r["1a"].evidence and "0.900" in r["1a"].evidence  # final train acc
     assert r["1b"].verdict == HOLDS
-    assert "step 40 (BN) vs 130 (standard)" in r["1b"].evidence  # 80% of 0.95 = 0.76, std ramp reaches it at 130
-    assert "never (standard)" in r["1b"].evidence  # the diverged std run at lr 0.5
+    # 80% of 0.95 = 0.76: BN at step 40, the standard ramp at 130 (more than 2x: significantly faster)
+    assert "lr 0.1: steps to 80% of BN's final train acc, BN 40; standard 130 -> BN faster" in r["1b"].evidence
+    assert "standard never -> BN faster" in r["1b"].evidence  # the diverged std run at lr 0.5
     assert r["2"].verdict == HOLDS
-    assert "0.860" in r["2"].evidence and "0.100" in r["2"].evidence  # BN 0.5 vs diverged std at chance
-    assert "diverged" in r["2"].evidence
+    assert "standard at lr 0.5: final test acc 0.100; standard at lr 0.1 0.840; BN at lr 0.5 0.860" in r["2"].evidence
     assert "fig1 none lr=0.5 seed=0: diverged at step 60" in r["2"].excluded
     for other in ("3a", "3b", "4a", "4b", "5a", "5b", "5c", "6a", "6b"):
         assert r[other].verdict == NOT_RUN, other
@@ -89,7 +89,7 @@ def test_fig1_standard_better_does_not_hold(tmp_path):
     r = by_id(check_claims(tmp_path, "quick"))
     assert r["1a"].verdict == FAILS and "BN not higher" in r["1a"].evidence
     assert r["1b"].verdict == FAILS
-    assert r["2"].verdict == FAILS and "standard does not degrade" in r["2"].evidence
+    assert r["2"].verdict == FAILS and "does not lose accuracy" in r["2"].evidence
 
 
 def test_empty_and_other_scale_not_run(tmp_path):
@@ -98,7 +98,7 @@ def test_empty_and_other_scale_not_run(tmp_path):
     assert all(r.verdict == NOT_RUN for r in check_claims(tmp_path, "paper"))
 
 
-def test_seeds_are_averaged_and_latest_run_wins(tmp_path):
+def test_each_seed_is_judged_alone_and_latest_run_wins(tmp_path):
     write_run(tmp_path, "fig1", "batch", 0.1, seed=0, acc=ramp(0.9, 40), test_acc=0.80)
     write_run(tmp_path, "fig1", "batch", 0.1, seed=1, acc=ramp(0.9, 40), test_acc=0.90)
     write_run(tmp_path, "fig1", "none", 0.1, seed=0, acc=ramp(0.8, 40), test_acc=0.70)
@@ -108,8 +108,9 @@ def test_seeds_are_averaged_and_latest_run_wins(tmp_path):
     # a run still going (no lock held: reads as interrupted) is not used, and is noted
     write_run(tmp_path, "fig1", "none", 0.1, seed=2, acc=CHANCE, status="running", stop=20)
     r = by_id(check_claims(tmp_path, "quick"))["1a"]
-    assert r.verdict == HOLDS
-    assert "test acc BN 0.850 vs standard 0.730" in r.evidence and "n=2/2" in r.evidence
+    assert r.verdict == HOLDS and r.seeds == "2/2" and r.per_seed == {0: HOLDS, 1: HOLDS}
+    # seed 0: BN 0.80 vs 0.70; seed 1: BN 0.90 vs the later run's 0.76 (the superseded 0.99 is not read)
+    assert "lr 0.1: final test acc: BN 0.850 [0.800, 0.900]; standard 0.730 [0.700, 0.760] -> BN higher 2/2" in r.evidence
     assert f"superseded by the later {new}" in r.excluded
     assert "interrupted" in r.excluded
 
@@ -121,9 +122,12 @@ def test_fig2_noise(tmp_path):
     write_run(tmp_path, "fig2", "none", 0.1, acc=ramp(0.88, 100))
     write_run(tmp_path, "fig2", "noise", 0.1, acc=lambda s: 0.11)
     r = by_id(check_claims(tmp_path, "quick"))
-    assert r["3a"].verdict == HOLDS and "noisy BN 0.900 vs BN 0.920" in r["3a"].evidence
-    assert "standard+noise 0.110" in r["3a"].evidence
-    assert r["3b"].verdict == HOLDS and "0.110" in r["3b"].evidence and "stopped" in r["3b"].evidence
+    assert r["3a"].verdict == HOLDS
+    assert "noisy BN vs BN: final train acc noisy BN 0.900; BN 0.920 -> nearly as BN" in r["3a"].evidence
+    assert "noisy BN vs standard: final train acc noisy BN 0.900; standard 0.880 -> noisy BN better" in r["3a"].evidence
+    assert r["3b"].verdict == HOLDS
+    assert "standard+noise: final train acc 0.110; leaves chance at step never (chance + margin 0.15) -> never trains" \
+        in r["3b"].evidence
 
 
 def test_per_seed_steps_are_listed_in_seed_order(tmp_path):
@@ -133,7 +137,8 @@ def test_per_seed_steps_are_listed_in_seed_order(tmp_path):
         write_run(tmp_path, "fig2", "none", 0.1, seed=seed, acc=ramp(0.88, 60))
         write_run(tmp_path, "fig2", "noise", 0.1, seed=seed, acc=lambda s, at=at: 0.1 if s < at else 0.5)
     r = by_id(check_claims(tmp_path, "quick"))
-    assert "leaves chance at step 100/140/180 (seed 0/1/2)" in r["3b"].evidence, r["3b"].evidence
+    assert "leaves chance at step 140 [100, 180]" in r["3b"].evidence, r["3b"].evidence
+    assert r["3b"].per_seed == {0: FAILS, 1: FAILS, 2: FAILS} and r["3b"].seeds == "0/3"
 
 
 def test_fig2_noise_fails(tmp_path):
@@ -142,15 +147,15 @@ def test_fig2_noise_fails(tmp_path):
     write_run(tmp_path, "fig2", "none", 0.1, acc=ramp(0.88, 100))
     write_run(tmp_path, "fig2", "noise", 0.1, acc=ramp(0.85, 100))  # the noise does not stop it
     r = by_id(check_claims(tmp_path, "quick"))
-    assert r["3a"].verdict == FAILS and "0.800" in r["3a"].evidence
-    assert r["3b"].verdict == FAILS and "still trains" in r["3b"].evidence
+    assert r["3a"].verdict == FAILS and "noisy BN 0.800; BN 0.950 -> more than 0.03 below BN" in r["3a"].evidence
+    assert r["3b"].verdict == FAILS and "-> trains" in r["3b"].evidence
 
 
-def test_fig2_without_noise_run(tmp_path):
+def test_fig2_without_noise_or_standard_run(tmp_path):
     write_run(tmp_path, "fig2", "batch", 0.1, acc=ramp(0.92, 40))
     write_run(tmp_path, "fig2", "noisy_batch", 0.1, acc=ramp(0.91, 50))
     r = by_id(check_claims(tmp_path, "quick"))
-    assert r["3a"].verdict == HOLDS and "no standard+noise run" in r["3a"].evidence
+    assert r["3a"].verdict == NOT_RUN and "standard, BN and noisy-BN" in r["3a"].evidence  # needs the standard net
     assert r["3b"].verdict == NOT_RUN
 
 
@@ -168,9 +173,9 @@ def test_ics_claims(tmp_path):
     ics(0.99, 0.1, tmp_path, "fig3_dln", 1e-6, dln=True)
     r = by_id(check_claims(tmp_path, "quick"))
     assert r["4a"].verdict == HOLDS
-    assert "fig3_cnn lr 0.1 layer 3: median cos(G,G') BN 0.400 vs standard 0.600" in r["4a"].evidence
+    assert "fig3_cnn lr 0.1 layer 3: median cos(G,G') BN 0.400; standard 0.600" in r["4a"].evidence
     assert "fig3_dln lr 1e-06 layer 3" in r["4a"].evidence
-    assert r["4b"].verdict == HOLDS and "standard 0.990" in r["4b"].evidence and "BN 0.100" in r["4b"].evidence
+    assert r["4b"].verdict == HOLDS and "median cos(G,G') standard 0.990; BN 0.100 -> as the paper" in r["4b"].evidence
 
 
 def test_ics_claims_fail(tmp_path):
@@ -191,8 +196,7 @@ def test_flat_dln_loss_is_not_live(tmp_path):
     r = by_id(check_claims(tmp_path, "quick"))
     assert r["4a"].verdict == INCONCLUSIVE and r["4b"].verdict == HOLDS
     assert "fig3_dln none lr=1e-07 seed=0: whole run not live: loss flat" in r["4a"].excluded
-    assert "standard 1.000 (correlated; live steps n/a, 0/10)" in r["4b"].evidence
-    assert "fig3_dln none lr=1e-07 seed=0: whole run not live: loss flat" in r["4b"].excluded
+    assert "lr 1e-07 layer 3: median cos(G,G') standard 1.000; BN 0.100 -> as the paper" in r["4b"].evidence
 
 
 # ----------------------------------------------------------------------------------------------- claim 5
@@ -212,10 +216,9 @@ def test_smoothness_holds(tmp_path):
     r = by_id(check_claims(tmp_path, "quick"))
     for cid in ("5a", "5b", "5c"):
         assert r[cid].verdict == HOLDS, (cid, r[cid].evidence)
-        assert "100x" in r[cid].evidence and "fig4_dln not run" in r[cid].evidence
-    assert "median standard 5.000 vs BN 0.050" in r["5b"].evidence
-    assert "first 25% of steps standard 50.000 vs BN 0.500" in r["5b"].evidence
-    assert "largest early-training ratio standard/BN 100x" in r["5b"].evidence
+        assert "standard/BN 100x" in r[cid].evidence and "fig4_dln" not in r[cid].evidence
+    assert ("fig4_cnn lr 0.1 max ||g-g'||: median standard 5; BN 0.05; standard/BN 100x; first 25% of steps "
+            "standard/BN 100x -> BN smoother") in r["5b"].evidence
 
 
 def test_smoothness_standard_smoother_does_not_hold(tmp_path):
@@ -238,7 +241,7 @@ def test_dead_standard_run_is_excluded_not_a_win(tmp_path):
     r = by_id(check_claims(tmp_path, "quick"))
     for cid in ("5a", "5b", "5c"):
         assert r[cid].verdict == HOLDS, (cid, r[cid].evidence)
-        assert "fig4_cnn lr 0.5" in r[cid].evidence and "left out (0 steps where both are live)" in r[cid].evidence
+        assert "fig4_cnn lr 0.5" in r[cid].evidence and "lr 0.5" in r[cid].evidence and "-> left out" in r[cid].evidence
         assert ("fig4_cnn none lr=0.5 seed=0: whole run not live: train acc at chance (<= 0.15)"
                 in r[cid].excluded)
 
@@ -274,7 +277,7 @@ def test_diverged_run_steps_after_divergence_excluded(tmp_path):
     landscape(tmp_path, "fig4_cnn", "batch", 0.1, 0.1)
     r = by_id(check_claims(tmp_path, "quick"))
     assert r["5b"].verdict == HOLDS, r["5b"].evidence
-    assert "6 common live steps" in r["5b"].evidence  # steps 0..100
+    assert "median standard 3; BN 0.55" in r["5b"].evidence  # steps 0..100 only (6): the near-zero ones are left out
     assert "fig4_cnn none lr=0.1 seed=0: 4/10 measured steps not live (steps 120-180)" in r["5b"].excluded
     assert "diverged" in r["5b"].excluded
 
@@ -289,8 +292,8 @@ def test_lp_claims(tmp_path):
     write_run(tmp_path, "fig5_dln", "batch", 1e-6, loss=lambda s: 100.0 / (1 + s), **dln)
     write_run(tmp_path, "fig5_dln", "l1", 1e-6, loss=lambda s: 10.0 / (1 + s), **dln)
     r = by_id(check_claims(tmp_path, "quick"))
-    assert r["6a"].verdict == HOLDS and "linf: final train acc 0.880 vs BN 0.900" in r["6a"].evidence
-    assert r["6b"].verdict == HOLDS and "l1 lower" in r["6b"].evidence
+    assert r["6a"].verdict == HOLDS and "lr 0.1 linf: final train acc 0.880; BN 0.900 -> comparable" in r["6a"].evidence
+    assert r["6b"].verdict == HOLDS and "-> l1 lower" in r["6b"].evidence
 
 
 def test_lp_claims_fail(tmp_path):
@@ -302,7 +305,7 @@ def test_lp_claims_fail(tmp_path):
     write_run(tmp_path, "fig5_dln", "l1", 1e-6, loss=lambda s: 100.0 / (1 + s), **dln)
     r = by_id(check_claims(tmp_path, "quick"))
     assert r["6a"].verdict == FAILS and "linf: final train acc 0.100" in r["6a"].evidence
-    assert "l2: not run" in r["6a"].evidence and "diverged at step 50" in r["6a"].excluded
+    assert "lr 0.1 l2 (not run) -> left out" in r["6a"].evidence and "diverged at step 50" in r["6a"].excluded
     assert r["6b"].verdict == FAILS
 
 
@@ -312,7 +315,7 @@ def test_l1_tie_with_bn_on_the_dln_is_not_a_win(tmp_path):
     write_run(tmp_path, "fig5_dln", "batch", 1e-6, loss=lambda s: 12297.4, **dln)
     write_run(tmp_path, "fig5_dln", "l1", 1e-6, loss=lambda s: 12293.0, **dln)
     r = by_id(check_claims(tmp_path, "quick"))
-    assert r["6b"].verdict == FAILS and "median over the run 0.9996" in r["6b"].evidence
+    assert r["6b"].verdict == FAILS and "median over the run 1 ->" in r["6b"].evidence
 
 
 # ----------------------------------------------------------------------------------------------- report
@@ -324,7 +327,8 @@ def test_render_report(tmp_path):
     md = render_report(results, [Path("results/figures/fig1_quick.png"), Path("fig4_quick.png")], "quick",
                        date="2024-05-01")
     assert md.startswith("# ") and "quick" in md.splitlines()[0] and "2024-05-01" in md
-    assert "| Claim | Figure | The paper says | Rule (threshold, margin) | Verdict | Evidence |" in md
+    assert ("| Claim | Figure | The paper says | Rule (threshold: why) | Verdict | Evidence (median over seeds, range) |"
+            in md)
     assert "| 1a. BN reaches higher accuracy" in md and "**holds**" in md
     assert "## Excluded runs" in md and "browser none lr=0.5 seed=0: whole run not live" in md
     assert "![fig1_quick](figures/fig1_quick.png)" in md and "(figures/fig4_quick.png)" in md
@@ -345,7 +349,7 @@ def test_report_cli(tmp_path, capsys):
     assert "figures/fig1_quick.png" in md and "fig1_paper" not in md
     assert not list(tmp_path.glob(".REPORT.md*"))  # no temp file left
     out = capsys.readouterr().out
-    assert "| Claim | Figure | The paper says | Rule (threshold, margin) | Verdict | Evidence |" in out and "REPORT.md" in out
+    assert "| Claim | Figure | The paper says | Rule (threshold: why) | Verdict |" in out and "REPORT.md" in out
 
 
 # ------------------------------------------------------------------------------------ registries
@@ -365,7 +369,11 @@ def test_a_registered_claim_and_report_section_appear_in_the_report(tmp_path):
 
     @claim("99z", "A test claim", figure="Fig. 9", experiments=("fig1",), paper="the test's words")
     def _check(R, c):
-        return c.result(HOLDS if R.runs("fig1") else NOT_RUN, [f"{len(R.runs('fig1'))} fig1 runs"])
+        from bnstudy.claims import Part
+
+        if not R.runs("fig1"):
+            return c.not_run("no fig1 runs")
+        return c.result([Part("fig1", {"runs": len(R.runs("fig1"))}, True, kinds={"runs": "g"})])
 
     @report.section("Test section", before="Excluded runs")
     def _body(ctx):
@@ -374,7 +382,7 @@ def test_a_registered_claim_and_report_section_appear_in_the_report(tmp_path):
     try:
         fig1_tree(tmp_path)
         results = check_claims(tmp_path, "quick")
-        assert results[-1].id == "99z" and results[-1].verdict == HOLDS and results[-1].evidence == "4 fig1 runs"
+        assert results[-1].id == "99z" and results[-1].verdict == HOLDS and results[-1].evidence == "fig1: runs 4 -> holds"
         md = render_report(results, [], "quick", date="d")
         assert md.index("## Claims") < md.index("## Test section") < md.index("## Excluded runs")
         assert f"{len(results)} results" in md and "| 99z. A test claim | Fig. 9 | the test's words | - | **holds** |" in md

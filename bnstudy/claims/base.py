@@ -29,7 +29,7 @@ STANDARD, BN = "none", "batch"
 SEED_RULE = ("Each seed is judged alone, on its own runs; nothing is averaged across seeds before it is judged. "
              "A claim holds when more than half of its seeds hold, does not hold when more than half do not, is "
              "mixed when neither has a majority, and is inconclusive when no seed decides it. The evidence gives "
-             "each number as the median over the seeds with its range (min-max).")
+             "each number as the median over the seeds with its range: 0.88 [0.86, 0.90].")
 """How the seeds' verdicts make a claim's verdict (printed in REPORT.md)."""
 
 PAPER, PARAPHRASE = "paper", "paraphrase"
@@ -120,7 +120,7 @@ def aggregate(verdicts: list[str]) -> str:
 
 
 def _spread(values: list[float], write: Callable[[float], str]) -> str:
-    """The seeds' values as their median and range, ``0.884 (0.880-0.889)``; one value, or all written alike:
+    """The seeds' values as their median and range, ``0.884 [0.880, 0.889]``; one value, or all written alike:
     that value."""
     vals = sorted(v for v in values if not (isinstance(v, float) and math.isnan(v)))
     if not vals:
@@ -128,7 +128,7 @@ def _spread(values: list[float], write: Callable[[float], str]) -> str:
     k = len(vals)
     med = vals[k // 2] if k % 2 else (vals[k // 2 - 1] + vals[k // 2]) / 2  # inf + inf stays inf
     lo, hi = vals[0], vals[-1]
-    return write(med) if write(lo) == write(hi) else f"{write(med)} ({write(lo)}-{write(hi)})"
+    return write(med) if write(lo) == write(hi) else f"{write(med)} [{write(lo)}, {write(hi)}]"
 
 
 def merge_parts(per_seed: list[tuple[object, list[Part]]]) -> list[str]:
