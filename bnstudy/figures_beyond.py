@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from bnstudy.figures import FIGURES, _empty, _finish, _layers, as_runset, plot_metric
-from bnstudy.norms import norm_look
+from bnstudy.norms import norm_look, norm_uses_batch_statistics
 from bnstudy.runs import Run, RunSet
 
 
@@ -42,7 +42,10 @@ def curvature(root: RunSet | Path, scale: str | None = None, sweeps: Sequence[st
     for (exp, runs), (ax_h, ax_s, ax_b) in zip(rows, axes):
         what = "DLN (full-batch GD)" if exp.endswith("dln") else "CNN (SGD)"
         plot_metric(ax_h, runs, "hess_lmax_train", label_suffix=", train mode")
-        plot_metric(ax_h, runs, "hess_lmax_eval", linestyle="--", label_suffix=", eval mode")
+        for norm in sorted({r.norm for r in runs}):  # without batch statistics the two modes are one function
+            same = not norm_uses_batch_statistics(norm)
+            plot_metric(ax_h, [r for r in runs if r.norm == norm], "hess_lmax_eval", linestyle=":" if same else "--",
+                        label_suffix=", eval mode (= train mode: no batch statistics)" if same else ", eval mode")
         plot_metric(ax_s, runs, "batch_sharpness")
         plot_metric(ax_b, runs, "beta_limit")
         for ax, title in ((ax_h, "lambda_max of the Hessian"), (ax_s, "batch sharpness g'Hg / |g|^2"),

@@ -191,6 +191,17 @@ def uses_batch_statistics(module: nn.Module) -> bool:
     return isinstance(module, (_BatchNorm, LpNorm))
 
 
+def norm_uses_batch_statistics(name: str) -> bool:
+    """Whether the registered norm ``name`` normalises with batch statistics in training (its eval mode is
+    then another function): built once on 4 features and asked, so a new norm needs no list."""
+    from bnstudy.config import NormConf
+
+    if name not in NORMS:
+        return False
+    module = NORMS[name](NormConf(name=name), 4, True)  # spatial: every norm accepts conv inputs
+    return any(uses_batch_statistics(m) for m in module.modules())
+
+
 def _largest_divisor_at_most(n: int, k: int) -> int:
     if k < 1:
         raise ValueError(f"groups must be >= 1, got {k}")

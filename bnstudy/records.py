@@ -264,6 +264,24 @@ def config_diff(old: dict, new: dict) -> list[str]:
             for k in sorted(set(a) | set(b)) if k not in RESUME_FREE and a.get(k) != b.get(k)]
 
 
+REFERENCE_MARKS = ("reference.json", ".bnstudy-reference")
+"""A folder holding one of these is (part of) the committed reference: the manifest ``make reference`` writes
+(``bnstudy.reference.MANIFEST``), or the marker ``results/reference/`` holds."""
+
+
+def reference_mark(folder: Path) -> bool:
+    """Whether ``folder`` itself holds a reference mark (:data:`REFERENCE_MARKS`)."""
+    return any((Path(folder) / m).is_file() for m in REFERENCE_MARKS)
+
+
+def is_reference(path: str | Path) -> bool:
+    """Whether ``path`` is in the committed reference (a folder holding :data:`REFERENCE_MARKS`, or inside
+    one). Nothing but ``make verify``, ``make reference`` and a results folder named explicitly
+    (``RESULTS=results/reference/quick``) reads it; nothing cleans, resumes or trains in it."""
+    p = Path(os.path.abspath(path))
+    return any(reference_mark(q) for q in (p, *p.parents))
+
+
 class RunFolder:
     """A run dir and its rules; ``check`` decides, writing nothing, whether a run may go on there."""
 
@@ -275,6 +293,9 @@ class RunFolder:
         """The summary of the run the dir holds with this config (to resume or return as finished), or
         None for an empty dir. Raises ``RunError`` for a dir in use, a link, results that would be
         overwritten (``resume=false``) or mixed (another config), or files the suite did not write."""
+        if is_reference(self.path):
+            raise RunError(f"{self.path} is inside the committed reference: bnstudy never trains, resumes or cleans "
+                           f"there; pick another hydra.run.dir (make verify compares your runs with it)")
         if not holding_lock and is_locked(self.path):
             pid = (self.path / LOCK).read_text(errors="replace").strip() or "?"
             raise RunLockedError(f"{self.path} is in use by another run (pid {pid}): "

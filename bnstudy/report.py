@@ -323,6 +323,20 @@ def _figures(ctx: ReportContext) -> str:
                         f"*{caption(Path(f).stem, ctx.scale, runs, Path(f))}*" for f in ctx.figures)
 
 
+def whose_runs(root: Optional[Path]) -> str:
+    """Whose runs the verdicts are about: yours under ``root`` (the committed reference is never among them),
+    or the committed reference itself."""
+    from bnstudy.runs import is_reference
+
+    if root is None:
+        return ""
+    if is_reference(root):
+        return f"The runs judged are the committed reference's, in `{root}`."
+    return (f"The runs judged are yours, in `{root}`; the committed reference (`results/reference/quick`) is not "
+            f"among them (`make verify` compares your runs with it; `make report RESULTS=results/reference/quick` "
+            f"reports it).")
+
+
 def render_report(results: list[ClaimResult], figures: list[Path], scale: str, date: Optional[str] = None,
                   root: Optional[Path] = None, **extra) -> str:
     """The report as markdown: title, date, then every section of :data:`SECTIONS`: (given the results
@@ -334,7 +348,7 @@ def render_report(results: list[ClaimResult], figures: list[Path], scale: str, d
     counts = {v: sum(r.verdict == v for r in canonical) for v in VERDICTS}
     exploratory = len(results) - len(canonical)
     out = [f"# bnstudy: claims of Santurkar et al. 2018 — scale `{scale}`", "",
-           f"Generated {date} by `python -m experiments.report` from the runs in `{root or '.'}`.", "",
+           f"Generated {date} by `python -m experiments.report`. " + whose_runs(root), "",
            f"**{counts[HOLDS]} of the paper's {len(results)} claims hold** on the runs of the experiments as "
            f"configured (canonical runs): " + ", ".join(f"{counts[v]} {v}" for v in VERDICTS) + "."
            + (f" {exploratory} verdict(s) rest on exploratory runs (other settings) and are not counted."

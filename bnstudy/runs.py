@@ -45,7 +45,8 @@ import pandas as pd
 
 from bnstudy import canonical
 from bnstudy.records import COLUMNS as CSV_COLUMNS
-from bnstudy.records import HEADER, flatten, is_locked, read_json, read_metrics, write_text_atomic
+from bnstudy.records import (HEADER, REFERENCE_MARKS, flatten, is_locked, is_reference, read_json,  # noqa: F401
+                             read_metrics, reference_mark, write_text_atomic)
 
 SUMMARY = "summary.json"  # the names bnstudy.train writes
 METRICS = "metrics.csv"
@@ -81,23 +82,6 @@ class BadRunError(ValueError):
 
 
 # --------------------------------------------------------------------------------------------- files
-REFERENCE_MARKS = ("reference.json", ".bnstudy-reference")
-"""A folder holding one of these is (part of) the committed reference: the manifest ``make reference`` writes
-(``bnstudy.reference.MANIFEST``), or the marker ``results/reference/`` holds."""
-
-
-def _marked(folder: Path) -> bool:
-    return any((folder / m).is_file() for m in REFERENCE_MARKS)
-
-
-def is_reference(path: str | Path) -> bool:
-    """Whether ``path`` is in the committed reference (a folder holding :data:`REFERENCE_MARKS`, or inside
-    one). Nothing but ``make verify``, ``make reference`` and a results folder named explicitly
-    (``RESULTS=results/reference/quick``) reads it; nothing cleans, resumes or trains in it."""
-    p = Path(os.path.abspath(path))
-    return any(_marked(q) for q in (p, *p.parents))
-
-
 def iter_run_dirs(root: str | Path) -> Iterator[Path]:
     """Every dir under ``root`` (itself included) holding a summary or a metrics CSV, in sorted order. The
     committed reference below ``root`` (:func:`is_reference`) is not walked unless ``root`` is inside it:
@@ -109,7 +93,7 @@ def iter_run_dirs(root: str | Path) -> Iterator[Path]:
     for dirpath, dirnames, filenames in os.walk(root):
         here = Path(dirpath)
         dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")  # skips .hydra
-                             and (walk_reference or not _marked(here / d)))
+                             and (walk_reference or not reference_mark(here / d)))
         if SUMMARY in filenames or METRICS in filenames:
             yield here
 

@@ -20,7 +20,7 @@ import re
 import sys
 from pathlib import Path
 
-from bnstudy.records import RUN_FILES
+from bnstudy.records import RUN_FILES, is_reference, reference_mark
 from bnstudy.runs import INDEX, iter_run_dirs, run_status
 
 HYDRA_RUN_FILES = (".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml", "train.log")
@@ -49,6 +49,9 @@ def plan(paths: list[Path], statuses: set[str] | None) -> tuple[set[Path], list[
         if not root.is_dir():
             kept.append(f"{root}: no such folder")
             continue
+        if is_reference(root):
+            kept.append(f"{root}: the committed reference; bnstudy never deletes it (git restores it if you did)")
+            continue
         for run in iter_run_dirs(root):
             status = run_status(run)[0]
             if status == "running":
@@ -60,6 +63,8 @@ def plan(paths: list[Path], statuses: set[str] | None) -> tuple[set[Path], list[
         empty: set[Path] = set()
         for dirpath, dirnames, filenames in os.walk(root, topdown=False):  # never follows links
             d = Path(dirpath)
+            if is_reference(d):  # the committed reference below the results folder: never touched
+                continue
             left = [d / n for n in filenames if d / n not in files] + [d / n for n in dirnames if d / n not in empty]
             if all(p.name in SWEEP_FILES and _regular(p) for p in left):  # nothing but a sweep's own files
                 files.update(left)
@@ -74,6 +79,7 @@ def _others(paths: list[Path], files: set[Path]) -> list[Path]:
     for root in paths:
         for dirpath, dirnames, filenames in os.walk(root):
             d = Path(dirpath)
+            dirnames[:] = [n for n in dirnames if not reference_mark(d / n)]  # the reference: not yours to list
             names = [n for n in filenames if d / n not in files] + [n for n in dirnames if (d / n).is_symlink()]
             suite = set(RUN_FILES) | SWEEP_FILES | {"train.log"} | ({"config.yaml", "hydra.yaml", "overrides.yaml"}
                                                                        if d.name == ".hydra" else set())

@@ -107,3 +107,29 @@ def test_runs_of_other_settings_are_exploratory_and_the_reference_is_not_yours(t
     assert not e.canonical and len(e.runs) == 2 and "exploratory: train.steps 300 (not 800)" in e.describe()
     # the reference is read when named, and only then
     assert len(RunSet(ref, "quick").runs("fig1")) == 4
+
+
+def test_clean_results_never_touches_the_reference(tmp_path, capsys):
+    from experiments.clean_results import main
+
+    results = tmp_path / "results"
+    (results / "reference").mkdir(parents=True)
+    (results / "reference" / ".bnstudy-reference").write_text("the committed reference\n")
+    cfg = {"name": "fig1", "scale": "quick", "seed": 0, "norm": {"name": "none"}, "optim": {"lr": 0.1}}
+    ref = _run(results / "reference" / "quick", "fig1", cfg, "2020-01-01_ref", 0)
+    mine = _run(results, "fig1", cfg, "2024-01-01_mine", 0)
+    assert main([str(results / "reference"), "--yes"]) == 0  # named: refused, nothing deleted
+    assert "the committed reference; bnstudy never deletes it" in capsys.readouterr().out
+    assert (ref / "summary.json").exists()
+    assert main([str(results), "--yes"]) == 0  # the results folder: yours go, the reference stays
+    assert not mine.exists() and (ref / "summary.json").exists() and (ref / "metrics.csv").exists()
+
+
+def test_no_run_trains_or_resumes_inside_the_reference(tmp_path):
+    from bnstudy.records import RunError, RunFolder
+
+    (tmp_path / "reference").mkdir()
+    (tmp_path / "reference" / "reference.json").write_text("{}")
+    with pytest.raises(RunError, match="inside the committed reference"):
+        RunFolder(tmp_path / "reference" / "fig1" / "quick" / "s" / "0").check({"seed": 0}, resume=True)
+    assert RunFolder(tmp_path / "mine" / "0").check({"seed": 0}, resume=True) is None
