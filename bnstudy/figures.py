@@ -287,7 +287,7 @@ def browser(root: RunSet | Path, scale: str | None = None, sweeps: Sequence[str 
     axes[1, 1].set(title="Loss change between successive steps", xlabel="step", yscale="log")
     plot_metric(axes[1, 2], [r for r in low if r.norm != "noisy_batch"], "beta_act")
     axes[1, 2].set(title="\"Effective\" beta (w.r.t. activations)", xlabel="step", yscale="log")
-    return _finish(fig, axes, f"Browser reproduction (seed 001) ({scale})", R, ("browser",))
+    return _finish(fig, axes, f"The browser reproduction ({scale})", R, ("browser",))
 
 
 def fig9(root: RunSet | Path, scale: str | None = None, sweeps: Sequence[str | Path] = ()):

@@ -350,9 +350,10 @@ def render_report(results: list[ClaimResult], figures: list[Path], scale: str, d
     out = [f"# bnstudy: claims of Santurkar et al. 2018 — scale `{scale}`", "",
            f"Generated {date} by `python -m experiments.report`. " + whose_runs(root), "",
            f"**{counts[HOLDS]} of the paper's {len(results)} claims hold** on the runs of the experiments as "
-           f"configured (canonical runs): " + ", ".join(f"{counts[v]} {v}" for v in VERDICTS) + "."
-           + (f" {exploratory} verdict(s) rest on exploratory runs (other settings) and are not counted."
-              if exploratory else ""), "",
+           f"configured (canonical runs): " + ", ".join(f"{counts[v]} {v}" for v in VERDICTS) + f". "
+           f"{len(canonical)} of {len(results)} verdicts rest on canonical runs"
+           + (f"; {exploratory} rest on exploratory runs (other settings) only and are not counted." if exploratory
+              else "."), "",
            "\"Standard\" is the network without normalisation. \"The paper says\" quotes the paper's own words "
            "(verified in public copies of its text) with their section or figure; the suite's paraphrase is "
            "labelled so. Each rule states its threshold and why. " + SEED_RULE + " Curve claims (4a, 5) compare "

@@ -99,8 +99,8 @@ def mixed_warnings(df: pd.DataFrame, claims_by_figure: dict[str, list[str]] | No
 
 
 def figure_of_claim(figure_label: str) -> str | None:
-    """"Fig. 3" -> "fig3"; "seed 001" (the browser reproduction) -> "browser"."""
-    if "seed 001" in str(figure_label):
+    """"Fig. 3" or "Fig. 4a" -> "fig3", "fig4"; "the browser reproduction" -> "browser"."""
+    if "browser" in str(figure_label):
         return "browser"
     digits = "".join(ch for ch in str(figure_label) if ch.isdigit())
     return f"fig{digits}" if digits and f"fig{digits}" in FIGURE_EXPERIMENTS else None

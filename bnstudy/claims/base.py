@@ -402,10 +402,14 @@ def why_not(R: Results, c: Claim, result: ClaimResult) -> str:
         lines.append(f"{SPLIT}: " + "; ".join(f"{v} for seed{'s' if len(ss) > 1 else ''} {', '.join(ss)}"
                                                for v, ss in by.items()))
     failing = [p for p in result.parts if p.ok is False and not p.info]
+    if failing:
+        count = {label: sum(p.label == label for p in failing) for label in dict.fromkeys(p.label for p in failing)}
+        n = max(len(result.per_seed), 1)
+        lines.append("fails at: " + "; ".join(f"{label} ({k}/{n} seed{'s' if n > 1 else ''})"
+                                              for label, k in count.items()))
     if failing and all(p.lenient for p in failing):
-        lines.append(f"{STRICTER_RULE}: every failing comparison would hold with no margin "
-                     f"({', '.join(sorted({p.label for p in failing}))})")
-    tried = [("as configured", result)]
+        lines.append(f"{STRICTER_RULE}: every failing comparison would hold with no margin")
+    tried = [(f"as configured ({configured(R, c)})", result)]
     for label, view in (c.settings(R) if c.settings else []) + exploratory_settings(R, c):
         r = judge(view, c, why=False)
         if r.verdict != NOT_RUN:
@@ -419,6 +423,19 @@ def why_not(R: Results, c: Claim, result: ClaimResult) -> str:
     else:
         lines.append(f"{NOT_REPRODUCED}: {'; '.join(fails)}")
     return ". ".join(lines)
+
+
+def configured(R: Results, c: Claim) -> str:
+    """The claim's experiments as they ran: ``"fig2 at quick scale: lr 0.1, 800 steps, 3 seeds"``."""
+    out = []
+    for name in c.experiments:
+        runs = R.runs(name)
+        if runs:
+            lrs = ", ".join(fmt_g(lr) for lr in sorted({r.lr for r in runs}))
+            steps = "/".join(f"{s:,}" for s in sorted({r.steps for r in runs}))
+            seeds = len({r.seed for r in runs})
+            out.append(f"{name} at {R.scale} scale: lr {lrs}, {steps} steps, {seeds} seed{'s' if seeds > 1 else ''}")
+    return "; ".join(out) or "no runs"
 
 
 def exploratory_settings(R: Results, c: Claim) -> list[tuple[str, Results]]:
