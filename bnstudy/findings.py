@@ -23,7 +23,7 @@ from bnstudy.claims.base import KINDS
 REFERENCE = Path("results/reference/quick")
 
 BLOCKS: dict[str, tuple[str, ...]] = {
-    "README.md": ("headline", "quick-findings", "beyond-findings", "tutorial-findings"),
+    "README.md": ("headline", "quick-findings", "beyond-summary", "tutorial-summary"),
     "docs/beyond.md": ("beyond-claims", "tutorial-claims"),
 }
 """Which generated blocks each document holds (paths relative to the repository root)."""
@@ -161,6 +161,18 @@ def claim_list(results: list[ClaimResult]) -> str:
     return "\n".join(lines) if lines else "No runs."
 
 
+def summary(results: list[ClaimResult], what: str, where: str) -> str:
+    """One sentence: how many of a group's claims hold, which, and where each is listed with its numbers."""
+    if not results:
+        return f"No {what} in the reference yet."
+    by: dict[str, list[str]] = {}
+    for r in results:
+        by.setdefault(r.verdict, []).append(r.id)
+    said = "; ".join(f"{v}: {', '.join(ids)}" for v, ids in by.items())
+    return (f"Of the {len(results)} {what} judged on the reference, **{len(by.get(HOLDS, []))} hold** ({said}); "
+            f"{where} lists each with its source, rule and numbers.")
+
+
 def render(reference: Path = REFERENCE) -> dict[str, str]:
     """Every block's text, from the runs of the reference folder."""
     from bnstudy.claims import check_beyond, check_claims
@@ -173,8 +185,8 @@ def render(reference: Path = REFERENCE) -> dict[str, str]:
     return {
         "headline": headline(paper),
         "quick-findings": quick_findings(paper),
-        "beyond-findings": claim_list(beyond),
-        "tutorial-findings": claim_list(tutorials),
+        "beyond-summary": summary(beyond, "claims of later work", "[docs/beyond.md](docs/beyond.md)"),
+        "tutorial-summary": summary(tutorials, "tutorial sentences", "[docs/beyond.md](docs/beyond.md)"),
         "beyond-claims": claim_list(beyond),
         "tutorial-claims": claim_list(tutorials),
     }
