@@ -15,13 +15,14 @@ the difference named as the likely cause), and each scalar metric (no unit, no e
   moment shifts and drifts, ICS, curvature, signal, Theorem 4.1). These are chaotic: one rounding
   difference in the first step moves the last value far (lambda_max at the edge of stability, the
   moments of a network that died). Their median over the later half of your run lies in the band of
-  every value the reference's seeds of that config took over the later half of theirs, widened alike.
+  every value the reference's seeds of that config took over the later half of theirs, widened by
+  ``max(abs_tol, rel_tol x |band|)``.
 - **status**: your run's status (completed, diverged) is one of the reference's seeds'.
 
 A run whose config the reference has no run of (another lr, norm, loss, number of steps) differs, its
-config change named as the cause, whatever its numbers. The claims are compared too: your verdict against the reference's on your seeds; where they differ but
-the reference's own seeds disagree and one of them gives your verdict, it differs "as the reference's
-seeds do" (a seed-sensitive claim), not a failure.
+config change named as the cause, whatever its numbers. The claims are compared too (:func:`agree`):
+your verdict against the reference's on your seeds; where they differ but one of the reference's seeds,
+alone, gives your verdict, the claim is seed-sensitive and it is no failure.
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ RULES = {
     "final": "accuracy and loss: the last value in the reference seeds' band (min..max), widened by "
              "max(abs_tol, rel_tol x |band|, the band's width: as far as the seeds lie from each other)",
     "run": "every other metric (one batch, one step: chaotic): the median over the later half of your run in the "
-           "band of all values the reference's seeds took over the later half of theirs, widened alike",
+           "band of all values the reference's seeds took over the later half of theirs, widened by "
+           "max(abs_tol, rel_tol x |band|)",
     "status": "completed or diverged, as one of the reference's seeds",
 }
 # what must match for the identical rule (dotted paths into the environment block)
@@ -60,7 +62,8 @@ IDENTITY_FIELDS = ("lock.sha256", "lock.matches", "device.type", "device.cpu_mod
 # what else is worth naming when a run differs
 CAUSE_FIELDS = ("code.commit", "code.diff_sha256", "python", "libraries.torch", "libraries.torchvision",
                 "libraries.numpy", "libraries.pandas", "libraries.hydra-core", *IDENTITY_FIELDS)
-IGNORED_CONFIG = {"progress", "resume", "resume_mismatch", "train.device", "train.threads"}  # environment.threads is compared
+# environment.threads is compared instead of train.threads
+IGNORED_CONFIG = {"progress", "resume", "resume_mismatch", "train.device", "train.threads"}
 
 
 def rule_of(metric: str) -> str:
@@ -230,8 +233,9 @@ def compare_run(experiment: str, yours: Side, refs: list[Side], abs_tol: float =
         and ref.env is not None and yours.env is not None
     band_of = [r for r in refs if r.recipe == ref.recipe]
     statuses = {ref.status} if identical else {r.status for r in band_of}
+    same = yours.status in statuses
     values = [Value(experiment, yours.label, "status", "identical" if identical else "status", ref.status,
-                    math.nan, math.nan, yours.status, "ok" if yours.status in statuses else "DIFFERS")]
+                    math.nan, math.nan, yours.status, "DIFFERS" if not same else "identical" if identical else "ok")]
     for metric in sorted(set(ref.series) | set(yours.series)):
         values.append(compare_value(experiment, yours, ref, band_of, metric, identical, abs_tol, rel_tol))
     why = []

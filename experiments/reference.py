@@ -54,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     except ReferenceError as e:
         print(f"error: {e}; {out} is unchanged", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"interrupted: {out} is unchanged", file=sys.stderr)
+        return 130
     except OSError as e:
         print(f"error: cannot write the reference beside {out} ({e.strerror or e}: {e.filename or ''}): "
               f"{out} is unchanged", file=sys.stderr)

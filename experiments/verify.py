@@ -167,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print(df[["experiment", "run", "metric", "rule", "reference", "low", "high", "yours", "verdict"]]
               .map(_fmt).to_string(index=False))
+        print("reference: the paired reference run's last value; low..high: the band of the rule; yours: your last "
+              "value, or (rule run) the median of your later half")
     else:
         print("Every value with its rule and band: the same command with --table (ARGS=--table for make verify).")
 

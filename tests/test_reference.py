@@ -112,7 +112,7 @@ def test_files_the_suite_did_not_write_are_never_removed(made, capsys):
     assert tree(ref) == before
 
 
-@pytest.mark.parametrize("failure", ["a copy", "the size budget"])
+@pytest.mark.parametrize("failure", ["a copy", "the size budget", "Ctrl-C"])
 def test_a_failed_export_leaves_the_old_reference_whole(made, tmp_path, capsys, monkeypatch, failure):
     results, ref = made
     write_sweep(results, STAMPS[1], acc=0.6)  # newer runs to export
@@ -127,10 +127,15 @@ def test_a_failed_export_leaves_the_old_reference_whole(made, tmp_path, capsys, 
             return real(src, dst, *a, **k)
 
         monkeypatch.setattr("bnstudy.reference.shutil.copyfile", copyfile)
-    else:
+    elif failure == "the size budget":
         monkeypatch.setattr("experiments.reference.SIZE_BUDGET", 1000)
+    else:
+        def interrupted(*a, **k):
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr("bnstudy.figures.draw", interrupted)
     code, err = export(results, ref, capsys)
-    assert code == 2 and err.count("\n") == 1 and f"{ref} is unchanged" in err
+    assert code == (130 if failure == "Ctrl-C" else 2) and err.count("\n") == 1 and f"{ref} is unchanged" in err
     assert tree(ref) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ref", "results"]  # nothing left aside
 

@@ -103,16 +103,19 @@ def test_verify_fails_on_another_learning_rate_naming_metric_and_cause(made, tmp
     results = tmp_path / "results"
     shutil.copytree(root / "mine", results)
     sweep(results, "2026-01-03_00-00-00_1-a", "optim.lr=1e-5")  # newest: one job at lr 1e-5
+    capsys.readouterr()
     assert verify_main(["--results", str(results), "--reference", str(ref), "--table"]) == 1
     out = capsys.readouterr().out
     assert out.startswith("Did you reproduce it? No. You ran 1 of the reference's 1 experiments at quick scale "
                           "(3 runs, seed 0; ")
-    loss = [line.split() for line in out.splitlines() if " train_loss " in line and "lr=1e-05" in line]
+    loss = [r for r in map(str.split, out.splitlines()) if r[:1] == ["fig3_dln"] and r[2:5] == ["lr=1e-05", "seed=0",
+                                                                                                "train_loss"]]
     assert len(loss) == 1 and loss[0][:6] == ["fig3_dln", "batch", "lr=1e-05", "seed=0", "train_loss", "final"]
     assert loss[0][-1] == "DIFFERS"
     low, my_loss = float(loss[0][7]), float(loss[0][9])
     assert my_loss < 0.7 * low  # ten times the lr: far lower loss after 30 steps
-    assert "- fig3_dln batch lr=1e-05 seed=0 (vs reference batch lr=1e-06 seed=0): train_loss " in out
+    assert "- fig3_dln batch lr=1e-05 seed=0 (vs reference batch lr=1e-06 seed=0): the reference has no run of its " \
+           "config; " in out
     assert "Likely cause: optim.lr 1e-06 -> 1e-05" in out
 
 
@@ -232,7 +235,7 @@ def test_the_short_output_is_short_and_the_table_is_behind_a_flag(fake_ref, tmp_
     code_table, table = run_verify(tmp_path / "mine", fake_ref, capsys, "--table")
     assert code == code_table == 0
     assert " beta " not in short and "the same command with --table" in short
-    assert len(table.splitlines()) == len(short.splitlines()) + 1 + 1 + 2 * 4 - 1  # header, blank, 2 runs x 4 values
+    assert len(table.splitlines()) == len(short.splitlines()) + 1 + 1 + 2 * 4  # blank, header, 2 runs x 4 values, legend
     for rule in ("final     accuracy and loss: the last value in the reference seeds' band",
                  "run       every other metric (one batch, one step: chaotic): the median over the later half",
                  "status    completed or diverged, as one of the reference's seeds"):
