@@ -133,8 +133,11 @@ def check_summary(path: Path) -> dict:
 
 
 def is_suite_file(rel: Path, listed: set[str]) -> bool:
-    """Whether ``rel`` (relative to a reference folder) is a file the suite writes there."""
-    return str(rel) in listed or rel == Path(MANIFEST) or any(rel.match(p) for p in OUTPUTS)
+    """Whether ``rel`` (relative to a reference folder) is a file the suite writes there: a run's file its
+    manifest lists, the manifest, or one of :data:`OUTPUTS` at its place."""
+    if str(rel) in listed and rel.name in (SUMMARY, f"{METRICS}.gz"):
+        return True
+    return rel == Path(MANIFEST) or any(len(rel.parts) == len(Path(p).parts) and rel.match(p) for p in OUTPUTS)
 
 
 def _listed(folder: Path) -> set[str]:

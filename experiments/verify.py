@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 from pathlib import Path
 
 import pandas as pd
@@ -81,15 +82,15 @@ def answer(results: list[RunResult], missing: dict[str, list[str]], claims: list
              f"under {root}): {', '.join(ran)}."]
     if ok:
         same = sum(c.agreement == "same" for c in compared)
-        lines.append(f"Every value is within its rule, and the verdict of each of the {len(compared)} claims they "
-                     f"decide is the reference's on {ref_seeds}"
-                     + (f" ({same} the same, {len(compared) - same} as one of the reference's seeds alone)."
-                        if same < len(compared) else "."))
+        lines.append("Every value is within its rule, and " + (
+            f"the verdict of each of the {len(compared)} claims your runs decide is the reference's on {ref_seeds}"
+            + (f" ({same} the same, {len(compared) - same} as one of the reference's seeds alone)."
+               if same < len(compared) else ".") if compared else "none of the paper's claims rests on these runs."))
     else:
         why = []
         if bad_runs:
             per = pd.Series([r.experiment for r in bad_runs]).value_counts(sort=False)
-            why.append(f"{len(bad_runs)} of {len(results)} runs differ beyond the rules "
+            why.append(f"{len(bad_runs)} of {len(results)} runs differ from the reference "
                        f"({', '.join(f'{e} {n}' for e, n in per.items())})")
         if n_missing:
             why.append(f"{n_missing} run(s) of the reference's configs are missing from yours "
@@ -155,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     df = pd.DataFrame([vars(v) for v in values])
     print("\nThe numbers: how many values each rule compared, and how many differ. The rules:")
     for rule, text in RULES.items():
-        print(f"  {rule:9s} {text}")
+        print(textwrap.fill(text, 110, initial_indent=f"  {rule:10s}", subsequent_indent=" " * 12))
     counts = (df.assign(n=1).pivot_table(index="experiment", columns="rule", values="n", aggfunc="sum", fill_value=0)
               .reindex(columns=[c for c in RULES if c in set(df["rule"])]))
     counts.insert(0, "runs", df.groupby("experiment")["run"].nunique())

@@ -239,7 +239,7 @@ def test_the_short_output_is_short_and_the_table_is_behind_a_flag(fake_ref, tmp_
     for rule in ("final     accuracy and loss: the last value in the reference seeds' band",
                  "run       every other metric (one batch, one step: chaotic): the median over the later half",
                  "status    completed or diverged, as one of the reference's seeds"):
-        assert rule in short
+        assert f"  {rule}" in short
 
 
 @pytest.mark.parametrize("shift", [0.0, -0.3])
