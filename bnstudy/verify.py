@@ -8,16 +8,18 @@ the difference named as the likely cause), and each scalar metric (no unit, no e
 - **identical**: your environment and config are the reference run's (the lock, the CPU model or GPU, the
   determinism switches, the thread count): same seed, same bits.
 - **final**: outcomes (accuracy, loss): the last value lies in the band of the reference's seeds of that
-  config (min..max), widened by ``max(abs_tol, rel_tol x |band|, max - min)``: where the seeds agree the
-  band is tight; where they do not (a network whose escape from chance is itself chaotic, such as Fig. 2's
-  standard network with Algorithm 1's noise) another CPU lands as far from them as they lie from each other.
+  config (min..max).
 - **run**: everything measured on one batch at one step (landscape, beta, predictiveness, loss change,
   moment shifts and drifts, ICS, curvature, signal, Theorem 4.1). These are chaotic: one rounding
   difference in the first step moves the last value far (lambda_max at the edge of stability, the
   moments of a network that died). Their median over the later half of your run lies in the band of
-  every value the reference's seeds of that config took over the later half of theirs, widened by
-  ``max(abs_tol, rel_tol x |band|)``.
+  every value the reference's seeds of that config took over the later half of theirs.
 - **status**: your run's status (completed, diverged) is one of the reference's seeds'.
+
+Both bands are widened by ``max(abs_tol, rel_tol x |band|, max - min)``: where the reference's values agree
+the band is tight; where they do not (a network whose escape from chance is itself chaotic, such as Fig. 2's
+standard network with Algorithm 1's noise; lambda_min, which swings from -0.7 to -7 between measurements)
+a rerun may land as far from them as they lie from each other (a few seeds, or one, see little of it).
 
 A run whose config the reference has no run of (another lr, norm, loss, number of steps) differs, its
 config change named as the cause, whatever its numbers. The claims are compared too (:func:`agree`):
@@ -47,13 +49,13 @@ LATER_HALF = 0.5
 """Rule ``run`` reads a metric's values at steps >= this fraction of its last logged step."""
 RULES = {
     "identical": "your environment and config are the reference run's: the same bits",
-    "final": "accuracy and loss: the last value in the reference seeds' band (min..max), widened by "
-             "max(abs_tol, rel_tol x |band|, the band's width: as far as the seeds lie from each other)",
+    "final": "accuracy and loss: the last value in the band of the reference seeds' last values (min..max)",
     "run": "every other metric (one batch, one step: chaotic): the median over the later half of your run in the "
-           "band of all values the reference's seeds took over the later half of theirs, widened by "
-           "max(abs_tol, rel_tol x |band|)",
+           "band of all values the reference's seeds took over the later half of theirs",
     "status": "completed or diverged, as one of the reference's seeds",
 }
+WIDENED = ("the bands of final and run are widened by max(abs_tol, rel_tol x |band|, the band's width): a rerun may "
+           "land as far from the reference's values as they lie from each other")
 # what must match for the identical rule (dotted paths into the environment block)
 IDENTITY_FIELDS = ("lock.sha256", "lock.matches", "device.type", "device.cpu_model", "device.gpu",
                    "determinism.deterministic_algorithms", "determinism.tf32_matmul", "determinism.tf32_cudnn",
@@ -78,6 +80,7 @@ class Side:
     path: Path
     summary: dict
     _metrics: pd.DataFrame | None = field(default=None, repr=False)
+    shown: tuple[str, ...] = ()  # config keys the label names besides norm, lr and seed (see swept_keys)
 
     @cached_property
     def config(self) -> dict:
@@ -107,7 +110,8 @@ class Side:
     def label(self) -> str:
         c = self.summary.get("config") or {}
         lr = get(c, "optim.lr")
-        return f"{get(c, 'norm.name')} " + (f"lr={fmt_g(lr)} " if lr is not None else "") + f"seed={self.seed}"
+        extra = "".join(f"{k.rsplit('.', 1)[-1]}={self.config.get(k)} " for k in self.shown)
+        return f"{get(c, 'norm.name')} " + (f"lr={fmt_g(lr)} " if lr is not None else "") + extra + f"seed={self.seed}"
 
     @cached_property
     def series(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -130,6 +134,13 @@ class Side:
             return vals
         vals = vals[steps >= LATER_HALF * steps[-1]]
         return vals[np.isfinite(vals)]
+
+
+def swept_keys(sides: list[Side]) -> tuple[str, ...]:
+    """The config keys besides norm, lr and seed whose values differ among ``sides`` (signal_cnn's
+    ``model.depth``): labels name them, so that each run's label is its own."""
+    keys = {k for s in sides for k in s.config} - {"seed", "norm.name", "optim.lr"}
+    return tuple(sorted(k for k in keys if len({repr(s.config.get(k)) for s in sides}) > 1))
 
 
 def differing(a: dict | None, b: dict | None, fields) -> list[str]:
@@ -192,9 +203,9 @@ class RunResult:
         return f"{self.experiment} {self.yours.label} (vs reference {self.ref.label})"
 
 
-def _in(y: float, lo: float, hi: float, abs_tol: float, rel_tol: float, spread: bool = False) -> bool:
-    """``y`` in ``lo..hi`` widened by max(abs_tol, rel_tol x |band|) (``spread``: or by the band's width)."""
-    tol = max(abs_tol, rel_tol * max(abs(lo), abs(hi)), (hi - lo) * spread)
+def _in(y: float, lo: float, hi: float, abs_tol: float, rel_tol: float) -> bool:
+    """``y`` in ``lo..hi`` widened by max(abs_tol, rel_tol x |band|, the band's width)."""
+    tol = max(abs_tol, rel_tol * max(abs(lo), abs(hi)), hi - lo)
     return lo - tol <= y <= hi + tol
 
 
@@ -210,7 +221,7 @@ def compare_value(experiment: str, yours: Side, ref: Side, band_of: list[Side], 
         lasts = [s.last(metric) for s in band_of]
         finite = [v for v in lasts if math.isfinite(v)]
         if math.isfinite(y):
-            ok = bool(finite) and _in(y, min(finite), max(finite), abs_tol, rel_tol, spread=True)
+            ok = bool(finite) and _in(y, min(finite), max(finite), abs_tol, rel_tol)
         else:  # NaN or inf: as one of the reference's seeds ended
             ok = any(v == y or (math.isnan(v) and math.isnan(y)) for v in lasts)
         lo, hi = (min(finite), max(finite)) if finite else (math.nan, math.nan)

@@ -30,8 +30,8 @@ import pandas as pd
 from bnstudy.claims import check_claims
 from bnstudy.reference import ReferenceError, Subset, load_reference, your_runs
 from bnstudy.runs import BadRunError, one_line_warnings
-from bnstudy.verify import ABS_TOL, REL_TOL, RULES, ClaimRow, RunResult, Side, agree, compare_run, metrics_of, \
-    missing_runs
+from bnstudy.verify import ABS_TOL, REL_TOL, RULES, WIDENED, ClaimRow, RunResult, Side, agree, compare_run, metrics_of, \
+    missing_runs, swept_keys
 
 
 def _read_summary(run: Path) -> dict:
@@ -137,6 +137,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ReferenceError, BadRunError) as e:
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
+    for e in refs:
+        shown = swept_keys(refs[e])
+        for side in refs[e] + mine[e]:
+            side.shown = shown
     ran = [e for e in experiments if mine[e]]
     not_run = [e for e in experiments if not mine[e]]
     results = [compare_run(e, yours, refs[e], a.abs_tol, a.rel_tol) for e in ran for yours in mine[e]]
@@ -157,9 +161,11 @@ def main(argv: list[str] | None = None) -> int:
     print("\nThe numbers: how many values each rule compared, and how many differ. The rules:")
     for rule, text in RULES.items():
         print(textwrap.fill(text, 110, initial_indent=f"  {rule:10s}", subsequent_indent=" " * 12))
+    print(textwrap.fill(f"({WIDENED.replace('abs_tol', f'{a.abs_tol:g}').replace('rel_tol', f'{a.rel_tol:g}')})", 110,
+                        initial_indent="  ", subsequent_indent="   "))
     counts = (df.assign(n=1).pivot_table(index="experiment", columns="rule", values="n", aggfunc="sum", fill_value=0)
               .reindex(columns=[c for c in RULES if c in set(df["rule"])]))
-    counts.insert(0, "runs", df.groupby("experiment")["run"].nunique())
+    counts.insert(0, "runs", pd.Series([r.experiment for r in results]).value_counts())
     counts["differ"] = df.groupby("experiment")["verdict"].apply(lambda v: int((v == "DIFFERS").sum()))
     counts["missing runs"] = pd.Series({e: len(m) for e, m in missing.items()})
     counts.columns.name = None

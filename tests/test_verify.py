@@ -236,7 +236,7 @@ def test_the_short_output_is_short_and_the_table_is_behind_a_flag(fake_ref, tmp_
     assert code == code_table == 0
     assert " beta " not in short and "the same command with --table" in short
     assert len(table.splitlines()) == len(short.splitlines()) + 1 + 1 + 2 * 4  # blank, header, 2 runs x 4 values, legend
-    for rule in ("final     accuracy and loss: the last value in the reference seeds' band",
+    for rule in ("final     accuracy and loss: the last value in the band of the reference seeds' last values",
                  "run       every other metric (one batch, one step: chaotic): the median over the later half",
                  "status    completed or diverged, as one of the reference's seeds"):
         assert f"  {rule}" in short
@@ -278,6 +278,26 @@ def test_outcomes_are_judged_against_the_seeds_spread(tmp_path):
     assert verdict(0.75, "noise") == verdict(0.15, "noise") == "ok"
     assert verdict(1.21, "noise") == "DIFFERS"  # beyond 0.68 + 0.52
     assert verdict(0.80, "batch") == "ok" and verdict(0.78, "batch") == "DIFFERS"  # 0.88 - 8.9% of 0.89
+
+
+def test_a_chaotic_metric_is_judged_by_its_later_half(tmp_path):
+    """Rule run: the median of your later half against every value the reference's seeds took in theirs
+    (4..8 here), widened by that band's width: 6 and 11 pass whatever the last value, a run at 15 does not."""
+    import numpy as np
+
+    from bnstudy.verify import Side, compare_run
+
+    def side(seed, values, who="ref"):
+        s = Side(tmp_path / who / str(seed), {"status": "completed", "config": {"norm": {"name": "none"}, "seed": seed}})
+        s.series = {"beta": (np.arange(len(values)) * 10.0, np.array(values, dtype=float))}
+        return s
+
+    refs = [side(0, [50, 50, 4, 6, 5]), side(1, [0, 0, 8, 5, 7])]  # the first half (50s, 0s) is not compared
+    beta = lambda values: [v for v in compare_run("fig4_cnn", side(0, values, "mine"), refs).values
+                           if v.metric == "beta"][0]
+    assert (beta([1, 1, 5, 7, 30]).low, beta([1, 1, 5, 7, 30]).high) == (4.0, 8.0)
+    assert beta([1, 1, 5, 7, 30]).yours == 7.0 and beta([1, 1, 5, 7, 30]).verdict == "ok"
+    assert beta([1, 1, 11, 11, 11]).verdict == "ok" and beta([1, 1, 15, 15, 1]).verdict == "DIFFERS"
 
 
 def test_a_missing_run_is_never_a_match(fake_ref, tmp_path, capsys):
