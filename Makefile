@@ -169,8 +169,8 @@ figures:  ## redraw every figure from the CSVs (no training; SWEEP= to name the 
 report:  ## RESULTS/REPORT.md: every figure and the paper's claims checked on the CSVs (SWEEP= to name the sweeps)
 	$(PY) -m experiments.report --results $(RESULTS) --scale $(SCALE) $(sweep_opt)
 
-verify:  ## compare your latest runs at SCALE with the committed reference, metric by metric (README: Provenance)
-	$(PY) -m experiments.verify --results $(RESULTS) --scale $(SCALE) --reference $(REFERENCE)
+verify:  ## did you reproduce it? your runs at SCALE against the reference, claim by claim, then the numbers (ARGS=--table: every value)
+	$(PY) -m experiments.verify --results $(RESULTS) --scale $(SCALE) --reference $(REFERENCE) $(ARGS)
 
 reference:  ## write REFERENCE (results/reference/SCALE) from the latest runs, then redraw its figures and report
 	$(PY) -m experiments.reference --results $(RESULTS) --scale $(SCALE) --out $(REFERENCE)

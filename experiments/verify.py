@@ -1,94 +1,37 @@
-"""Compare your runs with the committed reference, metric by metric: ``make verify``.
+"""Did I reproduce it? Compare your runs with the committed reference: ``make verify``.
 
-    python -m experiments.verify --results results --scale quick [--reference results/reference/quick]
+    python -m experiments.verify --results results --scale quick [--reference results/reference/quick] [--table]
 
-For each experiment of the reference it takes your newest sweep at the scale, pairs each of your runs
-with the reference run of the same setting, and compares the last value of every scalar metric
-(``train_loss``, ``test_acc``, ``beta``, per layer ``ics_cos@5``, ...: rows with no unit or eta) and
-the run's status.
+For each experiment of the reference it takes your runs as figures and the report read them
+(``bnstudy.runs.RunSet``'s selection, the reference tree left out), pairs each with the reference run of
+its config and seed, and compares every scalar metric and the run's status by the rule that fits it
+(``bnstudy.verify``: identical bits on the reference's own environment; else outcomes by their last
+value in the reference seeds' band, chaotic per-step quantities by their median over the later half of
+the run in the band the reference's seeds took there). It also judges the paper's claims on your runs
+and on the reference's (on your seeds) and compares the verdicts.
 
-The rule:
-- **identical** where your environment matches the reference run's: the same lock (``requirements.lock``
-  unchanged and installed as pinned), the same CPU model (or GPU), the same determinism switches and
-  thread count, and the same config. Same seed, same bits: any difference fails.
-- otherwise **within the band**: the reference's seed band for that setting (min..max over its seeds)
-  widened by ``max(--abs-tol, --rel-tol x |value|)`` (default 0.02 and 10%).
-
-It prints a table (experiment, run, metric, reference, yours, difference, verdict), names for each
-failing run the provenance fields and config keys that differ (the likely cause), and exits 1 if any
-metric is outside its rule, 2 on bad input (one line naming the fix). It writes nothing.
+It prints the answer first (which experiments you ran, whether every value and every claim's verdict
+matches), then the claims, a per-experiment count and each value that differs with its likely cause
+(the config keys and provenance fields that differ); ``--table`` prints every value. Exit status 0 when
+everything compared matches, 1 when a value or a verdict differs or a run of the reference's configs is
+missing, 2 on bad input (one line naming the file and the fix). It writes nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
-from dataclasses import dataclass
-from functools import cached_property
+import textwrap
 from pathlib import Path
 
 import pandas as pd
 
-from bnstudy.measures.registry import node_defaults
-from bnstudy.provenance import get
-from bnstudy.records import flatten, read_metrics
-from bnstudy.reference import ReferenceError, RefRun, latest_runs, load_reference
-
-ABS_TOL, REL_TOL = 0.02, 0.10
-# what must match for the identical rule (dotted paths into the environment block)
-IDENTITY_FIELDS = ("lock.sha256", "lock.matches", "device.type", "device.cpu_model", "device.gpu",
-                   "determinism.deterministic_algorithms", "determinism.tf32_matmul", "determinism.tf32_cudnn",
-                   "determinism.flush_denormal", "determinism.cudnn_deterministic", "determinism.cudnn_benchmark",
-                   "threads.intra_op")
-# what else is worth naming when a run differs
-CAUSE_FIELDS = ("code.commit", "code.diff_sha256", "python", "libraries.torch", "libraries.torchvision",
-                "libraries.numpy", "libraries.pandas", "libraries.hydra-core", *IDENTITY_FIELDS)
-IGNORED_CONFIG = {"progress", "resume", "resume_mismatch", "train.device", "train.threads"}  # environment.threads is compared
-
-
-@dataclass
-class Side:
-    """One run as the comparison sees it: its setting, config, environment and final values."""
-
-    path: Path
-    summary: dict
-
-    @cached_property
-    def config(self) -> dict:
-        flat = {**node_defaults(), **flatten(self.summary.get("config") or {})}  # measurements added since: off
-        return {k: v for k, v in flat.items() if k not in IGNORED_CONFIG}
-
-    @property
-    def env(self) -> dict | None:
-        return self.summary.get("environment")
-
-    @property
-    def setting(self) -> tuple:
-        c = self.summary.get("config") or {}
-        return (get(c, "norm.name"), get(c, "optim.lr"), c.get("seed"))
-
-    @cached_property
-    def recipe(self) -> str:
-        """Its config without the seed: the runs of one reference band share it (norm and lr, and any other
-        key the experiment sweeps: signal_cnn's model.depth)."""
-        return repr(sorted((k, repr(v)) for k, v in self.config.items() if k != "seed"))
-
-    @property
-    def label(self) -> str:
-        norm, lr, seed = self.setting
-        return f"{norm} lr={lr:g} seed={seed}" if isinstance(lr, (int, float)) else f"{norm} seed={seed}"
-
-    def finals(self) -> dict[str, float]:
-        """The last value of each metric that has no unit and no eta (per layer: ``ics_cos@5``)."""
-        df = read_metrics(self.path / "metrics.csv")
-        df = df[df["unit"].isna() & df["eta"].isna()]
-        name = df["metric"].astype(str).where(df["layer"].isna(), df["metric"].astype(str) + "@"
-                                              + df["layer"].astype("Int64").astype(str))
-        df = df.assign(name=name, value=pd.to_numeric(df["value"], errors="coerce"))
-        last = df.sort_values("step", kind="stable").groupby("name")["value"].last()
-        return {str(k): float(v) for k, v in last.items()}
+from bnstudy.claims import check_claims
+from bnstudy.reference import ReferenceError, Subset, load_reference, your_runs
+from bnstudy.runs import BadRunError, one_line_warnings
+from bnstudy.verify import ABS_TOL, REL_TOL, RULES, WIDENED, ClaimRow, RunResult, Side, agree, compare_run, metrics_of, \
+    missing_runs, swept_keys
 
 
 def _read_summary(run: Path) -> dict:
@@ -103,84 +46,63 @@ def _read_summary(run: Path) -> dict:
     return summary
 
 
-def differing(a: dict | None, b: dict | None, fields) -> list[str]:
-    return [f"{f} {get(a, f)!r} -> {get(b, f)!r}" for f in fields if get(a, f) != get(b, f)]
-
-
-def config_changes(ref: Side, yours: Side) -> list[str]:
-    a, b = ref.config, yours.config
-    return [f"{k} {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b))
-            if k != "seed" and a.get(k) != b.get(k)]
-
-
-def match(yours: Side, refs: list[Side]) -> Side:
-    """The reference run of the same config and seed, or else the one whose config differs least (same job
-    number breaking ties): a run with another lr is still compared, and the lr named as the cause."""
-    same = [r for r in refs if r.recipe == yours.recipe and r.setting[2] == yours.setting[2]]
-    if same:
-        return same[0]
-    return min(refs, key=lambda r: (len(config_changes(r, yours)) + (r.setting[2] != yours.setting[2]),
-                                    r.path.name != yours.path.name))
-
-
-def cached_finals(side: Side, cache: dict) -> dict[str, float]:
-    """``side.finals()``, read once per run (``cache.setdefault`` would read the CSV on every call)."""
-    if side.path not in cache:
-        cache[side.path] = side.finals()
-    return cache[side.path]
-
-
-def band(ref: Side, refs: list[Side], metric: str, cache: dict) -> tuple[float, float]:
-    """min..max of ``metric`` over the reference seeds of ``ref``'s config (its norm, lr, ...)."""
-    vals = []
-    for r in refs:
-        if r.recipe == ref.recipe:
-            v = cached_finals(r, cache).get(metric, math.nan)
-            if math.isfinite(v):
-                vals.append(v)
-    return (min(vals), max(vals)) if vals else (math.nan, math.nan)
-
-
-def compare(experiment: str, yours: Side, refs: list[Side], abs_tol: float, rel_tol: float, cache: dict):
-    """Rows (experiment, run, metric, reference, yours, difference, verdict) and the likely causes."""
-    ref = match(yours, refs)
-    causes = config_changes(ref, yours)
-    env_diff = differing(ref.env, yours.env, IDENTITY_FIELDS)
-    seed_changed = ref.setting[2] != yours.setting[2]
-    identical = not (env_diff or causes or seed_changed) and ref.env is not None and yours.env is not None
-    mine, theirs = yours.finals(), cached_finals(ref, cache)
-    rows = []
-    ref_status, your_status = ref.summary.get("status"), yours.summary.get("status")
-    rows.append((experiment, yours.label, "status", ref_status, your_status, "",
-                 "ok" if ref_status == your_status else "DIFFERS"))
-    for metric in sorted(set(theirs) | set(mine)):
-        r, y = theirs.get(metric, math.nan), mine.get(metric, math.nan)
-        diff = y - r if math.isfinite(r) and math.isfinite(y) else math.nan
-        if identical:
-            same = (r == y) or (math.isnan(r) and math.isnan(y))
-            verdict = "identical" if same else "DIFFERS (expected identical)"
-        elif not (math.isfinite(r) and math.isfinite(y)):
-            same = (math.isnan(r) and math.isnan(y)) or r == y
-            verdict = "ok" if same else "DIFFERS"
-        else:
-            lo, hi = band(ref, refs, metric, cache)
-            tol = max(abs_tol, rel_tol * max(abs(lo), abs(hi)))
-            verdict = "within band" if lo - tol <= y <= hi + tol else "DIFFERS"
-        rows.append((experiment, yours.label, metric, r, y, diff, verdict))
-    failed = any(v.startswith("DIFFERS") for *_, v in rows)
-    why = []
-    if failed:
-        why = causes + [f"seed {ref.setting[2]} -> {yours.setting[2]}"] * seed_changed + \
-            differing(ref.env, yours.env, CAUSE_FIELDS)
-        if not why:
-            why = ["nothing in the config or the environment differs from the reference run's"]
-    return rows, (f"{experiment} {yours.label} (vs reference {ref.label})", why) if failed else None
-
-
 def _fmt(v) -> str:
     if isinstance(v, float):
-        return f"{v:.6g}"
+        return f"{v:.4g}"
     return "" if v is None else str(v)
+
+
+def _seeds(seeds) -> str:
+    seeds = sorted(seeds, key=str)
+    return f"seed{'s' * (len(seeds) > 1)} {', '.join(map(str, seeds))}"
+
+
+def claim_rows(runset, ref_dir: Path, scale: str, your_seeds: set, ref_seeds: set) -> tuple[list[ClaimRow], str]:
+    """Your verdicts against the reference's on your seeds (all its seeds if it has none of yours)."""
+    seeds = your_seeds & ref_seeds or ref_seeds
+    yours = check_claims(runset, scale)
+    theirs = check_claims(Subset(ref_dir, scale, lambda r: r.seed in seeds), scale)
+    rows = agree(yours, theirs, None)
+    if any(r.agreement == "DIFFERS" for r in rows) and len(ref_seeds) > 1:
+        per_seed = {s: check_claims(Subset(ref_dir, scale, lambda r, s=s: r.seed == s), scale) for s in sorted(ref_seeds)}
+        rows = agree(yours, theirs, per_seed)
+    return rows, _seeds(seeds)
+
+
+def answer(results: list[RunResult], missing: dict[str, list[str]], claims: list[ClaimRow], ran: list[str],
+           not_run: list[str], seeds: set, ref_seeds: str, scale: str, root: Path) -> tuple[bool, list[str]]:
+    """The short answer: which experiments you ran and whether everything compared matches."""
+    bad_runs = [r for r in results if r.differs]
+    n_missing = sum(len(m) for m in missing.values())
+    bad_claims = [c.id for c in claims if c.differs]
+    ok = not (bad_runs or n_missing or bad_claims)
+    compared = [c for c in claims if c.agreement != "not run"]
+    lines = [f"Did you reproduce it? {'Yes' if ok else 'No'}. You ran {len(ran)} of the reference's "
+             f"{len(ran) + len(not_run)} experiments at {scale} scale ({len(results)} runs, {_seeds(seeds)}; "
+             f"under {root}): {', '.join(ran)}."]
+    if ok:
+        same = sum(c.agreement == "same" for c in compared)
+        lines.append("Every value is within its rule, and " + (
+            f"the verdict of each of the {len(compared)} claims your runs decide is the reference's on {ref_seeds}"
+            + (f" ({same} the same, {len(compared) - same} as one of the reference's seeds alone)."
+               if same < len(compared) else ".") if compared else "none of the paper's claims rests on these runs."))
+    else:
+        why = []
+        if bad_runs:
+            per = pd.Series([r.experiment for r in bad_runs]).value_counts(sort=False)
+            why.append(f"{len(bad_runs)} of {len(results)} runs differ from the reference "
+                       f"({', '.join(f'{e} {n}' for e, n in per.items())})")
+        if n_missing:
+            why.append(f"{n_missing} run(s) of the reference's configs are missing from yours "
+                       f"({', '.join(f'{e} {len(m)}' for e, m in missing.items() if m)})")
+        if bad_claims:
+            why.append(f"the verdict of claim{'s' * (len(bad_claims) > 1)} {', '.join(bad_claims)} differs from the "
+                       f"reference's")
+        why = "; ".join(why)
+        lines.append(why[0].upper() + why[1:] + ".")
+    if not_run:
+        lines.append(f"Not run, so not compared: {', '.join(not_run)}.")
+    return ok, lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -191,8 +113,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--experiments", nargs="*", default=None, help="default: every experiment of the reference")
     p.add_argument("--abs-tol", type=float, default=ABS_TOL)
     p.add_argument("--rel-tol", type=float, default=REL_TOL)
+    p.add_argument("--table", action="store_true", help="print every value compared, with its rule")
     a = p.parse_args(argv)
     ref_dir = a.reference or Path("results/reference") / a.scale
+    one_line_warnings()
     try:
         reference = load_reference(ref_dir)
         unknown = [e for e in a.experiments or [] if e not in reference]
@@ -200,45 +124,80 @@ def main(argv: list[str] | None = None) -> int:
             raise ReferenceError(f"unknown experiment {', '.join(unknown)}: the reference at {ref_dir} has "
                                  f"{', '.join(reference)}")
         experiments = a.experiments or list(reference)
-        mine = {e: [Side(r, _read_summary(r)) for r in latest_runs(a.results, e, a.scale)] for e in experiments}
-        for e, runs in mine.items():
-            for r in runs:
-                name = (r.summary.get("config") or {}).get("name")
-                if name != e:
-                    raise ReferenceError(f"{r.path} holds a run of experiment {name!r}, not {e!r}: move it out "
-                                         f"of {a.results / e}")
-                if not (r.path / "metrics.csv").exists():
-                    raise ReferenceError(f"{r.path} has no metrics.csv: rerun that job or remove its folder")
+        runset = your_runs(a.results, a.scale, leave_out=[ref_dir])
+        chosen = {e: runset.experiment(e) for e in experiments}
+        mine = {e: [Side(r.path, _read_summary(r.path), r.metrics) for r in x.runs] for e, x in chosen.items()}
         if not any(mine.values()):
             raise ReferenceError(f"no runs of {', '.join(experiments)} at scale {a.scale} under {a.results}: "
                                  f"run make all SCALE={a.scale} (or the experiment's target) first")
-    except ReferenceError as e:
+        refs = {e: [Side(r.path, r.summary) for r in reference[e]] for e in experiments if mine[e]}
+        for e, sides in refs.items():
+            for s in sides:
+                metrics_of(s, "reference")
+    except (ReferenceError, BadRunError) as e:
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
-    rows, failures, cache, missing = [], [], {}, []
-    for e in experiments:
-        refs = [Side(r.path, r.summary) for r in reference[e]]
-        if not mine[e]:
-            missing.append(e)
-            continue
-        for yours in mine[e]:
-            r, why = compare(e, yours, refs, a.abs_tol, a.rel_tol, cache)
-            rows += r
-            if why:
-                failures.append(why)
-    df = pd.DataFrame(rows, columns=["experiment", "run", "metric", "reference", "yours", "difference", "verdict"])
-    print(df.map(_fmt).to_string(index=False))
-    if missing:
-        print(f"\nnot run (no runs under {a.results} at scale {a.scale}): {', '.join(missing)}")
-    n_bad = int(df["verdict"].str.startswith("DIFFERS").sum())
-    if failures:
-        print(f"\n{n_bad} metric(s) differ beyond the rule, in {len(failures)} run(s). Likely causes:")
-        for what, why in failures:
-            print(f"- {what}: {'; '.join(why)}")
-        return 1
-    print(f"\nverify: {len(df)} values in {len(df[['experiment', 'run']].drop_duplicates())} runs match the reference "
-          f"({(df['verdict'] == 'identical').sum()} identical, {(df['verdict'] == 'within band').sum()} within band)")
-    return 0
+    for e in refs:
+        shown = swept_keys(refs[e])
+        for side in refs[e] + mine[e]:
+            side.shown = shown
+    ran = [e for e in experiments if mine[e]]
+    not_run = [e for e in experiments if not mine[e]]
+    results = [compare_run(e, yours, refs[e], a.abs_tol, a.rel_tol) for e in ran for yours in mine[e]]
+    missing = {e: missing_runs(mine[e], refs[e]) for e in ran}
+    seeds = {s.seed for e in ran for s in mine[e]}
+    ref_seeds = {s.summary["config"].get("seed") for e in reference for s in reference[e]}
+    claims, ref_on = claim_rows(runset, ref_dir, a.scale, seeds, ref_seeds)
+    ok, lines = answer(results, missing, claims, ran, not_run, seeds, ref_on, a.scale, a.results)
+    print("\n".join(lines))
+
+    print(f"\nThe paper's claims: your verdict, and the reference's on {ref_on}:")
+    for c in claims:
+        agreement = {"seeds": "as one of the reference's seeds"}.get(c.agreement, c.agreement)
+        print(f"  {c.id:4s} {c.yours:14s} {c.reference:14s} {agreement}" + (f" ({c.note})" if c.note else ""))
+
+    values = [v for r in results for v in r.values]
+    df = pd.DataFrame([vars(v) for v in values])
+    print("\nThe numbers: how many values each rule compared, and how many differ. The rules:")
+    for rule, text in RULES.items():
+        print(textwrap.fill(text, 110, initial_indent=f"  {rule:10s}", subsequent_indent=" " * 12))
+    print(textwrap.fill(f"({WIDENED.replace('abs_tol', f'{a.abs_tol:g}').replace('rel_tol', f'{a.rel_tol:g}')})", 110,
+                        initial_indent="  ", subsequent_indent="   "))
+    counts = (df.assign(n=1).pivot_table(index="experiment", columns="rule", values="n", aggfunc="sum", fill_value=0)
+              .reindex(columns=[c for c in RULES if c in set(df["rule"])]))
+    counts.insert(0, "runs", pd.Series([r.experiment for r in results]).value_counts())
+    counts["differ"] = df.groupby("experiment")["verdict"].apply(lambda v: int((v == "DIFFERS").sum()))
+    counts["missing runs"] = pd.Series({e: len(m) for e, m in missing.items()})
+    counts.columns.name = None
+    print(counts.reindex(ran).rename_axis("experiment").to_string())
+    if a.table:
+        print()
+        print(df[["experiment", "run", "metric", "rule", "reference", "low", "high", "yours", "verdict"]]
+              .map(_fmt).to_string(index=False))
+        print("reference: the paired reference run's last value; low..high: the band of the rule; yours: your last "
+              "value, or (rule run) the median of your later half")
+    else:
+        print("Every value with its rule and band: the same command with --table (ARGS=--table for make verify).")
+
+    bad = [r for r in results if r.differs]
+    if bad:
+        print(f"\n{len(bad)} run(s) differ from the reference ({sum(v.differs for v in values)} value(s) beyond their "
+              f"rule):")
+        for r in bad:
+            shown = [v for v in r.values if v.differs]
+            parts = [f"{v.metric} {_fmt(v.yours)} (reference {_fmt(v.low)}..{_fmt(v.high)}, {v.rule})"
+                     if v.rule in ("final", "run") else f"{v.metric} {_fmt(v.yours)} (reference {_fmt(v.reference)})"
+                     for v in shown[:4]] + [f"{len(shown) - 4} more"] * (len(shown) > 4)
+            if r.other_config:
+                parts.insert(0, "the reference has no run of its config")
+            print(f"- {r.title()}: {'; '.join(parts)}. Likely cause: {'; '.join(r.causes)}")
+    for e, gone in missing.items():
+        if gone:
+            print(f"\n{e}: {len(gone)} run(s) of the reference's configs missing from yours: {', '.join(gone[:6])}"
+                  + (" ..." if len(gone) > 6 else ""))
+            for note in chosen[e].notes[:3]:
+                print(f"  left out of yours: {note}")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -201,7 +201,7 @@ def test_a_config_recorded_before_a_measurement_existed_reads_as_it_off():
 
     from bnstudy.measures.registry import node_defaults
     from bnstudy.records import flatten
-    from experiments.verify import Side, config_changes
+    from bnstudy.verify import Side, config_changes
 
     new = OmegaConf.to_container(OmegaConf.structured(MeasureConf()))
     old = {k: v for k, v in new.items() if k != "grad_cos_prev"}
