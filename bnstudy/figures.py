@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from bnstudy.norms import NORMS, norm_look
+from bnstudy.paths import FIGURE_RUNS_SUFFIX as RUNS_SUFFIX
 from bnstudy.records import write_atomic, write_text_atomic
 from bnstudy.runs import Run, RunSet
 
@@ -414,10 +415,6 @@ def draw(names: Iterable[str], root: RunSet | Path, scale: str | None = None, ou
         write_text_atomic(out_dir / f"{name}_{R.scale}{RUNS_SUFFIX}", footer(R, FIGURES[name][1]) + "\n")
     return written
 
-
-RUNS_SUFFIX = ".runs.txt"
-"""Beside each figure ``<name>_<scale>.png``: its footer, the runs it was drawn from, one line per experiment
-(REPORT.md's caption quotes it, so caption and figure count the same runs)."""
 
 
 from bnstudy import figures_beyond  # noqa: E402,F401  (registers the curvature, theory and signal figures)

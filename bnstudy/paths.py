@@ -15,6 +15,11 @@ import secrets
 from omegaconf import OmegaConf
 
 
+FIGURE_RUNS_SUFFIX = ".runs.txt"
+"""Beside each figure ``<name>_<scale>.png``: its footer, the runs it was drawn from, one line per experiment
+(``bnstudy.figures.draw`` writes it; REPORT.md's caption quotes it, so caption and figure count the same runs)."""
+
+
 def unique_suffix() -> str:
     """``<pid>-<4 hex digits>``: distinct for processes on one machine, and across machines in practice."""
     return f"{os.getpid()}-{secrets.token_hex(2)}"

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
+from bnstudy.paths import FIGURE_RUNS_SUFFIX
 from bnstudy.records import HEADER, write_text_atomic
 from bnstudy.runs import INDEX, METRICS, SUMMARY, STATUSES, Experiment, Run, RunSet, iter_run_dirs
 
@@ -44,7 +45,7 @@ REFERENCE_TREE = "reference"
 EXPERIMENTS = ("fig1", "fig2", "fig3_cnn", "fig3_dln", "fig4_cnn", "fig4_dln", "fig5_cnn", "fig5_dln", "browser")
 OPTIONAL = ("quick", "curvature_cnn", "curvature_dln", "theory", "signal_cnn", "signal_dln")
 """Exported when they have runs: make quick's and the experiments beyond the paper (make all runs neither)."""
-OUTPUTS = ("REPORT.md", INDEX, "figures/*.png", "figures/*.pdf")
+OUTPUTS = ("REPORT.md", INDEX, "figures/*.png", "figures/*.pdf", f"figures/*{FIGURE_RUNS_SUFFIX}")
 """What else the suite writes in a reference folder (``make reference``, ``make figures report RESULTS=...``,
 ``python -m bnstudy.runs --write``); ``rel.match`` patterns, relative to the folder."""
 

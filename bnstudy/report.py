@@ -297,7 +297,8 @@ CAPTIONS = {
 def caption(stem: str, scale: str, runs=None, figure: Optional[Path] = None) -> str:
     """A figure's caption: what it shows, and the runs it was drawn from: the footer ``draw`` wrote beside it
     (``<stem>.runs.txt``), so caption and figure count the same runs; else the runs each experiment means."""
-    from bnstudy.figures import FIGURES, RUNS_SUFFIX
+    from bnstudy.figures import FIGURES
+    from bnstudy.paths import FIGURE_RUNS_SUFFIX as RUNS_SUFFIX
 
     name = stem[: -len(f"_{scale}")] if stem.endswith(f"_{scale}") else stem
     text = CAPTIONS.get(name, f"{name}.")
