@@ -378,8 +378,11 @@ def judge(R: Results, c: Claim, why: bool = True) -> ClaimResult:
     """The claim judged on each seed's runs alone and aggregated by :data:`SEED_RULE`; ``why``: derive its
     "why not" from the other settings that exist (:func:`why_not`)."""
     seeds = c.seeds_of(R) if c.seeds_of else R.seeds(c.experiments)
-    if not seeds:
-        return c.check(R, c)
+    if not seeds:  # not run, or a measurement with no seed (judged once)
+        out = c.check(R, c)
+        if out.verdict != NOT_RUN and not out.evidence:
+            out.evidence = "; ".join(merge_parts([(None, out.parts)]))
+        return out
     per = [(s, c.check(R.only_seed(s), c)) for s in seeds]
     verdict = aggregate([r.verdict for _, r in per])
     run = [r for _, r in per if r.verdict != NOT_RUN]

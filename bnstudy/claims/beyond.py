@@ -83,6 +83,10 @@ RANK_KEEP = 2.0
 """B11: BN "avoids rank collapse" = its effective rank at the last layer at least twice the standard network's
 (a factor the size of the collapse it avoids)."""
 
+EPS = 1e-9
+"""Relative slack of every comparison with a threshold: a value at the border (a ratio of 2 computed as
+2.0000000000000004) counts as at it."""
+
 CURVATURE = ("curvature_cnn", "curvature_dln")
 SIGNAL = ("signal_cnn", "signal_dln")
 LMAX = {"train": "hess_lmax_train", "eval": "hess_lmax_eval"}
@@ -135,13 +139,13 @@ def edge_part(label: str, r: Run, series: pd.Series, lr: float, what: str) -> Pa
     lo, hi = EOS_BAND
     if len(half) < MIN_COMMON_STEPS:
         return Part(label, values, None, note=f"{len(half)} step(s) in the second half (need {MIN_COMMON_STEPS})")
-    if float(x.max()) < lo:
+    if float(x.max()) < lo * (1 - EPS):
         return Part(label, values, None, note=f"never rose to {lo:g}·2/lr: the run may be too short to reach the "
                                               f"edge of stability")
     mean, se = values[0][1], values[1][1]
-    if min(abs(mean - lo), abs(mean - hi)) < EOS_SE * se:
+    if EOS_SE * se > EPS * abs(mean) and min(abs(mean - lo), abs(mean - hi)) < EOS_SE * se:
         return Part(label, values, None, note=f"the mean is within {EOS_SE:g} SE of a band edge: not placed")
-    return Part(label, values, lo <= mean <= hi, "at the edge", "not at the edge")
+    return Part(label, values, lo * (1 - EPS) <= mean <= hi * (1 + EPS), "at the edge", "not at the edge")
 
 
 def _edge(R: Results, c: Claim, name: str, value: Callable[[Run, Notes], pd.Series], what: str) -> ClaimResult:
@@ -204,7 +208,7 @@ def claim_b2(R: Results, c: Claim) -> ClaimResult:
             if norm != BN:
                 parts.append(Part(label, values, info=True, kinds={k: "g" for k in values}))
                 continue
-            ok = None if len(common) < MIN_COMMON_STEPS else ratio >= MODE_GAP_MIN
+            ok = None if len(common) < MIN_COMMON_STEPS else ratio >= MODE_GAP_MIN * (1 - EPS)
             parts.append(Part(label, values, ok, "far below", "not far below", kinds={k: "g" for k in values},
                               note="" if ok is not None else f"{len(common)} converged step(s) in both modes "
                                                              f"(need {MIN_COMMON_STEPS})"))
@@ -224,7 +228,7 @@ def lower_with_bn(R: Results, c: Claim, metric: str, value: Callable[[Run, Notes
             label = f"{name} lr {fmt_g(lr)} {metric}"
             cmp = compare(label, groups[(STANDARD, lr)], groups[(BN, lr)], lambda r: value(r, notes), notes,
                           "curvature")
-            ok = cmp.ratio >= SMOOTH_MIN_RATIO if cmp.conclusive else None
+            ok = cmp.ratio >= SMOOTH_MIN_RATIO * (1 - EPS) if cmp.conclusive else None
             parts.append(Part(label, {"median standard": cmp.med_std, "BN": cmp.med_bn, "standard/BN": cmp.ratio,
                                       "steps": float(cmp.n_common)}, ok, "lower with BN", "not lower with BN",
                               kinds={"median standard": "g", "BN": "g", "standard/BN": "x", "steps": "g"},
@@ -300,7 +304,7 @@ def claim_b6(R: Results, c: Claim) -> ClaimResult:
                          .abs().dropna())
         values = {"max |lhs/rhs - 1|": float(err.max()) if err.size else math.nan,
                   "median": float(np.median(err)) if err.size else math.nan, "(layer, step) values": float(err.size)}
-        return [Part(f"lr {fmt_g(r.lr)}", values, float(err.max()) <= THM41_EQ_TOL if err.size else None,
+        return [Part(f"lr {fmt_g(r.lr)}", values, float(err.max()) <= THM41_EQ_TOL * (1 + EPS) if err.size else None,
                      "equal", "not equal", kinds={k: "g" for k in values},
                      note="" if err.size else "no thm41 rows")]
     return _theory(R, c, judge)
@@ -314,8 +318,8 @@ def claim_b7(R: Results, c: Claim) -> ClaimResult:
     def judge(r: Run) -> list[Part]:
         ratio = _per_layer(r, "thm41_lhs", lambda r, L: (r.series("thm41_lhs", L) / r.series("thm41_rhs_printed", L))
                            .dropna())
-        bad = ratio > 1 + THM41_EQ_TOL
-        values = {"(layer, step) values violating it": float(bad.sum()), "of": float(ratio.size),
+        bad = ratio > (1 + THM41_EQ_TOL) * (1 + EPS)
+        values = {"violated at": float(bad.sum()), "of (layer, step) values": float(ratio.size),
                   "max lhs / rhs_printed": float(ratio.max()) if ratio.size else math.nan}
         return [Part(f"lr {fmt_g(r.lr)}", values, not bad.any() if ratio.size else None, "holds",
                      "violated (the printed 1/√m subtracts more than the proof's 1/m whenever <g, ŷ> != 0)",
@@ -339,10 +343,10 @@ def claim_b8(R: Results, c: Claim) -> ClaimResult:
         g = {"max |cos(w, g)|": float(cos.max()) if cos.size else math.nan}
         n = {"median |measured/predicted - 1|": float(np.median(growth)) if growth.size else math.nan,
              "max": float(growth.max()) if growth.size else math.nan, "(layer, step) values": float(growth.size)}
-        return [Part(f"lr {fmt_g(r.lr)}: <w, g> = 0", g, float(cos.max()) <= SI_COS_MAX if cos.size else None,
+        return [Part(f"lr {fmt_g(r.lr)}: <w, g> = 0", g, float(cos.max()) <= SI_COS_MAX * (1 + EPS) if cos.size else None,
                      "perpendicular", "not perpendicular", kinds={k: "g" for k in g}),
                 Part(f"lr {fmt_g(r.lr)}: |w|² grows by lr²|g|²", n,
-                     float(np.median(growth)) <= SI_GROWTH_TOL if growth.size else None, "as predicted",
+                     float(np.median(growth)) <= SI_GROWTH_TOL * (1 + EPS) if growth.size else None, "as predicted",
                      "not as predicted", kinds={k: "g" for k in n})]
     return _theory(R, c, judge)
 
@@ -374,7 +378,7 @@ def claim_b9(R: Results, c: Claim) -> ClaimResult:
         if a.empty or b.empty or w.empty:
             continue
         ratio, growth = float(a.iloc[-1] / b.iloc[-1]), float(w.iloc[-1] / w.iloc[0])
-        long_enough = growth >= ADAPT_MIN_GROWTH
+        long_enough = growth >= ADAPT_MIN_GROWTH * (1 - EPS)
         if long_enough:
             judged.append(ratio)
         parts.append(Part(f"layer {fmt_g(layer)}", [("effective-lr ratio at the end", ratio, "g"),
@@ -386,7 +390,7 @@ def claim_b9(R: Results, c: Claim) -> ClaimResult:
     med = float(np.median(judged)) if judged else math.nan
     parts.append(Part(f"lr {fmt_g(lrs[-1])} vs {fmt_g(lrs[0])}: median over the layers long enough",
                       [("effective-lr ratio", med, "g"), ("layers", float(len(judged)), "g")],
-                      med <= ADAPTED_RATIO if judged else None, "tuned", "not tuned",
+                      med <= ADAPTED_RATIO * (1 + EPS) if judged else None, "tuned", "not tuned",
                       note="" if judged else "no layer grew enough: the run is too short"))
     return c.result(parts, notes)
 
@@ -442,7 +446,7 @@ def claim_b10(R: Results, c: Claim) -> ClaimResult:
         per_layer = b ** (1 / max(len(bn) - 1, 1))
         values = [("first / last layer |dL/dW|, BN", b, "g"), ("per layer", per_layer, "g"), ("standard", s, "g"),
                   ("layers", float(len(bn)), "g")]
-        return [Part(f"{net}: BN explodes", values, b >= EXPLODE_MIN, "explodes", "does not explode"),
+        return [Part(f"{net}: BN explodes", values, b >= EXPLODE_MIN * (1 - EPS), "explodes", "does not explode"),
                 Part(f"{net}: BN's growth above standard's", [], b > s, "above", "not above")]
     return _signal(R, c, "sig_grad_norm", judge)
 
@@ -463,8 +467,8 @@ def claim_b11(R: Results, c: Claim) -> ClaimResult:
         values = [("effective rank at the last layer, BN", float(bn.iloc[-1]), "g"),
                   ("standard", float(sd.iloc[-1]), "g"), ("standard's last / first", collapse, "g"),
                   ("BN / standard", keep, "g")]
-        collapses = collapse <= RANK_COLLAPSE
-        return [Part(f"{net}: BN keeps the rank", values, keep >= RANK_KEEP if collapses else None, "keeps it",
+        collapses = collapse <= RANK_COLLAPSE * (1 + EPS)
+        return [Part(f"{net}: BN keeps the rank", values, keep >= RANK_KEEP * (1 - EPS) if collapses else None, "keeps it",
                      "does not keep it", note="" if collapses else "the standard network's rank does not collapse: "
                                                                     "too shallow to test")]
     return _signal(R, c, "sig_rank", judge)
