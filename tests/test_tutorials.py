@@ -430,3 +430,15 @@ def test_tiny_tutorial_sweep_end_to_end(tmp_path):
     acc = lambda n, b: runs[(runs["norm"] == n) & (runs["batch_size"] == b)]["test_acc"].iloc[0]
     drop = acc("batch", 8) - acc("batch", 4)
     assert r.verdict in (HOLDS, FAILS) and f"BN's drop, batch 8 minus 4: BN {100 * drop:+.1f} pt" in r.evidence
+
+
+def test_make_tutorials_writes_its_runs_under_results(tmp_path):
+    """Every training command of `make tutorials` names its sweep folder under RESULTS (the report and figure
+    read RESULTS; conf/config.yaml's default folder is results/)."""
+    out = subprocess.run(["make", "-n", "tutorials", f"RESULTS={tmp_path}", "RUN_ID=r"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=60)
+    train = [line for line in out.stdout.splitlines() if "experiments.train" in line]
+    assert len(train) == 6, out.stdout
+    for line in train:
+        name = line.split("experiment=")[1].split()[0]
+        assert f"hydra.sweep.dir={tmp_path}/{name}/quick/r" in line, line
