@@ -213,10 +213,20 @@ def _beyond(ctx: ReportContext) -> str:
 
 
 def why_not_lines(results: list[ClaimResult]) -> str:
-    """"Why not" for each claim of a group's section that does not hold (as the paper's "Why not" section)."""
+    """Below a group's table: "why not" for each of its claims that does not hold (as the paper's "Why not"
+    section), then the runs and steps its claims left out or counted specially (as "Excluded runs")."""
     rows = [r for r in results if r.verdict in (FAILS, MIXED, "inconclusive")]
-    return ("\n\nWhy not:\n\n" + "\n".join(f"- **{r.id}** ({r.verdict_text}): {r.why_not or r.evidence}"
-                                            for r in rows)) if rows else ""
+    out = ("\n\nWhy not:\n\n" + "\n".join(f"- **{r.id}** ({r.verdict_text}): {r.why_not or r.evidence}"
+                                           for r in rows)) if rows else ""
+    claims_of: dict[str, list[str]] = {}
+    for r in results:
+        for n in r.excluded.splitlines():
+            if n.strip():
+                claims_of.setdefault(n.strip(), []).append(r.id)
+    if claims_of:
+        out += "\n\nLeft out or counted specially:\n\n" + "\n".join(
+            f"- {cell(n)} (claim{'s' if len(ids) > 1 else ''} {', '.join(ids)})" for n, ids in claims_of.items())
+    return out
 
 
 @section("What the tutorials say")

@@ -378,7 +378,8 @@ def test_memory(tmp_path, saved, expected):
     (tmp_path / T.MEMORY_CSV).parent.mkdir(parents=True)
     mem.to_csv(tmp_path / T.MEMORY_CSV, index=False)
     r = verdicts(tmp_path)["T9"]
-    assert r.verdict == expected and "parameters added 1" in r.evidence  # step time +200%: shown, not judged
+    assert r.verdict == expected and f"m: saved activations: BN / standard {saved:.3g}x" in r.evidence
+    assert "parameters added 1; step time BN / standard 3x" in r.evidence  # shown, not judged
     assert r.seeds == ""  # one measurement, no seeds
 
 
