@@ -381,6 +381,7 @@ def test_memory(tmp_path, saved, expected):
     assert r.verdict == expected and f"m: saved activations: BN / standard {saved:.3g}x" in r.evidence
     assert "parameters added 1; step time BN / standard 3x" in r.evidence  # shown, not judged
     assert r.seeds == ""  # one measurement, no seeds
+    assert (r.why_not != "") == (expected == FAILS)
 
 
 # ---------------------------------------------------------------------------------------------- registry

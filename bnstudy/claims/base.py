@@ -382,6 +382,8 @@ def judge(R: Results, c: Claim, why: bool = True) -> ClaimResult:
         out = c.check(R, c)
         if out.verdict != NOT_RUN and not out.evidence:
             out.evidence = "; ".join(merge_parts([(None, out.parts)]))
+            if why and out.verdict in (FAILS, MIXED, INCONCLUSIVE):
+                out.why_not = why_not(R, c, out)
         return out
     per = [(s, c.check(R.only_seed(s), c)) for s in seeds]
     verdict = aggregate([r.verdict for _, r in per])
