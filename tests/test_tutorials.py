@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import subprocess
 import sys
 from pathlib import Path
@@ -344,7 +343,8 @@ def test_groupnorm(tmp_path, gn, bn, expected):
 
 @pytest.mark.parametrize("ln_small, expected", [(0.78, HOLDS), (0.77, HOLDS), (0.765, FAILS)])
 def test_layernorm(tmp_path, ln_small, expected):
-    batch_runs(tmp_path, {"batch": {2: 0.75, 128: 0.82}, "layer": {2: ln_small, 128: 0.80}, "group": {2: 0.77, 128: 0.8}})
+    batch_runs(tmp_path, {"batch": {2: 0.75, 128: 0.82}, "layer": {2: ln_small, 128: 0.80},
+                          "group": {2: 0.77, 128: 0.8}})
     r = verdicts(tmp_path)["T6c"]
     assert r.verdict == expected and "GroupNorm minus BN +2.0 pt" in r.evidence
 
@@ -409,7 +409,8 @@ def test_tiny_tutorial_sweep_end_to_end(tmp_path):
     the report's section, a claim's numbers."""
     cmd = [sys.executable, "-m", "experiments.train", "-m", "experiment=tut_batch", "norm=none,batch",
            "train.batch_size=4,8", "train.steps=30", "train.log_every=10", "train.eval_every=30",
-           "train.eval_size=64", "data.train_size=200", "progress=false", f"hydra.sweep.dir={tmp_path}/tut_batch/quick/s"]
+           "train.eval_size=64", "data.train_size=200", "progress=false",
+           f"hydra.sweep.dir={tmp_path}/tut_batch/quick/s"]
     subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, timeout=300)
     runs = T.table(T.Results(tmp_path, "quick"), "tut_batch")
     assert len(runs) == 4 and set(runs["batch_size"]) == {4, 8}

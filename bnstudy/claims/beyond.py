@@ -288,8 +288,8 @@ def _theory(R: Results, c: Claim, judge: Callable[[Run], list[Part]]) -> ClaimRe
 
 THEOREM_41 = ("Theorem 4.1 (the effect of BatchNorm on the Lipschitzness of the loss) bounds the squared gradient "
               "of the loss with respect to a layer's activations, |∂L/∂y|², by (γ²/σ²)(|g|² - <1,g>²/m - <g,ŷ>²/√m), "
-              "g = ∂L/∂z at BN's output over its m values (the suite's reading of the statement in arXiv v3, not verified in a "
-              "second copy)")
+              "g = ∂L/∂z at BN's output over its m values (the suite's reading of the statement in arXiv v3, not "
+              "verified in a second copy)")
 
 
 @claim("B6", "Theorem 4.1 with the proof's 1/m is an equality", figure="theory", experiments=("theory",),
@@ -343,8 +343,9 @@ def claim_b8(R: Results, c: Claim) -> ClaimResult:
         g = {"max |cos(w, g)|": float(cos.max()) if cos.size else math.nan}
         n = {"median |measured/predicted - 1|": float(np.median(growth)) if growth.size else math.nan,
              "max": float(growth.max()) if growth.size else math.nan, "(layer, step) values": float(growth.size)}
-        return [Part(f"lr {fmt_g(r.lr)}: <w, g> = 0", g, float(cos.max()) <= SI_COS_MAX * (1 + EPS) if cos.size else None,
-                     "perpendicular", "not perpendicular", kinds={k: "g" for k in g}),
+        return [Part(f"lr {fmt_g(r.lr)}: <w, g> = 0", g,
+                     float(cos.max()) <= SI_COS_MAX * (1 + EPS) if cos.size else None, "perpendicular",
+                     "not perpendicular", kinds={k: "g" for k in g}),
                 Part(f"lr {fmt_g(r.lr)}: |w|² grows by lr²|g|²", n,
                      float(np.median(growth)) <= SI_GROWTH_TOL * (1 + EPS) if growth.size else None, "as predicted",
                      "not as predicted", kinds={k: "g" for k in n})]
@@ -468,7 +469,7 @@ def claim_b11(R: Results, c: Claim) -> ClaimResult:
                   ("standard", float(sd.iloc[-1]), "g"), ("standard's last / first", collapse, "g"),
                   ("BN / standard", keep, "g")]
         collapses = collapse <= RANK_COLLAPSE * (1 + EPS)
-        return [Part(f"{net}: BN keeps the rank", values, keep >= RANK_KEEP * (1 - EPS) if collapses else None, "keeps it",
-                     "does not keep it", note="" if collapses else "the standard network's rank does not collapse: "
+        return [Part(f"{net}: BN keeps the rank", values, keep >= RANK_KEEP * (1 - EPS) if collapses else None,
+                     "keeps it", "does not keep it", note="" if collapses else "the standard network's rank does not collapse: "
                                                                     "too shallow to test")]
     return _signal(R, c, "sig_rank", judge)

@@ -246,7 +246,8 @@ def claim_t3(R: Results, c: Claim) -> ClaimResult:
                           df[df["norm"] == n].set_index("init_scale")["test_acc"].sort_index().items()]
     return c.result([Part("range of test accuracy over the init scales", {"standard": rng[STANDARD], "BN": rng[BN],
                                                                          "narrower with BN by": d},
-                          d >= ACC_MARGIN - 1e-12, "narrower with BN", "not narrower", kinds={"narrower with BN by": "pt"}),
+                          d >= ACC_MARGIN - 1e-12, "narrower with BN", "not narrower",
+                          kinds={"narrower with BN by": "pt"}),
                      Part("test accuracy by scale, standard", by_scale(STANDARD), info=True),
                      Part("BN", by_scale(BN), info=True)], notes)
 
@@ -274,7 +275,8 @@ def claim_t4a(R: Results, c: Claim) -> ClaimResult:
     gap = {n: float(r["train_eval_acc"] - r["test_acc"]) for n, r in cells.items()}
     d = gap[STANDARD] - gap[BN]
     return c.result([Part("train - test gap", {"standard": gap[STANDARD], "BN": gap[BN], "smaller with BN by": d},
-                          d >= ACC_MARGIN - 1e-12, "smaller with BN", "not smaller", kinds={"smaller with BN by": "pt"}),
+                          d >= ACC_MARGIN - 1e-12, "smaller with BN", "not smaller",
+                          kinds={"smaller with BN by": "pt"}),
                      Part("test accuracy", {"standard": float(cells[STANDARD]["test_acc"]),
                                             "BN": float(cells[BN]["test_acc"])}, info=True)], notes)
 
