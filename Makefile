@@ -151,7 +151,9 @@ beyond: curvature theory signal  ## the three experiments beyond the paper (quic
 
 # The tutorials' claims (README, "What the tutorials say"): always quick scale, single-threaded jobs two
 # at a time; not part of `make all`. `make report` adds their section when their runs exist.
-tut = $(PY) -m experiments.train -m experiment=$(1) seed=$(seed_list) progress=false hydra/launcher=parallel $(ARGS)
+# (under RESULTS like every target: the sweep folder is named here, conf/config.yaml's default is results/)
+tut = $(PY) -m experiments.train -m experiment=$(1) seed=$(seed_list) progress=false hydra/launcher=parallel \
+	hydra.sweep.dir=$(RESULTS)/$(1)/quick/$(RUN_ID) $(ARGS)
 tutorials:  ## the tutorials' claims at quick scale (~6 min on 2 idle cores, one seed; not in all): runs, CSVs, figure
 	$(call tut,tut_batch)
 	$(call tut,tut_lr)

@@ -156,7 +156,8 @@ def _exploratory(ctx: ReportContext) -> str:
     runs = ctx.extra.get("runs")
     if runs is None:
         return ""
-    results = exploratory_results(runs) + exploratory_results(runs, beyond=True)
+    results = exploratory_results(runs) + exploratory_results(runs, beyond=True) + \
+        exploratory_results(runs, group="tutorials")
     if not results:
         return ""
     df = pd.DataFrame({"Claim": [f"{r.id}. {r.claim}" for r in results], "On runs that differ": [r.scope for r in results],
@@ -207,7 +208,54 @@ def _beyond(ctx: ReportContext) -> str:
     df = claims_frame(results).rename(columns={"The paper says": "Who says it"})
     return ("Measurements the paper does not make (docs/beyond.md): what later work says about curvature, the "
             "paper's own Theorem 4.1, scale invariance and signal at initialisation, checked the same way (each "
-            "seed alone). They are not among the paper's claims counted above.\n\n" + markdown_table(df))
+            "seed alone). They are not among the paper's claims counted above.\n\n" + markdown_table(df)
+            + why_not_lines(results))
+
+
+def why_not_lines(results: list[ClaimResult]) -> str:
+    """Below a group's table: "why not" for each of its claims that does not hold (as the paper's "Why not"
+    section), then the runs and steps its claims left out or counted specially (as "Excluded runs")."""
+    rows = [r for r in results if r.verdict in (FAILS, MIXED, "inconclusive")]
+    out = ("\n\nWhy not:\n\n" + "\n".join(f"- **{r.id}** ({r.verdict_text}): {r.why_not or r.evidence}"
+                                           for r in rows)) if rows else ""
+    claims_of: dict[str, list[str]] = {}
+    for r in results:
+        for n in r.excluded.splitlines():
+            if n.strip():
+                claims_of.setdefault(n.strip(), []).append(r.id)
+    if claims_of:
+        out += "\n\nLeft out or counted specially:\n\n" + "\n".join(
+            f"- {cell(n)} (claim{'s' if len(ids) > 1 else ''} {', '.join(ids)})" for n, ids in claims_of.items())
+    return out
+
+
+@section("What the tutorials say")
+def _tutorials(ctx: ReportContext) -> str:
+    """The tutorials' claims judged on ``make tutorials`` runs (``bnstudy/claims/tutorials.py``), with their
+    figure; left out when none of their runs or CSVs exist. They always run at quick scale."""
+    from bnstudy.claims import NOT_RUN, check_group
+    from bnstudy.claims.tutorials import EXPLAINER, GROUP, SCALE, UNSTABLE
+    from bnstudy.runs import RunSet
+
+    runs = ctx.extra.get("runs")
+    if runs is None:
+        return ""
+    results = check_group(runs if runs.scale == SCALE else RunSet(runs.root, SCALE), GROUP)
+    if all(r.verdict == NOT_RUN for r in results):
+        return ""
+    df = claims_frame(results).rename(columns={"The paper says": "The tutorial says"})
+    figures = [f for f in ctx.figures if tutorial_figure(f)]
+    return (f"Two tutorials state the common wisdom about BatchNorm with numbers attached: \"{UNSTABLE}\" and "
+            f"{EXPLAINER}. `make tutorials` turns each sentence into a measurement on the small CNN (Fashion-MNIST, "
+            "plain SGD, a few hundred steps), judged the same way (each seed alone; rules and thresholds in "
+            "`bnstudy/claims/tutorials.py`). They are not among the paper's claims counted above.\n\n"
+            + markdown_table(df) + why_not_lines(results)
+            + "".join(f"\n\n![{Path(f).stem}](figures/{Path(f).name})" for f in figures))
+
+
+def tutorial_figure(path: Path) -> bool:
+    """The tutorials' figure is shown in their section, not among the paper's figures."""
+    return Path(path).stem.startswith("tutorials_")
 
 
 @section("Runs")
@@ -317,11 +365,12 @@ def caption(stem: str, scale: str, runs=None, figure: Optional[Path] = None) -> 
 
 @section("Figures")
 def _figures(ctx: ReportContext) -> str:
-    if not ctx.figures:
+    figures = [f for f in ctx.figures if not tutorial_figure(f)]
+    if not figures:
         return f"No figures found (results/figures/*_{ctx.scale}.png)."
     runs = ctx.extra.get("runs")
     return "\n\n".join(f"### {Path(f).stem}\n\n![{Path(f).stem}](figures/{Path(f).name})\n\n"
-                        f"*{caption(Path(f).stem, ctx.scale, runs, Path(f))}*" for f in ctx.figures)
+                        f"*{caption(Path(f).stem, ctx.scale, runs, Path(f))}*" for f in figures)
 
 
 def whose_runs(root: Optional[Path]) -> str:

@@ -1,9 +1,10 @@
 """The figure of ``make tutorials``: one panel per tutorial claim, from the runs and CSVs alone.
 
-Panels follow the rules of ``bnstudy.tutorials`` (same tables, same numbers): speed-up curves at each
-net's best lr, accuracy against lr and against init scale, the train-test gap with and without dropout,
-gradient norms at init by layer, accuracy against batch size per norm, eval- minus train-mode accuracy,
-placement, and BN's memory/time overhead. Several seeds are drawn as their mean.
+Panels read the runs as the claims do (``bnstudy.claims.tutorials.table``: the runs each ``tut_*`` experiment
+means, with their final values): speed-up curves at each net's best lr, accuracy against lr and against init
+scale, the train-test gap with and without dropout, gradient norms at init by layer, accuracy against batch size
+per norm, eval- minus train-mode accuracy, placement, and BN's memory/time overhead. Several seeds are drawn as
+their mean (the claims judge each seed alone).
 """
 
 from __future__ import annotations
@@ -14,8 +15,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from bnstudy import tutorials as T
+from bnstudy.claims import tutorials as T
+from bnstudy.claims.base import BN, STANDARD, Results
 from bnstudy.norms import norm_look
+
+CHANCE = 0.1  # 10 classes
 
 
 def _label(norm: str) -> str:
@@ -33,8 +37,8 @@ def _empty(ax, what: str) -> None:
 
 
 def _speed(ax, df: pd.DataFrame) -> None:
-    for norm in (T.STANDARD, T.BN):
-        lr = T._best_lr(df, norm)
+    for norm in (STANDARD, BN):
+        lr = T.best_lr(df, norm)
         if lr is None:
             continue
         curves = [r for r in df[(df["norm"] == norm) & (df["lr"] == lr)]["train_acc"]]
@@ -43,21 +47,21 @@ def _speed(ax, df: pd.DataFrame) -> None:
     ax.set(title="Speed-up: train acc at each net's best lr", xlabel="step", ylabel="train accuracy (window)")
 
 
-def _by(ax, df: pd.DataFrame, x: str, title: str, xlabel: str, norms=(T.STANDARD, T.BN)) -> None:
+def _by(ax, df: pd.DataFrame, x: str, title: str, xlabel: str, norms=(STANDARD, BN)) -> None:
     for norm in norms:
         g = df[df["norm"] == norm].groupby(x)["test_acc"].mean()
         if len(g):
             ax.plot(g.index.astype(float), g.to_numpy(), "o-", color=_colour(norm), label=_label(norm))
     ax.set(title=title, xlabel=xlabel, ylabel="final test accuracy", xscale="log")
-    ax.axhline(T.CHANCE, color="grey", lw=0.8, ls=":")
+    ax.axhline(CHANCE, color="grey", lw=0.8, ls=":")
 
 
 def _gap(ax, df: pd.DataFrame) -> None:
     labels, train, test, colours = [], [], [], []
-    for norm in (T.STANDARD, T.BN):
+    for norm in (STANDARD, BN):
         for d in sorted(df["dropout"].astype(float).unique()):
             sel = df[(df["norm"] == norm) & np.isclose(df["dropout"].astype(float), d)]
-            labels.append(f"{'BN' if norm == T.BN else 'std'}{' + drop ' + format(d, 'g') if d else ''}")
+            labels.append(f"{'BN' if norm == BN else 'std'}{' + drop ' + format(d, 'g') if d else ''}")
             train.append(sel["train_eval_acc"].mean())
             test.append(sel["test_acc"].mean())
             colours.append(_colour(norm))
@@ -73,7 +77,7 @@ def _gap(ax, df: pd.DataFrame) -> None:
 def _gradients(ax, grads: pd.DataFrame) -> None:
     g = grads.groupby(["norm", "depth", "layer"])["value"].mean().reset_index()
     depths = sorted(g["depth"].unique())
-    for norm in (T.STANDARD, T.BN):
+    for norm in (STANDARD, BN):
         for i, depth in enumerate(depths):
             sel = g[(g["norm"] == norm) & (g["depth"] == depth)]
             ax.plot(sel["layer"], sel["value"], color=_colour(norm), alpha=0.35 + 0.65 * (i + 1) / len(depths),
@@ -81,9 +85,8 @@ def _gradients(ax, grads: pd.DataFrame) -> None:
     ax.set(title="Gradients at init: ||dL/dW|| by layer", xlabel="layer (1 = input side)", yscale="log")
 
 
-def _discrepancy(ax, runs: pd.DataFrame) -> None:
-    df = pd.concat([T._of(runs, "tut_batch"), T._of(runs, "tut_momentum")])
-    df = df[(df["norm"] == T.BN) & df["batchstat_acc"].notna()]
+def _discrepancy(ax, df: pd.DataFrame) -> None:
+    df = df[(df["norm"] == BN) & df["batchstat_acc"].notna()]
     for m, sel in df.groupby("momentum"):
         g = (sel["test_acc"] - sel["batchstat_acc"]).groupby(sel["batch_size"]).mean()
         ax.plot(g.index.astype(float), 100 * g.to_numpy(), "o-", label=f"BN momentum {m:g}")
@@ -96,14 +99,14 @@ def _placement(ax, df: pd.DataFrame) -> None:
     x = np.arange(len(piv))
     for k, (pos, alpha) in enumerate((("before", 1.0), ("after", 0.5))):
         if pos in piv:
-            ax.bar(x + (k - 0.5) * 0.4, piv[pos], 0.4, color=_colour(T.BN), alpha=alpha, label=f"BN {pos} ReLU")
+            ax.bar(x + (k - 0.5) * 0.4, piv[pos], 0.4, color=_colour(BN), alpha=alpha, label=f"BN {pos} ReLU")
     ax.set(title="Placement: BN before vs after the ReLU", xticks=x, ylim=(0.5, 0.95), ylabel="final test accuracy")
     ax.set_xticklabels([f"lr {lr:g}" for lr in piv.index])
 
 
 def _memory(ax, mem: pd.DataFrame) -> None:
     v = mem.pivot_table(index=["model", "metric"], columns="norm", values="value")
-    over = 100 * (v[T.BN] / v[T.STANDARD] - 1)
+    over = 100 * (v[BN] / v[STANDARD] - 1)
     metrics = [m for m in ("params", "saved_bytes", "step_ms", "peak_bytes") if m in over.index.get_level_values(1)]
     models = list(over.index.get_level_values(0).unique())
     x = np.arange(len(metrics))
@@ -114,33 +117,34 @@ def _memory(ax, mem: pd.DataFrame) -> None:
 
 
 def tutorials(root: Path, scale: str = "quick"):
-    """The nine panels; a panel whose experiment has not run says so."""
-    root = Path(root)
-    runs = T.load_runs(root)
-    grads = T.read_csv_if(root / "tut_gradients" / "quick" / "gradients.csv")
-    mem = T.read_csv_if(root / "tut_memory" / "quick" / "memory.csv")
+    """The nine panels; a panel whose experiment has not run says so. Always the quick-scale runs."""
+    R = Results(Path(root), T.SCALE)
+    grads = T.read_csv(R, T.GRADIENTS_CSV)
+    mem = T.read_csv(R, T.MEMORY_CSV)
     fig, axes = plt.subplots(3, 3, figsize=(13, 11))
     a = axes.ravel()
-    of = lambda name: T._of(runs, name) if len(runs) else pd.DataFrame()
+    tables = {name: T.table(R, name) for name in ("tut_lr", "tut_init", "tut_reg", "tut_batch", "tut_momentum",
+                                                  "tut_placement")}
     panels = [
         ("tut_lr", lambda ax, d: _speed(ax, d)),
         ("tut_lr", lambda ax, d: _by(ax, d, "lr", "Learning rate sweep", "learning rate")),
         ("tut_init", lambda ax, d: _by(ax, d, "init_scale", "Init scale sweep (x Glorot)", "weight scale")),
         ("tut_reg", _gap),
         ("tut_batch", lambda ax, d: _by(ax, d, "batch_size", "Batch size (same samples, lr x batch/128)",
-                                        "batch size", norms=(T.STANDARD, T.BN, "group", "layer"))),
+                                        "batch size", norms=(STANDARD, BN, "group", "layer"))),
         ("tut_placement", _placement),
     ]
     for ax, (name, draw) in zip(a[[0, 1, 2, 3, 5, 7]], panels):
-        d = of(name)
+        d = tables[name]
         draw(ax, d) if len(d) else _empty(ax, name)
     _gradients(a[4], grads) if grads is not None else _empty(a[4], "tut_gradients")
-    _discrepancy(a[6], runs) if len(of("tut_batch")) or len(of("tut_momentum")) else _empty(a[6], "tut_batch")
+    both = pd.concat([tables["tut_batch"], tables["tut_momentum"]], ignore_index=True)
+    _discrepancy(a[6], both) if len(both) else _empty(a[6], "tut_batch")
     _memory(a[8], mem) if mem is not None else _empty(a[8], "tut_memory")
     for ax in a:
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=6)
-    seeds = runs["seed"].nunique() if len(runs) else 0
+    seeds = len({s for d in tables.values() for s in d["seed"]})
     fig.suptitle(f"What the tutorials say, measured (small CNN, Fashion-MNIST; {seeds} seed(s))")
     fig.tight_layout()
     return fig

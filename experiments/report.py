@@ -19,7 +19,6 @@ from bnstudy.claims import check_claims
 from bnstudy.records import write_text_atomic
 from bnstudy.report import render_report, render_table
 from bnstudy.runs import RunSet, one_line_warnings
-from bnstudy.tutorials import tutorials_section
 
 
 def find_figures(results: Path, scale: str) -> list[Path]:
@@ -49,10 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     claims = check_claims(runs)
     out = Path(args.out) if args.out else results / "REPORT.md"
     figures = find_figures(results, args.scale)
-    tutorials = tutorials_section(results, [f for f in figures if f.stem.startswith("tutorials_")])
-    figures = [f for f in figures if not f.stem.startswith("tutorials_")]  # shown in their own section
-    report = render_report(claims, figures, args.scale, root=results, runs=runs)
-    write_text_atomic(out, report + (f"\n{tutorials}" if tutorials else ""))
+    write_text_atomic(out, render_report(claims, figures, args.scale, root=results, runs=runs))
     print(render_table(claims))
     print(f"\nwrote {out}")
     return 0

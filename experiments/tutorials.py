@@ -11,7 +11,7 @@ averaged over a batch of 128) at depths 10, 20, 40, standard vs BN ->
 ``memory``: per model (the small CNN and the quick VGG-11, batch 128, Fashion-MNIST-shaped inputs) and
 norm (none, batch): parameters, bytes autograd saves for the backward, median step time (and on CUDA
 the peak allocated memory) -> ``<results>/tut_memory/quick/memory.csv`` (model, norm, metric, value).
-The rules in ``bnstudy.tutorials`` read both files.
+The claims in ``bnstudy.claims.tutorials`` read both files.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from bnstudy.claims.tutorials import GRADIENTS_CSV, MEMORY_CSV
 from bnstudy.config import DataConf, DLNConf, NormConf, SmallCNNConf, VGGConf
 from bnstudy.data import load_dataset
 from bnstudy.measures.at_init import layer_gradient_norms, saved_activation_bytes, step_seconds
@@ -33,8 +34,6 @@ DEPTHS = (10, 20, 40)
 WIDTH = 64
 BATCH = 128
 NORMS = ("none", "batch")
-GRADIENTS_CSV = Path("tut_gradients") / "quick" / "gradients.csv"
-MEMORY_CSV = Path("tut_memory") / "quick" / "memory.csv"
 
 
 def mse_mean(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -63,6 +63,19 @@ def _every_run_canonical(request, monkeypatch):
         monkeypatch.setattr(bnstudy.canonical, "spec", anything)
 
 
+def sweeping(monkeypatch, swept: dict[str, dict[str, tuple]]) -> None:
+    """Fake runs of the named experiments are canonical at every value their sweep lists (``{experiment: {key:
+    values}}``; other experiments sweep nothing), as the autouse fixture takes them, but told apart by those
+    keys as conf/'s sweep tells its points apart (signal_cnn's depths, tut_init's init scales)."""
+    import collections
+
+    import bnstudy.canonical
+
+    spec = lambda experiment, scale, conf_dir=None: bnstudy.canonical.Spec(
+        experiment, scale, dict(swept.get(experiment, {})), collections.defaultdict(dict))
+    monkeypatch.setattr(bnstudy.canonical, "spec", spec)
+
+
 @pytest.fixture
 def one_thread():
     """torch on one thread for the test (tiny tensors; the CPU is shared), the count put back after."""

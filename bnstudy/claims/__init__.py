@@ -14,6 +14,8 @@ The package, by what each part does:
 ``curves``      claims 4a, 4b (gradient ICS) and 5a-5d (loss landscape, predictiveness, beta)
 ``beyond``      claims B1-B11 of later work (curvature, Theorem 4.1, scale invariance, signal at init),
                 registered with ``beyond=True`` and checked by ``check_beyond``
+``tutorials``   claims T1a-T9 of two BatchNorm tutorials (``make tutorials``), registered with
+                ``group="tutorials"`` and checked by ``check_group(..., "tutorials")``
 ``text``        how numbers are written in the evidence
 ==============  ========================================================================================
 
@@ -46,14 +48,14 @@ constants whose docstring says why (the report cites the rule). Test it in ``tes
 synthetic tree whose verdict is known: holds, does not hold, the border, and seeds that split.
 """
 
-from bnstudy.claims.base import (BEYOND, BN, CLAIMS, FAILS, HOLDS, INCONCLUSIVE, MIXED, NOT_RUN, PAPER, PARAPHRASE,
-                                 SEED_RULE, STANDARD, VERDICTS, Claim, ClaimResult, Part, Results, check_beyond,
-                                 check_claims, claim, judge, ordered)
+from bnstudy.claims.base import (BEYOND, BN, CLAIMS, FAILS, GROUPS, HOLDS, INCONCLUSIVE, MIXED, NOT_RUN, PAPER,
+                                 PARAPHRASE, SEED_RULE, STANDARD, TUTORIALS, VERDICTS, Claim, ClaimResult, Part,
+                                 Results, check_beyond, check_claims, check_group, claim, judge, ordered)
 from bnstudy.claims.liveness import Run
 
 # the claim modules: importing them registers their claims
-from bnstudy.claims import accuracy, beyond, curves  # noqa: E402,F401  (isort: skip)
+from bnstudy.claims import accuracy, beyond, curves, tutorials  # noqa: E402,F401  (isort: skip)
 
-__all__ = ["BEYOND", "BN", "CLAIMS", "FAILS", "HOLDS", "INCONCLUSIVE", "MIXED", "NOT_RUN", "PAPER", "PARAPHRASE",
-           "SEED_RULE", "STANDARD", "VERDICTS", "Claim", "ClaimResult", "Part", "Results", "Run", "check_beyond",
-           "check_claims", "claim", "judge", "ordered"]
+__all__ = ["BEYOND", "BN", "CLAIMS", "FAILS", "GROUPS", "HOLDS", "INCONCLUSIVE", "MIXED", "NOT_RUN", "PAPER",
+           "PARAPHRASE", "SEED_RULE", "STANDARD", "TUTORIALS", "VERDICTS", "Claim", "ClaimResult", "Part", "Results",
+           "Run", "check_beyond", "check_claims", "check_group", "claim", "judge", "ordered"]

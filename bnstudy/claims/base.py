@@ -196,6 +196,7 @@ class Claim:
     quote: str = PAPER
     group: str = "paper"
     settings: Optional[Callable[["Results"], list[tuple[str, "Results"]]]] = None
+    seeds_of: Optional[Callable[["Results"], list]] = None  # the seeds to judge, where no run holds them (a CSV)
 
     def result(self, parts: list[Part], notes: "Notes | str" = "", verdict: Optional[str] = None) -> ClaimResult:
         """One seed's result: its comparisons and its verdict (default: :func:`combine` of the parts)."""
@@ -219,23 +220,36 @@ BEYOND: dict[str, Claim] = {}
 """Claims of later work that the measurements beyond the paper test (``make curvature theory signal``):
 registered with ``beyond=True``, checked by :func:`check_beyond`, reported in their own section."""
 
+TUTORIALS: dict[str, Claim] = {}
+"""What two BatchNorm tutorials say, judged on ``make tutorials`` runs: registered with ``group="tutorials"``,
+reported in their own section."""
+
+GROUPS: dict[str, dict[str, Claim]] = {"paper": CLAIMS, "beyond": BEYOND, "tutorials": TUTORIALS}
+"""Each group of claims by name: the paper's (counted in the headline), and those reported apart."""
+
 
 def claim(id: str, summary: str, *, figure: str, experiments: tuple[str, ...], paper: str, rule: str = "",
           beyond: bool = False, quote: str = PAPER,
-          settings: Optional[Callable[["Results"], list[tuple[str, "Results"]]]] = None):
-    """Decorator: register ``check(R, c) -> ClaimResult`` as claim ``id`` (ids are unique). ``paper``: the
-    source's words in quotation marks with their section or figure (``quote=PAPER``), or the suite's
-    paraphrase (``quote=PARAPHRASE``); ``rule``: how the check reads it, its threshold and a one-line reason
-    for the threshold (both go in REPORT.md)."""
+          settings: Optional[Callable[["Results"], list[tuple[str, "Results"]]]] = None,
+          group: Optional[str] = None, seeds_of: Optional[Callable[["Results"], list]] = None):
+    """Decorator: register ``check(R, c) -> ClaimResult`` as claim ``id`` (ids are unique over every group).
+    ``paper``: the source's words in quotation marks with their section or figure (``quote=PAPER``), or the
+    suite's paraphrase (``quote=PARAPHRASE``); ``rule``: how the check reads it, its threshold and a one-line
+    reason for the threshold (both go in REPORT.md). ``group``: a key of :data:`GROUPS` (default "paper";
+    ``beyond=True`` is "beyond"). ``seeds_of(R)``: the seeds to judge it on when its data are not runs of
+    its experiments (a CSV with a seed column); a check then reads ``R.seed``."""
     if quote not in (PAPER, PARAPHRASE):
         raise ValueError(f"claim {id!r}: quote={quote!r}; valid: {PAPER!r}, {PARAPHRASE!r}")
+    group = group or ("beyond" if beyond else "paper")
+    if group not in GROUPS:
+        raise ValueError(f"claim {id!r}: group={group!r}; valid: {', '.join(GROUPS)}")
 
     def register(check: Callable[["Results", Claim], ClaimResult]):
-        if id in CLAIMS or id in BEYOND:
-            prev = (CLAIMS.get(id) or BEYOND[id]).check.__module__
-            raise ValueError(f"claim {id!r} is registered twice ({prev} and {check.__module__})")
-        (BEYOND if beyond else CLAIMS)[id] = Claim(id, summary, paper, figure, tuple(experiments), check, rule,
-                                                   quote, "beyond" if beyond else "paper", settings)
+        prev = next((reg[id] for reg in GROUPS.values() if id in reg), None)
+        if prev is not None:
+            raise ValueError(f"claim {id!r} is registered twice ({prev.check.__module__} and {check.__module__})")
+        GROUPS[group][id] = Claim(id, summary, paper, figure, tuple(experiments), check, rule, quote, group,
+                                  settings, seeds_of)
         return check
     return register
 
@@ -245,11 +259,12 @@ def _order(cid: str) -> tuple:
     return (0, int(m.group(1)), m.group(2)) if m else (1, 0, cid)
 
 
-def ordered(beyond: bool = False) -> list[Claim]:
-    """The registered claims (``beyond``: those beyond the paper) in report order: by number, then letter
-    (1a, 1b, 2, ..., 10a), then other ids (B1, B2, ..., B10 by their number)."""
-    reg = BEYOND if beyond else CLAIMS
-    key = lambda k: (_order(k), int(m.group(1)) if (m := re.match(r"[A-Z]+(\d+)$", k)) else 0)
+def ordered(beyond: bool = False, group: Optional[str] = None) -> list[Claim]:
+    """The registered claims of a group (default the paper's; ``beyond``: those beyond the paper) in report
+    order: by number, then letter (1a, 1b, 2, ..., 10a), then other ids (B1, B2, ..., B10 by their number;
+    T1a, T1b, T2, ... by number, then letter)."""
+    reg = GROUPS[group or ("beyond" if beyond else "paper")]
+    key = lambda k: (_order(k), int(m.group(1)) if (m := re.match(r"[A-Z]+(\d+)[a-z]*$", k)) else 0)
     return [reg[k] for k in sorted(reg, key=lambda k: (key(k)[0][0], key(k)[1], key(k)[0]))]
 
 
@@ -362,9 +377,14 @@ def experiment_groups(R: Results, name: str) -> tuple[dict, "Notes"]:
 def judge(R: Results, c: Claim, why: bool = True) -> ClaimResult:
     """The claim judged on each seed's runs alone and aggregated by :data:`SEED_RULE`; ``why``: derive its
     "why not" from the other settings that exist (:func:`why_not`)."""
-    seeds = R.seeds(c.experiments)
-    if not seeds:
-        return c.check(R, c)
+    seeds = c.seeds_of(R) if c.seeds_of else R.seeds(c.experiments)
+    if not seeds:  # not run, or a measurement with no seed (judged once)
+        out = c.check(R, c)
+        if out.verdict != NOT_RUN and not out.evidence:
+            out.evidence = "; ".join(merge_parts([(None, out.parts)]))
+            if why and out.verdict in (FAILS, MIXED, INCONCLUSIVE):
+                out.why_not = why_not(R, c, out)
+        return out
     per = [(s, c.check(R.only_seed(s), c)) for s in seeds]
     verdict = aggregate([r.verdict for _, r in per])
     run = [r for _, r in per if r.verdict != NOT_RUN]
@@ -417,7 +437,9 @@ def why_not(R: Results, c: Claim, result: ClaimResult) -> str:
     holds = [f"{label} ({_tally(r)})" for label, r in tried if r.verdict == HOLDS]
     fails = [f"{label} ({_tally(r)})" for label, r in tried if r.verdict != HOLDS]
     if result.verdict == INCONCLUSIVE:
-        lines.append(f"{TOO_SHORT} or a measurement did not decide it (every comparison left out)")
+        left = sorted({p.note for p in result.parts if p.ok is None and not p.info and p.note})
+        lines.append(f"{TOO_SHORT} or a measurement did not decide it (every comparison left out"
+                     + (f": {'; '.join(left)})" if left else ")"))
     elif holds:
         lines.append(f"{DECIDED_BY} the setting: holds at {'; '.join(holds)}; not at {'; '.join(fails)}")
     else:
@@ -459,8 +481,14 @@ def check_claims(results_root: Path | RunSet, scale: str = "quick", sweeps: Iter
 
 def check_beyond(results_root: Path | RunSet, scale: str = "quick", sweeps: Iterable[Path] = ()) -> list[ClaimResult]:
     """Every claim beyond the paper (:data:`BEYOND`), as :func:`check_claims` does the paper's."""
+    return check_group(results_root, "beyond", scale, sweeps)
+
+
+def check_group(results_root: Path | RunSet, group: str, scale: str = "quick",
+                sweeps: Iterable[Path] = ()) -> list[ClaimResult]:
+    """Every claim of a group of :data:`GROUPS`, as :func:`check_claims` does the paper's."""
     R = Results(results_root, scale, sweeps)
-    return [scoped(R, c, judge(R, c)) for c in ordered(beyond=True)]
+    return [scoped(R, c, judge(R, c)) for c in ordered(group=group)]
 
 
 def scoped(R: Results, c: Claim, result: ClaimResult) -> ClaimResult:
@@ -472,12 +500,14 @@ def scoped(R: Results, c: Claim, result: ClaimResult) -> ClaimResult:
     return result
 
 
-def exploratory_results(R: Results | RunSet, scale: str = "quick", beyond: bool = False) -> list[ClaimResult]:
-    """Each claim judged on each exploratory group of its experiments (``RunSet`` ``others``), labelled
-    with the group's settings: what ``make report`` shows apart, never counted among the paper's verdicts."""
+def exploratory_results(R: Results | RunSet, scale: str = "quick", beyond: bool = False,
+                        group: Optional[str] = None) -> list[ClaimResult]:
+    """Each claim (of ``group``, default the paper's; ``beyond``: "beyond") judged on each exploratory group of
+    its experiments (``RunSet`` ``others``), labelled with the group's settings: what ``make report`` shows
+    apart, never counted among the paper's verdicts."""
     R = R if isinstance(R, Results) else Results(R, scale)
     out = []
-    for c in ordered(beyond=beyond):
+    for c in ordered(beyond=beyond, group=group):
         for label, view in exploratory_settings(R, c):
             r = judge(view, c, why=False)
             if r.verdict != NOT_RUN:
