@@ -43,7 +43,18 @@ the reference is refused, so a gzip bomb never reaches memory."""
 REFERENCE_TREE = "reference"
 """The folder of a results folder that holds committed references (``results/reference/``): never your runs."""
 EXPERIMENTS = ("fig1", "fig2", "fig3_cnn", "fig3_dln", "fig4_cnn", "fig4_dln", "fig5_cnn", "fig5_dln", "browser")
-OPTIONAL = ("quick", "curvature_cnn", "curvature_dln", "theory", "signal_cnn", "signal_dln")
+OPTIONAL = ("quick", "curvature_cnn", "curvature_dln", "theory", "signal_cnn", "signal_dln", "tut_lr", "tut_init",
+            "tut_reg", "tut_batch", "tut_momentum", "tut_placement")
+OTHER_SCALE = {"dln_sweep": "paper"}
+"""Exported beside a reference of another scale when their runs exist: the paper-scale DLN sweep, whose runs the
+"why not" of claims 4b and 6b reads at every scale (``make dln_sweep`` is always paper scale)."""
+
+
+def tables() -> tuple[Path, ...]:
+    """The tables (not runs) the claims read, relative to a results folder: ``make tutorials``' CSVs."""
+    from bnstudy.claims.tutorials import GRADIENTS_CSV, MEMORY_CSV
+
+    return (GRADIENTS_CSV, MEMORY_CSV)
 """Exported when they have runs: make quick's and the experiments beyond the paper (make all runs neither)."""
 OUTPUTS = ("REPORT.md", INDEX, "figures/*.png", "figures/*.pdf", f"figures/*{FIGURE_RUNS_SUFFIX}")
 """What else the suite writes in a reference folder (``make reference``, ``make figures report RESULTS=...``,
@@ -236,9 +247,12 @@ def export(results: Path, scale: str, out: Path, experiments: list[str] | None =
     runset = your_runs(results, scale, leave_out=[out])
     manifest: dict = {"scale": scale, "experiments": {}, "files": {}}
     plans = {}
-    for exp in experiments or (*EXPERIMENTS, *OPTIONAL):
-        runs = runset.runs(exp)  # completed or diverged
-        if not runs and not experiments and exp in OPTIONAL:
+    scales = {exp: scale for exp in experiments or (*EXPERIMENTS, *OPTIONAL)}
+    if not experiments:
+        scales.update({exp: other for exp, other in OTHER_SCALE.items() if other != scale})
+    for exp, exp_scale in scales.items():
+        runs = (runset if exp_scale == scale else your_runs(results, exp_scale, leave_out=[out])).runs(exp)
+        if not runs and not experiments and (exp in OPTIONAL or exp in OTHER_SCALE):
             continue
         if not runs:
             raise ReferenceError(f"no finished runs of {exp} at scale {scale} under {results}: "
@@ -247,7 +261,7 @@ def export(results: Path, scale: str, out: Path, experiments: list[str] | None =
     for exp, runs in plans.items():
         rels = []
         for run in runs:
-            rel = Path(exp) / scale / run.path.parent.name / run.path.name
+            rel = Path(exp) / scales[exp] / run.path.parent.name / run.path.name
             dest = out / rel
             dest.mkdir(parents=True)
             shutil.copyfile(run.path / SUMMARY, dest / SUMMARY)
@@ -258,6 +272,12 @@ def export(results: Path, scale: str, out: Path, experiments: list[str] | None =
             for name in (SUMMARY, f"{METRICS}.gz"):
                 manifest["files"][str(rel / name)] = sha256(dest / name)
         manifest["experiments"][exp] = rels
+    for rel in (tables() if not experiments else ()):  # make tutorials' CSVs, when they exist
+        src = results / rel
+        if src.is_file() and not src.is_symlink():
+            (out / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, out / rel)
+            manifest["files"][str(rel)] = sha256(out / rel)
     manifest["seeds"] = sorted({r.seed for runs in plans.values() for r in runs}, key=str)
     write_text_atomic(out / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     return manifest

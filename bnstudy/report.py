@@ -156,8 +156,9 @@ def _exploratory(ctx: ReportContext) -> str:
     runs = ctx.extra.get("runs")
     if runs is None:
         return ""
-    results = exploratory_results(runs) + exploratory_results(runs, beyond=True) + \
-        exploratory_results(runs, group="tutorials")
+    from bnstudy.claims.base import GROUPS
+
+    results = [r for group in GROUPS for r in exploratory_results(runs, group=group)]
     if not results:
         return ""
     df = pd.DataFrame({"Claim": [f"{r.id}. {r.claim}" for r in results], "On runs that differ": [r.scope for r in results],

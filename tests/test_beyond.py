@@ -100,7 +100,7 @@ def test_edge_seeds_split(tmp_path):
             curv(tmp_path / "two", "curvature_dln", "none", 1e-6, lmax=edge(factor, 1e-6), seed=seed)
     three, two = by_id(check_beyond(tmp_path / "three"))["B1"], by_id(check_beyond(tmp_path / "two"))["B1"]
     assert (three.verdict, three.seeds) == (HOLDS, "2/3")
-    assert "mean λ_max x lr/2, second half 1 (1-2)" in three.evidence  # median over seeds (range)
+    assert "mean λ_max x lr/2, second half 1 [1, 2]" in three.evidence  # median over seeds [range]
     assert (two.verdict, two.seeds) == (MIXED, "1/2") and "the seeds split" in two.why_not
 
 
@@ -300,7 +300,7 @@ def test_beyond_claims_are_apart_from_the_papers_and_not_run_without_their_runs(
         theory_run(tmp_path, lr)
     report = render_report(check_claims(tmp_path), [], "quick", root=tmp_path, runs=RunSet(tmp_path, "quick"))
     assert "## Beyond the paper" in report and "| B7. Theorem 4.1 as printed" in report
-    assert "- **B7** (does not hold): not reproduced at any setting tried" in report
+    assert "- **B7** (does not hold): fails at: " in report and "not reproduced at any setting tried" in report
     assert "**0 of the paper's 13 claims hold**" in report  # B6-B9 are not counted among the paper's
 
 

@@ -233,3 +233,26 @@ def test_a_hostile_reference_is_one_line_in_bounded_memory(made, tmp_path, capsy
     assert want in err
     assert peak < 64 << 20  # bytes: a 1 GiB bomb is never inflated into memory
     assert tree(tmp_path) == before
+
+
+def test_the_export_carries_the_dln_sweep_and_the_tutorial_tables(tmp_path):
+    """A quick reference also holds what its report reads at another scale (the paper-scale DLN sweep, for
+    claims 4b and 6b's why-not) and make tutorials' CSVs, each listed with its sha256 and checked on load."""
+    from bnstudy.reference import EXPERIMENTS, export, load_reference, tables
+
+    results, out = tmp_path / "results", tmp_path / "ref"
+    for i, exp in enumerate(EXPERIMENTS):
+        write_fake_run(results / exp / "quick" / STAMPS[0] / "0", rows(0.8, 3.0), fake_config(exp))
+    write_fake_run(results / "dln_sweep" / "paper" / STAMPS[0] / "0", rows(0.5, 1.0),
+                   fake_config("dln_sweep", scale="paper", model="dln", data="gaussian", lr=1e-6))
+    table = results / tables()[0]
+    table.parent.mkdir(parents=True)
+    table.write_text("norm,depth,seed,layer,value\nbatch,10,0,1,0.5\n")
+    out.mkdir()
+    manifest = export(results, "quick", out)
+    assert manifest["experiments"]["dln_sweep"] == [f"dln_sweep/paper/{STAMPS[0]}/0"]
+    assert str(tables()[0]) in manifest["files"] and (out / tables()[0]).read_text() == table.read_text()
+    assert set(load_reference(out)) == {*EXPERIMENTS, "dln_sweep"}
+    (out / tables()[0]).write_text("altered\n")
+    with pytest.raises(Exception, match="altered"):
+        load_reference(out)

@@ -208,8 +208,8 @@ def test_speedup_seeds_split(tmp_path):
             tut(root, "tut_lr", "batch", 0.1 if seed else 0.3, seed, curve=steps_curve(10), test_acc=0.87)
     three, two = verdicts(tmp_path / "three")["T1a"], verdicts(tmp_path / "two")["T1a"]
     assert (three.verdict, three.seeds) == (HOLDS, "2/3") and three.per_seed == {0: HOLDS, 1: HOLDS, 2: FAILS}
-    assert "each at its best lr: standard / BN steps 10x (2x-10x)" in three.evidence
-    assert "BN's lr 0.1 (0.1-0.3)" in three.evidence  # each seed's own best lr
+    assert "each at its best lr: standard / BN steps 10x [2x, 10x]" in three.evidence
+    assert "BN's lr 0.1 [0.1, 0.3]" in three.evidence  # each seed's own best lr
     assert (two.verdict, two.seeds) == (MIXED, "1/2") and "the seeds split" in two.why_not
 
 

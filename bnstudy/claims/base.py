@@ -200,8 +200,6 @@ class Claim:
 
     def result(self, parts: list[Part], notes: "Notes | str" = "", verdict: Optional[str] = None) -> ClaimResult:
         """One seed's result: its comparisons and its verdict (default: :func:`combine` of the parts)."""
-        if isinstance(parts, str):  # the text form (verdict, [texts], notes): each text an unjudged part
-            parts, notes, verdict = [Part(t, info=True) for t in notes], verdict or "", parts
         if verdict is None:
             verdict = combine([p.ok for p in parts if not p.info])
         return ClaimResult(self.id, self.summary, self.figure, verdict, "", str(notes), self.paper, self.rule,
