@@ -202,6 +202,14 @@ class Preflight(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         loader = GlobalHydra.instance().config_loader()
         sweep_dir = Path(str(config.hydra.sweep.dir)).absolute()  # first: fills the resolver cache jobs copy
+        if OmegaConf.select(config, "hydra.launcher._target_") == SLURM_LAUNCHER:
+            from hydra_plugins.bnstudy_launchers.slurm import queued_jobs
+
+            queued = queued_jobs(sweep_dir)
+            if queued:
+                refuse(f"jobs of {sweep_dir} are still in the SLURM queue ({', '.join(queued[:4])}"
+                       f"{' ...' if len(queued) > 4 else ''}): wait until they end, or cancel them with scancel, "
+                       f"then rerun; no job of the sweep was started")
         errors = []
         jobs = sweep_jobs(config)
         for num, (overrides, named) in enumerate(zip(jobs, _varying(jobs))):
@@ -219,14 +227,6 @@ class Preflight(Callback):
             more = f" (and {len(errors) - 1} more job(s))" if len(errors) > 1 else ""
             refuse(f"{errors[0]}{more}; no job of the sweep was started")
         STATE["sweep_dir"] = sweep_dir
-        if OmegaConf.select(config, "hydra.launcher._target_") == SLURM_LAUNCHER:
-            from hydra_plugins.bnstudy_launchers.slurm import queued_jobs
-
-            queued = queued_jobs(sweep_dir)
-            if queued:
-                refuse(f"jobs of {sweep_dir} are still in the SLURM queue ({', '.join(queued[:4])}"
-                       f"{' ...' if len(queued) > 4 else ''}): wait until they end, or cancel them with scancel, "
-                       f"then rerun; no job was submitted")
         if (sweep_dir / "multirun.yaml").is_symlink():
             refuse(f"{sweep_dir / 'multirun.yaml'} is a symbolic link: bnstudy never writes through a link")
         if (sweep_dir / "multirun.yaml").is_file():

@@ -27,6 +27,7 @@ so no ``from __future__ import annotations`` here (``dataclass`` would look the 
 import logging
 import re
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,7 +148,18 @@ class SlurmLauncher(PluginSlurmLauncher):
             if job not in todo:
                 log.info(f"\t#{job.num} : already finished, not submitted ({' '.join(_shown(job.overrides))})")
         if todo:
-            self._submit(todo, sweep_dir)
+            try:
+                self._submit(todo, sweep_dir)
+            except Exception as e:  # sbatch refused the array (a partition, GPU or memory it cannot give) or is missing
+                from submitit.core.utils import FailedJobError
+
+                if not isinstance(e, (FailedJobError, OSError)):
+                    raise
+                print(f"error: SLURM did not take the sweep ({' '.join(str(e).split())}): check hydra.launcher."
+                      f"partition, gpus_per_node, cpus_per_task, mem_gb and timeout_min against the cluster "
+                      f"(sinfo); no job was submitted", file=sys.stderr)
+                STATE.setdefault("job_notes", {}).update({job.num: "not submitted (the error above)" for job in todo})
+                return [JobReturn(overrides=job.overrides, status=JobStatus.COMPLETED) for job in jobs]
             try:
                 _watch(todo, len(jobs), self.config.name)
             except KeyboardInterrupt:
