@@ -170,7 +170,8 @@ beyond: curvature theory signal  ## the three experiments beyond the paper (quic
 
 # The tutorials' claims (README, "What the tutorials say"): always quick scale, single-threaded jobs two
 # at a time; not part of `make all`. `make report` adds their section when their runs exist.
-tut = $(PY) -m experiments.train -m experiment=$(1) seed=$(seed_list) progress=false hydra/launcher=parallel $(ARGS)
+tut = $(PY) -m experiments.train -m experiment=$(1) seed=$(seed_list) progress=false \
+	$(if $(on_slurm),$(launcher) $(slurm_cpu_job),hydra/launcher=parallel) $(ARGS)
 tutorials:  ## the tutorials' claims at quick scale (~6 min on 2 idle cores, one seed; not in all): runs, CSVs, figure
 	$(call tut,tut_batch)
 	$(call tut,tut_lr)

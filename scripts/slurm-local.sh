@@ -163,9 +163,15 @@ start() {
   local changed=0
   write_conf && changed=1
   start_munge
-  if [ "$changed" = 1 ] && alive "$CTLD_PID" slurmctld; then
-    scontrol reconfigure
-    say "reconfigured the running slurmctld"
+  if [ "$changed" = 1 ] && { alive "$CTLD_PID" slurmctld || alive "$SLURMD_PID" slurmd; }; then
+    if [ -f "$STATE/slurmctld" ] || [ -f "$STATE/slurmd" ]; then
+      # some settings (AuthInfo's cred_expire) are read only when a daemon starts: restart ours
+      stop_daemon slurmd "$SLURMD_PID"
+      stop_daemon slurmctld "$CTLD_PID"
+    else
+      scontrol reconfigure
+      say "reconfigured the running daemons (not started by this script: some settings need their restart)"
+    fi
   fi
   start_daemon slurmctld "$CTLD_PID"
   start_daemon slurmd "$SLURMD_PID"

@@ -330,9 +330,10 @@ def test_rerun_is_refused_while_the_sweeps_jobs_are_queued(tmp_path, monkeypatch
      "hydra.launcher.gpus_per_node=0"),  # the DLN is one CPU thread at every scale
     (["SCALE=tiny", "LAUNCHER=slurm", "ARGS=train.threads=2"], "fig1", "hydra/launcher=slurm"),  # each job has its cores
     (["LAUNCHER=parallel"], "fig1", "hydra/launcher=parallel"),  # a bare name, as hydra/launcher=NAME
+    (["LAUNCHER=slurm"], "tut_batch", "hydra/launcher=slurm hydra.launcher.gpus_per_node=0"),  # the tutorials too
 ])
 def test_make_targets_on_slurm(make_vars, experiment, expected):
-    target = experiment if experiment == "fig1" else "fig3"
+    target = {"fig1": "fig1", "fig3_dln": "fig3", "tut_batch": "tutorials"}[experiment]
     out = subprocess.run(["make", "-n", target, *make_vars], cwd=REPO, capture_output=True, text=True)
     train = [line for line in out.stdout.splitlines() if f"experiment={experiment} " in line]
     assert len(train) == 1 and expected in train[0], out.stdout

@@ -17,7 +17,8 @@ its checkpoint), and changes the submitting side:
 * it follows the jobs through their result files and ``squeue``, not ``sacct``: quiet, and right whether
   the cluster keeps accounting or not; a job that leaves the queue without a result is not waited for;
 * every job's SLURM id, end and log go to the sweep's summary (``experiments.preflight``), which names the
-  jobs that did not finish and exits 1.
+  jobs that did not finish and exits 1; what a run became is read from its folder, never from submitit's
+  result pickle (reading a pickle runs code).
 
 The module is imported by Hydra's plugin scan on every start: it imports only the plugin's module at the
 top, everything else when a sweep launches. Hydra's scan runs the module before it is in ``sys.modules``,
@@ -109,8 +110,7 @@ class Job:
     folder: Path
     submitted: Any = None  # submitit's SlurmJob
     state: str = "PENDING"  # the last state squeue gave
-    result: JobReturn | None = None
-    ended: str | None = None  # how it ended: "finished" (a result came back) or the SLURM state without one
+    ended: str | None = None  # how it ended: "finished" (its result file is there) or the SLURM state without one
     left_at: float | None = None  # when squeue last stopped showing it as queued
 
     @property
@@ -168,9 +168,10 @@ class SlurmLauncher(PluginSlurmLauncher):
                             f"rerun the same command with hydra.sweep.dir={sweep_dir} when they have ended")
                 raise
         STATE.setdefault("job_notes", {}).update({job.num: job.note() for job in todo})
-        # a job without a result returns None to Hydra, as a job that failed with a user error does: the
-        # sweep's summary (experiments.preflight) reads every job's folder, names what did not finish, exits 1
-        return [job.result or JobReturn(overrides=job.overrides, status=JobStatus.COMPLETED) for job in jobs]
+        # What each run became is in its folder, which the sweep's summary (experiments.preflight) reads: it
+        # names every job that did not finish and exits 1. So the jobs' result files (pickles, which run code
+        # when read) are never loaded: each job returns None to Hydra, as bnstudy's task function does.
+        return [JobReturn(overrides=job.overrides, status=JobStatus.COMPLETED) for job in jobs]
 
     def _submit(self, jobs: list[Job], sweep_dir: Path) -> None:
         """Submit the jobs as one array (the plugin's executor and parameters, its pickled call per job)."""
@@ -216,19 +217,22 @@ def _watch(jobs: list[Job], total: int, name: str) -> None:
     """Wait until every job has a result or has left the queue without one, saying how many are done,
     running and pending each time that changes. Result files are looked at every second, squeue more
     rarely (every 2 s at first, then a quarter of the time waited so far, at most ``MAX_POLL_S``)."""
-    start, next_poll, shown = time.time(), 0.0, None
+    start, next_poll, shown, squeue_failed = time.time(), 0.0, None, False
     already = total - len(jobs)
     waiting = list(jobs)
     while waiting:
         now = time.time()
         for job in list(waiting):
-            if Path(job.submitted.paths.result_pickle).exists():
-                job.result = _result(job)
+            if Path(job.submitted.paths.result_pickle).exists():  # there, never unpickled: see launch
                 job.ended = "finished"
                 waiting.remove(job)
         if waiting and now >= next_poll:
             states = squeue([job.slurm_id for job in waiting])
             next_poll = now + min(MAX_POLL_S, max(2.0, (now - start) / 4))
+            if states is None and not squeue_failed:
+                squeue_failed = True
+                log.warning("squeue does not answer: waiting on the jobs' result files alone (a job that ends "
+                            "without one is not seen until squeue answers again)")
             for job in waiting if states is not None else ():
                 state = states.get(job.slurm_id)
                 if state is not None and state not in ENDED:
@@ -252,13 +256,3 @@ def _watch(jobs: list[Job], total: int, name: str) -> None:
             time.sleep(1.0)
 
 
-def _result(job: Job) -> JobReturn | None:
-    """The job's JobReturn; None when it raised (its traceback is in its log; the summary names it)."""
-    try:
-        result = job.submitted.result()
-    except Exception as e:  # noqa: BLE001  (submitit re-raises the job's error with its traceback)
-        log.warning(f"#{job.num} : SLURM job {job.slurm_id} raised {type(e).__name__}; log: {job.log_file}")
-        return None
-    if not isinstance(result, JobReturn) or result.status != JobStatus.COMPLETED:
-        return None
-    return result
