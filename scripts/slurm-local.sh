@@ -88,7 +88,7 @@ JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
 JobCompType=jobcomp/none
 # a cancelled job's processes get SIGTERM, then SIGKILL this many seconds later
-KillWait=10
+KillWait=2
 # finished jobs stay visible to squeue this long (no accounting here to ask later)
 MinJobAge=300
 StateSaveLocation=/var/lib/slurm/slurmctld

@@ -171,12 +171,11 @@ def test_cancelled_job_is_named_and_a_rerun_runs_only_it(tmp_path: Path):
     out = tmp_path / "first.log"
     first = _start(command, tmp_path, out)
     job = _wait_for(lambda: _slurm_id(out, 1))
-    _wait_for(lambda: (tmp_path / "sweep" / "1" / "checkpoint.pt").exists())
-
     again = _run(command, tmp_path)  # while the sweep's jobs are queued: refused, nothing submitted
     assert again.returncode == 2 and "still in the SLURM queue" in again.stderr, again.stderr[-2000:]
 
-    subprocess.run(["scancel", job], check=True)
+    _wait_for(lambda: (tmp_path / "sweep" / "1" / "checkpoint.pt").exists())
+    subprocess.run(["scancel", job], check=True)  # SIGTERM (submitit ignores it), SIGKILL KillWait s later
     assert first.wait(timeout=WAIT_S) == 1
     text = out.read_text()
     assert "3 job(s): 2 completed, 1 interrupted" in text

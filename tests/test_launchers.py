@@ -213,13 +213,16 @@ def test_slurm_up_to_sbatch(tmp_path: Path):
         (bin_dir / tool).write_text(f"#!/bin/sh\n{body}\n")
         (bin_dir / tool).chmod((bin_dir / tool).stat().st_mode | stat.S_IXUSR)
     proc = _sweep("slurm", tmp_path, "hydra.launcher.partition=gpu", "hydra.launcher.timeout_min=30",
+                  "hydra.launcher.account=mylab", "hydra.launcher.qos=normal",  # docs/sweeps.md's cluster flags
                   env=_env(PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}"))
     assert proc.returncode != 0 and "sbatch: test stub" in proc.stderr, proc.stderr[-3000:]
+    assert "error: SLURM did not take the sweep" in proc.stderr and "2 job(s): 2 not started" in proc.stderr
     assert "deprecated" not in proc.stderr.lower()
     script = captured.read_text()
     for line in ("#SBATCH --partition=gpu", "#SBATCH --time=30", "#SBATCH --gpus-per-node=1",
                  "#SBATCH --cpus-per-task=4", "#SBATCH --mem=32GB", f"#SBATCH --job-name={NAME}",
-                 "#SBATCH --array=0-1%2", "export OMP_NUM_THREADS=4"):
+                 "#SBATCH --array=0-1%2", "#SBATCH --account=mylab", "#SBATCH --qos=normal",
+                 "#SBATCH --signal=USR2@120", "export OMP_NUM_THREADS=4"):
         assert line in script.splitlines(), f"{line!r} not in the sbatch script:\n{script}"
     (sweep,) = (tmp_path / "results" / NAME / "none").iterdir()
     assert STAMP.fullmatch(sweep.name) and (sweep / ".submitit").is_dir()
