@@ -277,6 +277,32 @@ def test_last_error_is_the_jobs_one_line(tmp_path):
     assert last_error(tmp_path / "missing.err") == ""
 
 
+def test_watch_ends_on_results_and_on_jobs_gone_without_one(tmp_path, monkeypatch, caplog):
+    """A job is done when its result file is there, or when SLURM shows it ended (or no longer shows it)
+    and no result came within the grace period; several jobs may end at one poll."""
+    import logging
+    from types import SimpleNamespace
+
+    import hydra_plugins.bnstudy_launchers.slurm as slurm
+
+    def job(num: int, index: int) -> slurm.Job:
+        paths = SimpleNamespace(result_pickle=tmp_path / f"12_{index}_result.pkl", stderr=tmp_path / f"12_{index}.err")
+        return slurm.Job(num, [f"lr={num}"], tmp_path / str(num), submitted=SimpleNamespace(job_id=f"12_{index}",
+                                                                                             paths=paths))
+    jobs = [job(1, 0), job(2, 1), job(3, 2), job(4, 3)]
+    (tmp_path / "12_0_result.pkl").write_bytes(b"never read")
+    (tmp_path / "12_2.err").write_text("error: no data in /x\n")
+    monkeypatch.setattr(slurm, "GRACE_S", 0.0)
+    monkeypatch.setattr(slurm, "squeue", lambda ids: {"12_1": "CANCELLED", "12_2": "OUT_OF_MEMORY"})
+    monkeypatch.setattr(slurm, "final_state", lambda job_id: "")  # no accounting
+    with caplog.at_level(logging.INFO, logger=slurm.__name__):
+        slurm._watch(jobs, total=5, name="fig1")
+    assert [j.ended for j in jobs] == ["finished", "CANCELLED", "OUT_OF_MEMORY", ""]
+    assert jobs[2].note() == f"SLURM job 12_2 ended OUT_OF_MEMORY without a result; error: no data in /x; log: {tmp_path}/12_2.err"
+    assert jobs[3].note().startswith("SLURM job 12_3 left the queue without a result; log: ")
+    assert caplog.messages[-1] == "fig1: 5/5 jobs done (1 before this submission), 0 running, 0 pending"
+
+
 def test_sweep_summary_names_slurm_jobs(tmp_path, capsys, fake_run):
     """The summary reads each job's folder (a "running" one whose lock is free was killed: interrupted)
     and adds what the launcher knows (its SLURM id, how it ended, its log) to each job that did not finish."""

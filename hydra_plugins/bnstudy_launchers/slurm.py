@@ -72,14 +72,14 @@ def squeue(job_ids: Sequence[str]) -> dict[str, str] | None:
 
 
 def final_state(job_id: str) -> str:
-    """How a job that SLURM no longer shows ended, from accounting where the cluster keeps it."""
+    """How a job that SLURM no longer shows ended, from accounting where the cluster keeps it ("" where not)."""
     try:
         done = subprocess.run(["sacct", "--noheader", "--parsable2", "--format=State", "--jobs", job_id],
                               capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired):
-        return "no longer in the queue"
+        return ""
     states = [line.split()[0] for line in done.stdout.splitlines() if line.strip()]
-    return states[0] if done.returncode == 0 and states else "no longer in the queue"
+    return states[0] if done.returncode == 0 and states else ""
 
 
 def queued_jobs(sweep_dir: Path) -> list[str]:
@@ -110,7 +110,7 @@ class Job:
     folder: Path
     submitted: Any = None  # submitit's SlurmJob
     state: str = "PENDING"  # the last state squeue gave
-    ended: str | None = None  # how it ended: "finished" (its result file is there) or the SLURM state without one
+    ended: str | None = None  # "finished" (its result file is there), or without one: the SLURM state ("" unknown)
     left_at: float | None = None  # when squeue last stopped showing it as queued
 
     @property
@@ -123,7 +123,8 @@ class Job:
 
     def note(self) -> str:
         """What the sweep's summary says about this job: its SLURM id, how it ended, its last error, its log."""
-        how = "" if self.ended in (None, "finished") else f" ended {self.ended} without a result"
+        how = ("" if self.ended in (None, "finished") else
+               f" ended {self.ended} without a result" if self.ended else " left the queue without a result")
         error = last_error(self.log_file)
         return f"SLURM job {self.slurm_id}{how}{'; ' + error if error else ''}; log: {self.log_file}"
 
@@ -233,7 +234,7 @@ def _watch(jobs: list[Job], total: int, name: str) -> None:
                 squeue_failed = True
                 log.warning("squeue does not answer: waiting on the jobs' result files alone (a job that ends "
                             "without one is not seen until squeue answers again)")
-            for job in waiting if states is not None else ():
+            for job in list(waiting) if states is not None else ():
                 state = states.get(job.slurm_id)
                 if state is not None and state not in ENDED:
                     job.state, job.left_at = state, None
@@ -243,8 +244,7 @@ def _watch(jobs: list[Job], total: int, name: str) -> None:
                 if now - job.left_at >= GRACE_S and not Path(job.submitted.paths.result_pickle).exists():
                     job.ended = state or final_state(job.slurm_id)
                     waiting.remove(job)
-                    log.warning(f"#{job.num} : SLURM job {job.slurm_id} ended {job.ended} without a result; "
-                                f"log: {job.log_file}")
+                    log.warning(f"#{job.num} : {job.note()}")
         running = sum(job.state in RUNNING for job in waiting)
         pending = sum(job.state not in RUNNING and job.left_at is None for job in waiting)
         counts = (total - running - pending, running, pending)  # a job that has left the queue is done
