@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -70,15 +71,14 @@ def section_slurm(bench: Bench) -> None:
         compared += len(csvs["basic"])
         identical += sum(csvs["slurm"].get(job) == data for job, data in csvs["basic"].items())
     for name in ("basic", "slurm"):
-        values = sorted(per_job[name])
-        bench.row("slurm", name, "overhead_per_job_s", values[len(values) // 2], "s",
+        bench.row("slurm", name, "overhead_per_job_s", statistics.median(per_job[name]), "s",
                   note=f"(sweep wall - training loops) / jobs, median of {pairs}")
-    extra = sorted(s - b for s, b in zip(per_job["slurm"], per_job["basic"]))
-    bench.row("slurm", "slurm - basic", "overhead_per_job_s", extra[len(extra) // 2], "s",
-              note="what SLURM adds per job: sbatch, queue wait, the job's Python start-up and imports, result poll")
+    extra = statistics.median(s - b for s, b in zip(per_job["slurm"], per_job["basic"]))
+    bench.row("slurm", "slurm - basic", "overhead_per_job_s", extra, "s", note="what SLURM adds per job: sbatch, "
+              "queue wait, the job's Python start-up and imports, result poll; median over the pairs")
     bench.row("slurm", "slurm vs basic CSVs", "identical", identical, "files", note=f"of {compared} metrics.csv")
     wall, loops, jobs, _ = _sweep(root / "slurm_parallel", slurm)
     bench.row("slurm", "slurm, jobs side by side", "wall_s", wall, "s",
               note=f"the launcher's array_parallelism; {jobs} jobs, their training loops {loops:.1f} s")
-    print(f"  slurm: {extra[len(extra) // 2]:.1f} s more per job than basic; side by side {wall:.1f} s; "
+    print(f"  slurm: {extra:.1f} s more per job than basic; side by side {wall:.1f} s; "
           f"CSVs identical {identical} of {compared}", flush=True)
