@@ -13,6 +13,7 @@ RUN_ID := $(shell date +%Y-%m-%d_%H-%M-%S)_make$(shell echo $$PPID)
 # Single-thread runs (train.threads=1: the DLN always, every run at quick and tiny scale) go two at a time:
 # they fill 2 cores and give byte-identical CSVs. Set LAUNCHER= to run them one by one; a launcher in ARGS
 # comes later and wins. Paper-scale CNN runs use every core (train.threads=0), one at a time.
+# LAUNCHER=slurm submits every run of a target to SLURM instead, one array job per experiment (docs/sweeps.md).
 LAUNCHER ?= hydra/launcher=parallel
 VARIABLES = SCALE SEEDS ARGS RESULTS SWEEP RUN_ID LAUNCHER REFERENCE LOCK PY
 SCALE_doc = quick, paper or tiny: conf/scale/SCALE.yaml plus conf/experiment_scale/EXPERIMENT_SCALE.yaml
@@ -24,15 +25,24 @@ SWEEP_doc = sweep folders that make figures and make report read instead of the 
 (python -m bnstudy.runs --help: the rule)
 RUN_ID_doc = the name of the sweep folders this make writes (default: the time and the pid of make); an existing \
 one resumes those sweeps
-LAUNCHER_doc = the launcher of single-thread runs: the DLN always, every run below paper scale (empty: one job at a time)
+LAUNCHER_doc = the launcher of single-thread runs: the DLN always, every run below paper scale (empty: one job at a \
+time); slurm (or hydra/launcher=slurm): every run of the target as a SLURM job (docs/sweeps.md)
 REFERENCE_doc = the reference folder make verify compares with and make reference writes
 LOCK_doc = the pinned, hashed requirements make install installs from
 PY_doc = the python that runs everything
 seed_list = $(shell seq -s, 0 $$(( $(SEEDS) - 1 )))
-# LAUNCHER, unless ARGS sets train.threads (two multi-thread runs side by side would share the cores badly)
-single_launcher = $(if $(findstring train.threads,$(ARGS)),,$(LAUNCHER))
-# the CNN experiments' launcher: below paper scale their runs are single-threaded too
-cnn_launcher = $(if $(filter paper,$(SCALE)),,$(single_launcher))
+# LAUNCHER as Hydra's override: hydra/launcher=NAME as given, or a bare NAME (slurm, parallel, submitit)
+launcher = $(if $(findstring =,$(LAUNCHER)),$(LAUNCHER),$(if $(strip $(LAUNCHER)),hydra/launcher=$(strip $(LAUNCHER))))
+on_slurm = $(filter hydra/launcher=slurm,$(launcher))
+# a single-thread run's SLURM job asks for one CPU and no GPU (conf/hydra/launcher/slurm.yaml's defaults,
+# 1 GPU, 4 CPUs, 32 GB, are a paper-scale CNN run's); a hydra.launcher.* in ARGS comes later and wins
+slurm_cpu_job = hydra.launcher.gpus_per_node=0 hydra.launcher.cpus_per_task=1 hydra.launcher.mem_gb=4
+# LAUNCHER, unless ARGS sets train.threads (two multi-thread runs side by side would share the cores badly;
+# SLURM gives each job its own)
+single_launcher = $(if $(on_slurm),$(launcher) $(slurm_cpu_job),$(if $(findstring train.threads,$(ARGS)),,$(launcher)))
+# the CNN experiments' launcher: below paper scale their runs are single-threaded too; at paper scale one
+# run at a time here, or SLURM's GPU jobs
+cnn_launcher = $(if $(filter paper,$(SCALE)),$(if $(on_slurm),$(launcher)),$(single_launcher))
 sweep_dir = $(RESULTS)/$(1)/$(SCALE)/$(RUN_ID)
 # one experiment's sweep: scale-specific settings come from conf/ (experiment_scale), never from here
 train = $(PY) -m experiments.train -m experiment=$(1) scale=$(SCALE) seed=$(seed_list) \
@@ -41,7 +51,7 @@ train = $(PY) -m experiments.train -m experiment=$(1) scale=$(SCALE) seed=$(seed
 figure = $(PY) -m experiments.figures $(1) --scale $(SCALE) --results $(RESULTS) --sweep $(foreach e,$(2),$(call sweep_dir,$(e)))
 sweep_opt = $(if $(strip $(SWEEP)),--sweep $(SWEEP))
 
-.PHONY: help install lock test quick fig1 fig2 fig3 fig3_cnn fig3_dln fig4 fig4_cnn fig4_dln fig5 fig5_cnn \
+.PHONY: help install lock test test-cluster quick fig1 fig2 fig3 fig3_cnn fig3_dln fig4 fig4_cnn fig4_dln fig5 fig5_cnn \
 	fig5_dln browser dln_sweep all curvature curvature_cnn curvature_dln theory signal \
 	signal_cnn signal_dln beyond figures report verify reference bench notebook clean-results tutorials
 
@@ -59,6 +69,14 @@ lock:  ## regenerate requirements.lock (pinned, hashed; CPython 3.11, Linux x86_
 
 test:  ## run the test suite (unit tests, tiny end-to-end runs, notebooks)
 	$(PY) -m pytest
+
+# a cluster started here is stopped again; one that was up before is left up
+test-cluster:  ## the SLURM path on a real one-node cluster on this machine (root; scripts/slurm-local.sh starts it)
+	@up=$$(bash scripts/slurm-local.sh status | head -1); \
+	bash scripts/slurm-local.sh start || exit 1; \
+	$(PY) -m pytest -m cluster tests/test_cluster.py; status=$$?; \
+	if [ "$$up" = down ]; then bash scripts/slurm-local.sh stop; fi; \
+	exit $$status
 
 quick: override SCALE = quick
 quick:  ## the main job: small CNN +/- BN at lr 0.1/0.5 on Fashion-MNIST, then its figure (always quick scale)
@@ -115,8 +133,9 @@ ALL_FIGURES = fig1 fig2 fig3 fig4 fig5 browser
 ALL_EXPERIMENTS = fig1 fig2 fig3_cnn fig3_dln fig4_cnn fig4_dln fig5_cnn fig5_dln browser
 all:  ## every experiment and figure at SCALE, in one process: runs that differ only in what they measure train once
 # experiments.together lays each sweep out as `make fig1` ... would (same folders, same CSVs, byte for byte)
-# and trains each distinct trajectory once; with a launcher in ARGS, the figure targets one by one instead.
-ifneq (,$(findstring hydra/launcher,$(ARGS)))
+# and trains each distinct trajectory once; with a launcher in ARGS, or LAUNCHER=slurm, the figure targets
+# instead (on SLURM every run is its own job: `make -j all LAUNCHER=slurm` submits the nine sweeps at once)
+ifneq (,$(findstring hydra/launcher,$(ARGS))$(on_slurm))
 all: $(ALL_FIGURES)
 else
 all:
@@ -152,7 +171,8 @@ beyond: curvature theory signal  ## the three experiments beyond the paper (quic
 # The tutorials' claims (README, "What the tutorials say"): always quick scale, single-threaded jobs two
 # at a time; not part of `make all`. `make report` adds their section when their runs exist.
 # (under RESULTS like every target: the sweep folder is named here, conf/config.yaml's default is results/)
-tut = $(PY) -m experiments.train -m experiment=$(1) seed=$(seed_list) progress=false hydra/launcher=parallel \
+tut = $(PY) -m experiments.train -m experiment=$(1) seed=$(seed_list) progress=false \
+	$(if $(on_slurm),$(launcher) $(slurm_cpu_job),hydra/launcher=parallel) \
 	hydra.sweep.dir=$(RESULTS)/$(1)/quick/$(RUN_ID) $(ARGS)
 tutorials:  ## the tutorials' claims at quick scale (~6 min on 2 idle cores, one seed; not in all): runs, CSVs, figure
 	$(call tut,tut_batch)

@@ -37,6 +37,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 EXIT_USER_ERROR = 2
+SLURM_LAUNCHER = "hydra_plugins.bnstudy_launchers.slurm.SlurmLauncher"  # ours: conf/hydra/launcher/slurm.yaml
 CALLBACK = "bnstudy"  # our key under hydra.callbacks
 ALLOWED_TARGETS = frozenset({
     "experiments.preflight.Preflight",
@@ -44,11 +45,14 @@ ALLOWED_TARGETS = frozenset({
     "hydra._internal.core_plugins.basic_sweeper.BasicSweeper",
     "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher",  # hydra/launcher=parallel
     "hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher",  # hydra/launcher=submitit
-    "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher",  # hydra/launcher=slurm
+    "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher",  # hydra/launcher=submitit_slurm
+    SLURM_LAUNCHER,  # hydra/launcher=slurm
 })
 LOGGING_CLASSES = frozenset({"logging.StreamHandler", "logging.FileHandler"})  # Hydra's own logging configs
 HYDRA_FILES = ("config.yaml", "hydra.yaml", "overrides.yaml")
-STATE: dict[str, Any] = {}  # the running sweep's dir, for the Ctrl-C message (experiments.train)
+# the running sweep's dir, for the Ctrl-C message (experiments.train); job_notes: {job number: what the
+# launcher knows of it} for the summary (the SLURM launcher: its SLURM id, how it ended, its log)
+STATE: dict[str, Any] = {}
 
 
 class Refused(Exception):
@@ -162,14 +166,19 @@ def job_dir(config: DictConfig, num: int) -> tuple[DictConfig, Path]:
     return config, Path(str(config.hydra.sweep.dir)) / str(config.hydra.sweep.subdir)
 
 
-def _status(out_dir: Path) -> tuple[str, str]:
-    from bnstudy.records import read_json
+def job_status(out_dir: Path) -> tuple[str, str]:
+    """(status, error) of a job's folder: its summary's, "interrupted" for a "running" one whose process
+    is gone (its lock is free: killed), "not started" where there is no summary."""
+    from bnstudy.records import is_locked, read_json
 
     try:
         summary = read_json(out_dir / "summary.json")
-        return summary.get("status", "broken"), summary.get("error") or ""
     except (OSError, ValueError):
-        return "not started", "its error is printed above"
+        return "not started", ""
+    status = summary.get("status", "broken")
+    if status == "running" and not is_locked(out_dir):
+        status = "interrupted"
+    return status, summary.get("error") or ""
 
 
 # ------------------------------------------------------------------------------------------ callback
@@ -193,6 +202,14 @@ class Preflight(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         loader = GlobalHydra.instance().config_loader()
         sweep_dir = Path(str(config.hydra.sweep.dir)).absolute()  # first: fills the resolver cache jobs copy
+        if OmegaConf.select(config, "hydra.launcher._target_") == SLURM_LAUNCHER:
+            from hydra_plugins.bnstudy_launchers.slurm import queued_jobs
+
+            queued = queued_jobs(sweep_dir)
+            if queued:
+                refuse(f"jobs of {sweep_dir} are still in the SLURM queue ({', '.join(queued[:4])}"
+                       f"{' ...' if len(queued) > 4 else ''}): wait until they end, or cancel them with scancel, "
+                       f"then rerun; no job of the sweep was started")
         errors = []
         jobs = sweep_jobs(config)
         for num, (overrides, named) in enumerate(zip(jobs, _varying(jobs))):
@@ -223,7 +240,7 @@ class Preflight(Callback):
                 write_atomic(path, data)
         if STATE.get("planning"):  # experiments.together: the jobs run later, and it reports them
             return
-        statuses = {num: _status(out_dir) for num, _, out_dir in self.jobs}
+        statuses = {num: job_status(out_dir) for num, _, out_dir in self.jobs}
         failed = [num for num, (status, _) in statuses.items() if status not in FINISHED]
         counts: dict[str, int] = {}
         for status, _ in statuses.values():
@@ -232,10 +249,15 @@ class Preflight(Callback):
         print(f"sweep {sweep_dir}: {len(self.jobs)} job(s): "
               + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())), file=sys.stderr)
         if failed:
+            notes = STATE.get("job_notes") or {}
             for num, overrides, out_dir in self.jobs:
                 if num in failed:
                     status, error = statuses[num]
-                    print(f"  job #{num} ({' '.join(overrides)}) {status}: {' '.join(error.split())}", file=sys.stderr)
+                    why = [" ".join(error.split()), notes.get(num, "")]
+                    if not any(why) and status == "not started":
+                        why = ["its error is printed above"]
+                    print(f"  job #{num} ({' '.join(overrides)}) {status}: {'; '.join(w for w in why if w)}",
+                          file=sys.stderr)
             print(f"error: {len(failed)} of {len(self.jobs)} job(s) did not finish (#{', #'.join(map(str, failed))}); "
                   f"fix the cause and resume the sweep: the same command with hydra.sweep.dir={sweep_dir}",
                   file=sys.stderr)

@@ -6,7 +6,9 @@ for a run or for every job of a sweep. What can only fail at run time (``ConfigE
 ``RunError``, a missing or corrupt dataset) ends the job with one line on stderr and exit status 2, no
 traceback; if Hydra's own files are all the run dir holds by then, the dir is removed, so nothing
 half-made is left. In a sweep a failed job does not stop the others: the sweep's summary names it at the
-end and the exit status is 1. Ctrl-C prints how to resume (exit status 130).
+end and the exit status is 1. Ctrl-C prints how to resume (exit status 130). A SLURM job that reaches its
+time limit with no requeue left (submitit raises its error inside the run) stops at its last checkpoint
+with one line too.
 """
 
 from __future__ import annotations
@@ -105,6 +107,13 @@ def print_help_without_schemas(main_fn) -> None:
     sys.exit(code)
 
 
+def _out_of_requeues(e: BaseException) -> bool:
+    """submitit's own error, raised inside the run by its signal handler when a SLURM job's time limit
+    comes and no requeue is left (hydra/launcher=slurm)."""
+    utils = sys.modules.get("submitit.core.utils")
+    return utils is not None and isinstance(e, utils.UncompletedJobError)
+
+
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")  # absolute: works with -m and when imported
 
 
@@ -130,7 +139,12 @@ def hydra_main(cfg: DictConfig) -> None:
         where = f"hydra.sweep.dir={HydraConfig.get().sweep.dir}" if sweep else f"hydra.run.dir={out_dir}"
         print(f"interrupted: resume with the same command and {where}", file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)
-    except Exception:
+    except Exception as e:
+        if _out_of_requeues(e):  # the run stopped at its last checkpoint, resumable: one line, not a traceback
+            print(f"error: {e} The SLURM time limit (hydra.launcher.timeout_min) came once more than "
+                  f"hydra.launcher.max_num_timeout allows requeues; raise either and resume: the same command "
+                  f"with hydra.sweep.dir={HydraConfig.get().sweep.dir}", file=sys.stderr)
+            return
         if not sweep:
             raise
         traceback.print_exc()  # a bug, not a user error: its traceback, and the other jobs go on

@@ -37,6 +37,10 @@ Sections, all in one process, printed as tables and written to one long-format C
    loop end, so parallel DLN jobs count once; older summaries: the summed ``wall_time_s``) of the runs
    of its latest quick sweep under ``results/<exp>/quick/`` (training loops only; process start-up, data
    loading and figures are not in it). Nothing is run.
+8. ``make_all_run`` (only with ``--sections make_all_run``): ``make all`` run and timed, against a baseline
+   revision (``--baseline``) and beside a busy process (``--busy``).
+9. ``slurm`` (only with ``--sections slurm``; a SLURM cluster): the per-job overhead of
+   ``hydra/launcher=slurm`` against the basic launcher on the same tiny sweep, side by side.
 
 Targets (PASS/FAIL in the table; the bench never fails on them): suite/bare <= 1.05 for every model;
 data <= 5% of a small-CNN step; each measurement within 1.2x its stated passes (a 0-pass measurement
@@ -46,8 +50,8 @@ arithmetic ("floor": the bare loop doing it after every backward, against the ba
 when the floor is above 0.2 step (any measurement may state such a floor: ``bench_floor``).
 
 Modules, by what they measure: ``common`` (sizes, the Bench, the suite's timed loop and the bare loop),
-``step`` (sections 1 and 5), ``data`` (2), ``measure`` (3), ``flops`` (4), ``walls`` (6 and 7), ``cli``
-(arguments, machine, tables, CSV).
+``step`` (sections 1 and 5), ``data`` (2), ``measure`` (3), ``flops`` (4), ``walls`` (6, 7 and 8), ``slurm``
+(9), ``cli`` (arguments, machine, tables, CSV).
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from experiments.bench.common import CSV_COLUMNS, ROOT, SIZES, Bench, Sizes
 from experiments.bench.data import section_data
 from experiments.bench.flops import section_flops
 from experiments.bench.measure import section_measure
+from experiments.bench.slurm import section_slurm
 from experiments.bench.step import section_step, section_switches
 from experiments.bench.summary import load_verdict, summary_lines
 from experiments.bench.walls import section_make_all, section_make_all_run, section_paper_fig1
@@ -75,7 +76,7 @@ def report(bench: Bench, info: dict[str, str], out: Path) -> None:
     for line in summary_lines(bench.rows, info):
         print(line)
     print("\nmachine: " + "; ".join(f"{k} {v}" for k, v in info.items()))
-    for section in ("step", "data", "measure", "flops", "switches", "paper_fig1", "make_all", "make_all_run"):
+    for section in ("step", "data", "measure", "flops", "switches", "paper_fig1", "make_all", "make_all_run", "slurm"):
         rows = [r for r in bench.rows if r["section"] == section]
         if rows:
             print(f"\n-- {section} --")
@@ -111,7 +112,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--tf32", action="store_true", help="train.tf32=true (both loops, and the matmul peak)")
     p.add_argument("--sections", default="step,data,measure,flops,switches", help="comma-separated subset")
     p.add_argument("--models", default="", help="only these models (small_cnn,vgg_quick,vgg16,dln)")
-    p.add_argument("--repeats", type=int, default=0, help="override the repeats of sections 1-3")
+    p.add_argument("--repeats", type=int, default=0, help="override the repeats of sections 1-3 (slurm: its pairs)")
     p.add_argument("--make-all", action="store_true", help="add the make-all wall times read from --results")
     p.add_argument("--results", default=str(ROOT / "results"))
     p.add_argument("--baseline", default="", metavar="REV",
@@ -138,8 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     info = machine(bench)
     print("machine: " + "; ".join(f"{k} {v}" for k, v in info.items()), flush=True)
     sections = {"step": section_step, "data": section_data, "measure": section_measure, "flops": section_flops,
-                "switches": section_switches, "paper_fig1": section_paper_fig1,  # these two only when asked
-                "make_all_run": section_make_all_run}
+                "switches": section_switches, "paper_fig1": section_paper_fig1,  # these three only when asked
+                "make_all_run": section_make_all_run, "slurm": section_slurm}
     wanted = [s for s in args.sections.split(",") if s]
     unknown = set(wanted) - set(sections) - {"make_all"}
     if unknown:
