@@ -67,6 +67,11 @@ TEST_LOSS, TEST_ACC = "test_loss", "test_acc"  # eval mode, test subset
 EVAL_METRICS = {"train_eval": (TRAIN_EVAL_LOSS, TRAIN_EVAL_ACC), "test": (TEST_LOSS, TEST_ACC)}  # by eval set
 LOOP_METRICS = (TRAIN_LOSS, TRAIN_ACC, TRAIN_EVAL_LOSS, TRAIN_EVAL_ACC, TEST_LOSS, TEST_ACC)
 
+# train.threads=0: PyTorch's own intra-op count in this process, read before any run sets one; each run sets
+# its count, so a process that trains several runs (a sweep's basic launcher, make all's workers, a notebook)
+# gives each the count it would have alone
+PYTORCH_THREADS = torch.get_num_threads()
+
 # errors of a write that the user can fix (a full disk or quota, a read-only or forbidden folder)
 WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
@@ -300,8 +305,7 @@ class Trainer:
                                   f"more than {', '.join(TRAJECTORY_FREE)}")
         self.show_progress = progress_enabled(cfg.progress)
         threads = resolve_threads(cfg.train.threads)  # 0: PyTorch's default
-        if threads > 0:
-            torch.set_num_threads(threads)
+        torch.set_num_threads(threads or PYTORCH_THREADS)  # never the count an earlier run of this process set
         if str(cfg.train.threads) == "auto":
             log.info("train.threads=auto: %d thread(s)", threads)
         torch.set_flush_denormal(cfg.train.flush_denormal)

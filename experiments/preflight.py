@@ -19,14 +19,20 @@ gets no new ``.hydra/`` (``hydra.output_subdir`` is set to null for it); a resum
 that fails at run time does not stop the others (``experiments.train.main`` returns); ``on_multirun_end``
 prints the sweep's summary and exits 1 naming the failed jobs.
 
-``hydra.callbacks`` itself is instantiated before any callback runs, so overrides that add or change a
-callback (or logging classes, set up while the config is composed) are refused earlier still, from the
-command line (``refuse_code_overrides``), and ``Preflight`` refuses to start next to any other callback.
+``hydra.callbacks`` itself is instantiated, and ``hydra.hydra_logging`` set up, before any callback runs,
+so code named there is refused earlier still, before ``hydra.main`` starts: overrides on the command line
+(``refuse_code_overrides``, which names the override), then the ``hydra`` node as Hydra is about to compose
+it from every source (the primary config, ``--config-dir``, ``--config-name``, experiment files, overrides:
+``refuse_code_in_configs``, composed the way ``hydra.main`` composes it, nothing instantiated or set up).
+Each job's own config (a sweep over experiment files) is checked by ``Preflight`` before any job's
+``hydra.job_logging`` is set up.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 import os
 import sys
 from pathlib import Path
@@ -47,6 +53,7 @@ ALLOWED_TARGETS = frozenset({
     "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher",  # hydra/launcher=slurm
 })
 LOGGING_CLASSES = frozenset({"logging.StreamHandler", "logging.FileHandler"})  # Hydra's own logging configs
+LOGGING_EXTERNALS = frozenset({"ext://sys.stdout", "ext://sys.stderr"})  # the objects they name (``stream:``)
 HYDRA_FILES = ("config.yaml", "hydra.yaml", "overrides.yaml")
 STATE: dict[str, Any] = {}  # the running sweep's dir, for the Ctrl-C message (experiments.train)
 
@@ -79,10 +86,16 @@ def refuse_code_overrides(argv: list[str]) -> None:
 
 
 def check_hydra_node(hydra: DictConfig) -> None:
-    """Every ``_target_`` under ``hydra`` is one the suite ships, every logging class one of Hydra's own."""
+    """Every ``_target_`` under ``hydra`` is one the suite ships, the one callback is ``Preflight``, and
+    the logging configs name no code: only Hydra's own handler classes, no ``()`` factories, no
+    ``ext://`` objects but ``sys.stdout`` and ``sys.stderr`` (``logging.config.dictConfig`` imports and
+    calls what these name)."""
     callbacks = list((hydra.get("callbacks") or {}).keys())
     if callbacks != [CALLBACK]:
         raise Refused(f"hydra.callbacks must be exactly bnstudy's own ({CALLBACK}), not {callbacks}")
+    own = OmegaConf.select(hydra, f"callbacks.{CALLBACK}._target_", default=None)
+    if own != "experiments.preflight.Preflight":
+        raise Refused(f"hydra.callbacks.{CALLBACK}._target_={own}: bnstudy's callback is experiments.preflight.Preflight")
 
     def walk(node: Any, path: str) -> None:
         if isinstance(node, DictConfig):
@@ -91,14 +104,60 @@ def check_hydra_node(hydra: DictConfig) -> None:
                 where = f"{path}.{key}"
                 if key == "_target_" and value not in ALLOWED_TARGETS:
                     raise Refused(f"{where}={value}: bnstudy instantiates only its own launchers, not other code")
-                if key == "()" or (key == "class" and "logging" in path and value not in LOGGING_CLASSES):
-                    raise Refused(f"{where}={value}: logging classes other than Hydra's own are refused")
+                if "logging" in path:
+                    if key == "()" or (key == "class" and value not in LOGGING_CLASSES):
+                        raise Refused(f"{where}={value}: logging classes other than Hydra's own are refused")
+                    if isinstance(value, str) and value.strip().startswith("ext://") and value.strip() not in LOGGING_EXTERNALS:
+                        raise Refused(f"{where}={value}: logging configs may name no object but "
+                                      f"{' or '.join(sorted(LOGGING_EXTERNALS))}")
+                elif key == "()":
+                    raise Refused(f"{where}={value}: bnstudy instantiates only its own launchers, not other code")
                 walk(node._get_node(key), where)
         elif OmegaConf.is_list(node):
             for i, item in enumerate(node._content or []):
                 walk(item, f"{path}[{i}]")
 
     walk(hydra, "hydra")
+
+
+def compose_as_hydra_main(argv: list[str], task_function: Any, config_path: str, config_name: str) -> DictConfig | None:
+    """The config ``hydra.main`` is about to compose for this command line: the same argument parser,
+    search path (``--config-dir``, ``--config-path``) and config name (``--config-name``), composed by
+    Hydra's own loader as ``Hydra.get_mode`` composes it first (sweep overrides left to each job), with
+    no logging set up and nothing instantiated. None where it cannot be composed: Hydra then says why."""
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra._internal.utils import (create_automatic_config_search_path,
+                                       detect_calling_file_or_module_from_task_function, get_args_parser)
+    from hydra.core.config_search_path import SearchPathQuery
+    from hydra.types import RunMode
+
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):  # a bad option: argparse's message comes from Hydra
+            args = get_args_parser().parse_args(argv)
+        calling_file, calling_module = detect_calling_file_or_module_from_task_function(task_function)
+        search_path = create_automatic_config_search_path(calling_file, calling_module,
+                                                          args.config_path if args.config_path is not None else config_path)
+        if args.config_dir is not None:
+            search_path.prepend(provider="command-line", path=f"file://{os.path.abspath(args.config_dir)}",
+                                anchor=SearchPathQuery(provider="schema"))
+        loader = ConfigLoaderImpl(config_search_path=search_path)
+        return loader.load_configuration(config_name=args.config_name if args.config_name is not None else config_name,
+                                         overrides=list(args.overrides), run_mode=RunMode.MULTIRUN,
+                                         validate_sweep_overrides=False)
+    except (Exception, SystemExit):
+        return None
+
+
+def refuse_code_in_configs(argv: list[str], task_function: Any, config_path: str, config_name: str) -> None:
+    """Refuse a ``hydra`` node that names code (``check_hydra_node``), wherever it came from, before
+    ``hydra.main`` instantiates its callbacks or sets up its logging."""
+    config = compose_as_hydra_main(argv, task_function, config_path, config_name)
+    if config is None or "hydra" not in config:
+        return
+    try:
+        check_hydra_node(config.hydra)
+    except Refused as e:
+        refuse(f"{e} (from the config files or overrides of this command: bnstudy runs no code a config names)")
 
 
 # ------------------------------------------------------------------------------------------ jobs

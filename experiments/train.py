@@ -4,9 +4,11 @@ Before Hydra writes anything, ``experiments.preflight`` refuses what must not st
 under ``hydra``, and (its Hydra callback) a config that cannot work, a run dir that cannot be used as asked,
 for a run or for every job of a sweep. What can only fail at run time (``ConfigError`` about the data,
 ``RunError``, a missing or corrupt dataset) ends the job with one line on stderr and exit status 2, no
-traceback; if Hydra's own files are all the run dir holds by then, the dir is removed, so nothing
-half-made is left. In a sweep a failed job does not stop the others: the sweep's summary names it at the
-end and the exit status is 1. Ctrl-C prints how to resume (exit status 130).
+traceback; what Hydra wrote for the job is removed again if that is all the run dir holds by then (a
+dir that existed before keeps everything it held: ``remove_hydra_files``), so nothing half-made is left.
+In a sweep a failed job does not stop the others: the sweep's summary names it at the end and the exit
+status is 1. Ctrl-C or SIGTERM stops the run (its summary says interrupted), and the process that started
+the work prints one line saying how to resume (``experiments.interrupt``; exit status 130 or 143).
 """
 
 from __future__ import annotations
@@ -31,12 +33,12 @@ import bnstudy.paths  # noqa: F401  (registers ${unique:}, used by the run and s
 from bnstudy.data import DatasetFormatError, DatasetNotFoundError
 from bnstudy.progress import Sweep
 from bnstudy.train import ConfigError, RunError, check_keys, run
-from experiments.preflight import EXIT_USER_ERROR, STATE, refuse_code_overrides
+from experiments.interrupt import exit_status, print_interrupted, sigterm_as_interrupt
+from experiments.preflight import EXIT_USER_ERROR, STATE, refuse_code_in_configs, refuse_code_overrides
 
 log = logging.getLogger("bnstudy")
 
 USER_ERRORS = (ConfigError, RunError, DatasetNotFoundError, DatasetFormatError)
-EXIT_INTERRUPTED = 130
 # experiments.together sets a list here: each job is then recorded (config, folder, place in its sweep)
 # instead of run; Hydra and the preflight do everything else as for a run
 PLAN: list | None = None
@@ -126,10 +128,11 @@ def hydra_main(cfg: DictConfig) -> None:
         if sweep:
             return  # the other jobs go on; the sweep's summary names this one and the exit status is 1
         sys.exit(EXIT_USER_ERROR)
-    except KeyboardInterrupt:
-        where = f"hydra.sweep.dir={HydraConfig.get().sweep.dir}" if sweep else f"hydra.run.dir={out_dir}"
-        print(f"interrupted: resume with the same command and {where}", file=sys.stderr)
-        sys.exit(EXIT_INTERRUPTED)
+    except KeyboardInterrupt as e:
+        if sweep:  # the process that started the sweep says how to resume it, once (not each parallel job)
+            raise
+        print_interrupted(f"the same command and hydra.run.dir={out_dir}")
+        sys.exit(exit_status(e))
     except Exception:
         if not sweep:
             raise
@@ -139,14 +142,18 @@ def hydra_main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    """``python -m experiments.train``: refuse code-naming overrides, then Hydra (with ``Preflight``)."""
+    """``python -m experiments.train``: refuse configs naming code, then Hydra (with ``Preflight``)."""
     refuse_code_overrides(sys.argv[1:])
-    try:
-        hydra_main()
-    except KeyboardInterrupt:  # e.g. while a parallel launcher waits for its jobs
-        where = f" and hydra.sweep.dir={STATE['sweep_dir']}" if STATE.get("sweep_dir") else ""
-        print(f"interrupted: resume with the same command{where}", file=sys.stderr)
-        sys.exit(EXIT_INTERRUPTED)
+    refuse_code_in_configs(sys.argv[1:], hydra_main, CONF_DIR, "config")
+    with sigterm_as_interrupt():
+        try:
+            hydra_main()
+        except KeyboardInterrupt as e:  # a sweep's job, or while a parallel launcher waits for its jobs
+            if STATE.get("planning"):  # experiments.together says how to resume its work
+                raise
+            where = f" and hydra.sweep.dir={STATE['sweep_dir']}" if STATE.get("sweep_dir") else ""
+            print_interrupted(f"the same command{where}")
+            sys.exit(exit_status(e))
 
 
 if __name__ == "__main__":

@@ -47,12 +47,16 @@ def write_fake_run(run_dir: Path, rows: Iterable[tuple], config: dict, *, status
 
 
 @pytest.fixture
-def one_thread():
-    """torch on one thread for the test (tiny tensors; the CPU is shared), the count put back after."""
+def one_thread(monkeypatch):
+    """torch on one thread for the test (tiny tensors; the CPU is shared), also for runs with
+    ``train.threads=0`` (PyTorch's default, ``bnstudy.train.PYTORCH_THREADS``); the count put back after."""
     import torch
+
+    import bnstudy.train
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    monkeypatch.setattr(bnstudy.train, "PYTORCH_THREADS", 1)
     yield
     torch.set_num_threads(threads)
 
