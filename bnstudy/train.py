@@ -20,6 +20,7 @@ import errno
 import json
 import logging
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,6 +72,9 @@ LOOP_METRICS = (TRAIN_LOSS, TRAIN_ACC, TRAIN_EVAL_LOSS, TRAIN_EVAL_ACC, TEST_LOS
 # its count, so a process that trains several runs (a sweep's basic launcher, make all's workers, a notebook)
 # gives each the count it would have alone
 PYTORCH_THREADS = torch.get_num_threads()
+
+# a run's name is one folder of its path (results/<name>/<scale>/...): never a path that leads elsewhere
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 # errors of a write that the user can fix (a full disk or quota, a read-only or forbidden folder)
 WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
@@ -131,6 +135,9 @@ def validate(cfg: Config, n_train: int | None = None, n_layers: int | None = Non
     check_ranges(cfg)
     t, m = cfg.train, cfg.measure
     checks = [
+        (NAME.fullmatch(str(cfg.name)) is not None,
+         f"name={cfg.name!r}: a run's name is a folder name (letters, digits, '_', '.', '-'; not starting with "
+         f"'.' or '-'), not a path: results/<name>/... must stay inside results/"),
         (cfg.optim.name in OPTIMIZERS, f"optim.name={cfg.optim.name!r} is unknown; valid: {sorted(OPTIMIZERS)}"),
         (m.landscape.eta_min <= m.landscape.eta_max,
          f"measure.landscape.eta_min={m.landscape.eta_min} exceeds eta_max={m.landscape.eta_max}"),

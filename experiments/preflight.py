@@ -176,6 +176,10 @@ def check_job(config: DictConfig, out_dir: Path) -> dict | None:
     from bnstudy.train import check_keys, validate
 
     check_hydra_node(config.hydra)
+    existing = next((p for p in [out_dir, *out_dir.parents] if os.path.lexists(p)), None)
+    if existing is not None and not existing.is_dir():
+        raise Refused(f"cannot make the folder {out_dir}: {existing} exists and is not a folder; pick another folder "
+                      f"(hydra.run.dir=... or hydra.sweep.dir=...)")
     task = _task_config(config)
     try:
         check_keys(task)
@@ -184,7 +188,6 @@ def check_job(config: DictConfig, out_dir: Path) -> dict | None:
         previous = RunFolder(out_dir).check(OmegaConf.to_container(OmegaConf.structured(cfg)), cfg.resume)
     except (ConfigError, RunError) as e:
         raise Refused(str(e)) from None
-    existing = next((p for p in [out_dir, *out_dir.parents] if p.exists()), None)
     if existing is not None and not os.access(existing, os.W_OK):
         raise Refused(f"cannot write in {out_dir}: {existing} is read-only; pick a writable folder "
                       f"(hydra.run.dir=... or hydra.sweep.dir=...)")
@@ -221,6 +224,21 @@ def job_dir(config: DictConfig, num: int) -> tuple[DictConfig, Path]:
     return config, Path(str(config.hydra.sweep.dir)) / str(config.hydra.sweep.subdir)
 
 
+def folder_before(config: DictConfig, out_dir: Path) -> dict:
+    """What a job's folder holds before Hydra writes there (its ``.hydra/`` records, as bytes, and its log),
+    so that a job that fails before its run writes anything removes only what Hydra added
+    (``experiments.train.remove_hydra_files``)."""
+    from bnstudy.records import LOCK
+
+    subdir_name = config.hydra.output_subdir or ".hydra"
+    log_name = f"{config.hydra.job.name}.log"
+    hydra_dir = out_dir / subdir_name
+    files = {n: (hydra_dir / n).read_bytes() if (hydra_dir / n).is_file() and not (hydra_dir / n).is_symlink()
+             else None for n in HYDRA_FILES}
+    return {"dir": out_dir.exists(), "subdir": hydra_dir.exists(), "subdir_name": subdir_name, "files": files,
+            "log_name": log_name, "had": {n: os.path.lexists(out_dir / n) for n in (log_name, LOCK)}}
+
+
 def _status(out_dir: Path) -> tuple[str, str]:
     from bnstudy.records import read_json
 
@@ -238,6 +256,7 @@ class Preflight(Callback):
     def __init__(self) -> None:
         self.jobs: list[tuple[int, list[str], Path]] = []
         self.kept: dict[Path, bytes] = {}  # a resumed sweep's records, put back at its end
+        self.before: dict[str, dict] = {}  # each job's folder as it was before Hydra wrote (folder_before)
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         out_dir = Path(str(config.hydra.run.dir)).absolute()
@@ -245,6 +264,7 @@ class Preflight(Callback):
             previous = check_job(config, out_dir)
         except Refused as e:
             refuse(str(e))
+        self.before[os.path.abspath(out_dir)] = folder_before(config, out_dir)
         if previous is not None:  # the dir's .hydra/ records the run as it started: keep it
             with read_write(config.hydra):
                 config.hydra.output_subdir = None
@@ -254,12 +274,26 @@ class Preflight(Callback):
         sweep_dir = Path(str(config.hydra.sweep.dir)).absolute()  # first: fills the resolver cache jobs copy
         errors = []
         jobs = sweep_jobs(config)
+        # every job's folder, to refuse two jobs in one (experiments.together: of all the sweeps it lays out)
+        claimed: dict[Path, str] = STATE.setdefault("claimed", {}) if STATE.get("planning") else {}
+        subdir = config.hydra.sweep._get_node("subdir")._value()
         for num, (overrides, named) in enumerate(zip(jobs, _varying(jobs))):
             job_cfg, out_dir = job_dir(loader.load_sweep_config(config, list(overrides)), num)
-            out_dir = out_dir.absolute()
+            out_dir = Path(os.path.abspath(out_dir))
             overrides = named
             self.jobs.append((num, overrides, out_dir))
+            label = f"job #{num} ({' '.join(overrides)})" + (f" of {sweep_dir}" if STATE.get("planning") else "")
+            other = next(((d, who) for d, who in claimed.items()
+                          if d == out_dir or d in out_dir.parents or out_dir in d.parents), None)
+            if other is not None:
+                errors.append(f"{label} and {other[1]} would write into one folder ({out_dir}"
+                              f"{'' if other[0] == out_dir else ' inside ' + str(other[0])}, hydra.sweep.subdir="
+                              f"{subdir}): every job needs a folder of its own, so keep ${{hydra.job.num}} in "
+                              f"hydra.sweep.subdir (e.g. hydra.sweep.subdir=${{hydra.job.num}}_{subdir})")
+                continue
+            claimed[out_dir] = label
             try:
+                self.before[os.path.abspath(out_dir)] = folder_before(job_cfg, out_dir)
                 if check_job(job_cfg, out_dir) is not None:
                     subdir = out_dir / (job_cfg.hydra.output_subdir or ".hydra")
                     self.kept.update({p: p.read_bytes() for p in (subdir / n for n in HYDRA_FILES) if p.is_file()})
@@ -273,6 +307,11 @@ class Preflight(Callback):
             refuse(f"{sweep_dir / 'multirun.yaml'} is a symbolic link: bnstudy never writes through a link")
         if (sweep_dir / "multirun.yaml").is_file():
             self.kept[sweep_dir / "multirun.yaml"] = (sweep_dir / "multirun.yaml").read_bytes()
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """In the process that runs the job (a launcher's worker too: Hydra sends it this callback): what
+        its folder held before, for ``experiments.train.remove_hydra_files``."""
+        STATE["job_before"] = self.before.get(os.path.abspath(str(config.hydra.runtime.output_dir)))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from bnstudy.records import FINISHED, write_atomic

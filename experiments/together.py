@@ -69,6 +69,7 @@ def plan(experiments: list[str], scale: str, seeds: str, results: Path, run_id: 
     finally:
         sys.argv, entry.PLAN = argv, None
         STATE.pop("planning", None)
+        STATE.pop("claimed", None)
     return jobs
 
 

@@ -18,7 +18,6 @@ import contextlib
 import io
 import logging
 import re
-import shutil
 import sys
 import traceback
 from pathlib import Path
@@ -32,6 +31,7 @@ import bnstudy.config  # noqa: F401  (registers the structured configs)
 import bnstudy.paths  # noqa: F401  (registers ${unique:}, used by the run and sweep dir names)
 from bnstudy.data import DatasetFormatError, DatasetNotFoundError
 from bnstudy.progress import Sweep
+from bnstudy.records import write_atomic
 from bnstudy.train import ConfigError, RunError, check_keys, run
 from experiments.interrupt import exit_status, print_interrupted, sigterm_as_interrupt
 from experiments.preflight import EXIT_USER_ERROR, STATE, refuse_code_in_configs, refuse_code_overrides
@@ -44,23 +44,34 @@ USER_ERRORS = (ConfigError, RunError, DatasetNotFoundError, DatasetFormatError)
 PLAN: list | None = None
 
 
-def _only_hydra_files(path: Path, allowed: set[str]) -> bool:
-    return path.is_dir() and all(p.name in allowed for p in path.iterdir())
+def remove_hydra_files(out_dir: Path, before: dict | None) -> None:
+    """Undo what Hydra wrote for a job that failed before its run wrote anything (no summary, CSV or
+    checkpoint): the ``.hydra/`` records and the job's log are removed, or put back as they were where
+    they were there before (``Preflight`` noted what the folder held before Hydra wrote), and the folders
+    too where Hydra made them and they are empty now. Nothing else is ever touched, and without a note
+    of what was there before (``before`` None), nothing at all."""
+    from bnstudy.records import CHECKPOINT, LOCK, METRICS, SUMMARY
 
-
-def remove_untouched_run_dir(out_dir: Path) -> bool:
-    """Remove the job's dir if it holds nothing but what Hydra wrote (``.hydra/``, the job's log).
-
-    Nothing else is touched (a sweep's dir stays: its other jobs go on).
-    """
-    hc = HydraConfig.get()
-    subdir = hc.output_subdir or ".hydra"
-    allowed = {subdir, f"{hc.job.name}.log"}
-    if not (_only_hydra_files(out_dir, allowed) and
-            _only_hydra_files(out_dir / subdir, {"config.yaml", "hydra.yaml", "overrides.yaml"})):
-        return False
-    shutil.rmtree(out_dir)
-    return True
+    if before is None or any((out_dir / n).exists() for n in (SUMMARY, METRICS, CHECKPOINT)):
+        return
+    hydra_dir = out_dir / before["subdir_name"]
+    for name, data in before["files"].items():
+        path = hydra_dir / name
+        if path.is_symlink() or not path.is_file():
+            continue
+        if data is None:
+            path.unlink()
+        elif path.read_bytes() != data:  # Hydra wrote over a record that was there: put it back
+            write_atomic(path, data)
+    for name in (before["log_name"], LOCK):
+        if not before["had"].get(name) and (out_dir / name).is_file() and not (out_dir / name).is_symlink():
+            (out_dir / name).unlink()
+    for folder, existed in ((hydra_dir, before["subdir"]), (out_dir, before["dir"])):
+        if not existed:
+            try:
+                folder.rmdir()  # only if empty
+            except OSError:
+                pass
 
 
 def sweep_of_job() -> Sweep | None:
@@ -122,7 +133,7 @@ def hydra_main(cfg: DictConfig) -> None:
         check_keys(cfg)
         summary = run(OmegaConf.to_object(cfg), out_dir, sweep=sweep_of_job())
     except USER_ERRORS as e:
-        remove_untouched_run_dir(out_dir)
+        remove_hydra_files(out_dir, STATE.get("job_before"))
         message = " ".join(str(e).split())  # one line
         print(f"error: {message}", file=sys.stderr)
         if sweep:
