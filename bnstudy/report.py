@@ -224,10 +224,14 @@ def _excluded(ctx: ReportContext) -> str:
         for n in r.excluded.splitlines():
             if n.strip():
                 claims_of.setdefault(n.strip(), []).append(r.id)
+    runs = ctx.extra.get("runs")
+    for name in runs.names() if runs is not None else ():  # left out of an experiment no claim reads, too
+        for n in runs.experiment(name).notes:
+            claims_of.setdefault(n.strip(), [])
     if not claims_of:
         return "None."
-    return "\n".join(f"- {cell(n)} (claim{'s' if len(ids) > 1 else ''} {', '.join(ids)})"
-                     for n, ids in claims_of.items())
+    return "\n".join(f"- {cell(n)}" + (f" (claim{'s' if len(ids) > 1 else ''} {', '.join(ids)})" if ids else "")
+                      for n, ids in claims_of.items())
 
 
 @section("Provenance")
