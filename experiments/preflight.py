@@ -233,8 +233,14 @@ def folder_before(config: DictConfig, out_dir: Path) -> dict:
     subdir_name = config.hydra.output_subdir or ".hydra"
     log_name = f"{config.hydra.job.name}.log"
     hydra_dir = out_dir / subdir_name
-    files = {n: (hydra_dir / n).read_bytes() if (hydra_dir / n).is_file() and not (hydra_dir / n).is_symlink()
-             else None for n in HYDRA_FILES}
+
+    def read(path: Path) -> bytes | None:
+        try:
+            return None if path.is_symlink() or not path.is_file() else path.read_bytes()
+        except OSError:
+            return None
+
+    files = {n: read(hydra_dir / n) for n in HYDRA_FILES}
     return {"dir": out_dir.exists(), "subdir": hydra_dir.exists(), "subdir_name": subdir_name, "files": files,
             "log_name": log_name, "had": {n: os.path.lexists(out_dir / n) for n in (log_name, LOCK)}}
 
@@ -334,7 +340,9 @@ class Preflight(Callback):
                 if num in failed:
                     status, error = statuses[num]
                     print(f"  job #{num} ({' '.join(overrides)}) {status}: {' '.join(error.split())}", file=sys.stderr)
+            from experiments.interrupt import resume_command
+
             print(f"error: {len(failed)} of {len(self.jobs)} job(s) did not finish (#{', #'.join(map(str, failed))}); "
-                  f"fix the cause and resume the sweep: the same command with hydra.sweep.dir={sweep_dir}",
-                  file=sys.stderr)
+                  f"fix the cause and resume the sweep: "
+                  f"{resume_command(f'the same command with hydra.sweep.dir={sweep_dir}')}", file=sys.stderr)
             sys.exit(1)

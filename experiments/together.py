@@ -34,6 +34,7 @@ import sys
 import time
 import traceback
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 from experiments.interrupt import (Terminated, deferred_signals, exit_status, print_interrupted, resume_command,
@@ -234,12 +235,17 @@ def run_groups(groups: list[list[Job]], workers: int) -> list[tuple[str, str]]:
             context = multiprocessing.get_context("spawn")  # not fork: this process's OpenMP threads
             with ProcessPoolExecutor(min(workers, len(single)), mp_context=context, initializer=worker_init,
                                      initargs=(os.getpid(),)) as pool:
+                reported = 0
                 try:
                     for result in pool.map(worker_train_group, single):
                         failed += result
+                        reported += 1
                 except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (Terminated)
                     stop_workers(pool)
                     raise
+                except BrokenProcessPool:  # a worker was killed (the OOM killer, kill -9): the others end too
+                    failed += [(str(job[1]), "not reported: a worker process died (killed, or out of memory?)")
+                               for g in single[reported:] for job in g]
     return failed
 
 

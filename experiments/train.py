@@ -4,8 +4,9 @@ Before Hydra writes anything, ``experiments.preflight`` refuses what must not st
 under ``hydra``, and (its Hydra callback) a config that cannot work, a run dir that cannot be used as asked,
 for a run or for every job of a sweep. What can only fail at run time (``ConfigError`` about the data,
 ``RunError``, a missing or corrupt dataset) ends the job with one line on stderr and exit status 2, no
-traceback; what Hydra wrote for the job is removed again if that is all the run dir holds by then (a
-dir that existed before keeps everything it held: ``remove_hydra_files``), so nothing half-made is left.
+traceback; if the run wrote nothing by then, what Hydra wrote for the job is removed again, and nothing
+else (a dir that existed before keeps everything it held: ``remove_hydra_files``), so nothing half-made
+is left.
 In a sweep a failed job does not stop the others: the sweep's summary names it at the end and the exit
 status is 1. Ctrl-C or SIGTERM stops the run (its summary says interrupted), and the process that started
 the work prints one line saying how to resume (``experiments.interrupt``; exit status 130 or 143).
@@ -46,10 +47,10 @@ PLAN: list | None = None
 
 def remove_hydra_files(out_dir: Path, before: dict | None) -> None:
     """Undo what Hydra wrote for a job that failed before its run wrote anything (no summary, CSV or
-    checkpoint): the ``.hydra/`` records and the job's log are removed, or put back as they were where
-    they were there before (``Preflight`` noted what the folder held before Hydra wrote), and the folders
-    too where Hydra made them and they are empty now. Nothing else is ever touched, and without a note
-    of what was there before (``before`` None), nothing at all."""
+    checkpoint). ``before`` is what the folder held before Hydra wrote (``preflight.folder_before``): the
+    ``.hydra/`` records and the job's log that were not there are removed, those that were are put back
+    byte for byte, and the folders are removed only where Hydra made them and they are empty now.
+    Nothing else is ever touched, and without ``before``, nothing at all."""
     from bnstudy.records import CHECKPOINT, LOCK, METRICS, SUMMARY
 
     if before is None or any((out_dir / n).exists() for n in (SUMMARY, METRICS, CHECKPOINT)):
