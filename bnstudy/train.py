@@ -174,10 +174,14 @@ def set_tf32(on: bool) -> None:
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
+    """Seed torch; deterministic algorithms on or off as the run says, whatever an earlier run of this
+    process set (its summary records the switch in force)."""
     torch.manual_seed(seed)
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
+    elif torch.are_deterministic_algorithms_enabled():  # switching off costs a second: only when on
+        torch.use_deterministic_algorithms(False)
 
 
 @torch.no_grad()

@@ -452,3 +452,18 @@ def test_threads_0_after_threads_1_in_one_process_is_pytorchs_own_count(tmp_path
     threads = [json.loads((tmp_path / j / "summary.json").read_text())["environment"]["threads"]["intra_op"]
                for j in ("0", "1")]
     assert threads == [1, 3]
+
+
+def test_deterministic_mode_of_one_job_does_not_leak_into_the_next(tmp_path, monkeypatch, capsys):
+    """The same for ``train.deterministic``: the second job's switch, and its record, are its own."""
+    before = torch.are_deterministic_algorithms_enabled()
+    try:
+        code, err = call_main(monkeypatch, capsys, "-m", *DLN[:-2], "train.steps=2", "train.deterministic=true,false",
+                              f"hydra.sweep.dir={tmp_path}")
+    finally:
+        torch.use_deterministic_algorithms(before)
+    assert code == 0, err
+    switch = [json.loads((tmp_path / j / "summary.json").read_text())["environment"]["determinism"]
+              ["deterministic_algorithms"] for j in ("0", "1")]
+    assert switch == [True, False]
+
