@@ -132,29 +132,32 @@ time.sleep(600)
 """
 
 
+def _alive(pid: int) -> bool:
+    """Whether a process runs (a zombie, dead and not yet reaped, does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def test_make_alls_workers_end_when_it_is_killed(tmp_path):
     """SIGKILL leaves the parent no say: its workers get the parent-death signal (Linux) and end, where they
     used to finish every queued group and then wait for good."""
     proc = subprocess.Popen([sys.executable, "-c", POOL], cwd=ROOT, env=ENV, stdout=subprocess.PIPE, text=True)
+    workers: list[int] = []
     try:
         workers = [int(p) for p in proc.stdout.readline().split()]
-        assert len(workers) == 2
+        assert len(workers) == 2 and all(map(_alive, workers))
         proc.kill()
         proc.wait()
         deadline = time.time() + 20
-        while any(Path(f"/proc/{p}").exists() and "Z" not in Path(f"/proc/{p}/stat").read_text().split(")")[1][:3]
-                  for p in workers) and time.time() < deadline:
+        while any(map(_alive, workers)) and time.time() < deadline:
             time.sleep(0.1)
-        alive = [p for p in workers if Path(f"/proc/{p}").exists()
-                 and "Z" not in Path(f"/proc/{p}/stat").read_text().split(")")[1][:3]]
-        assert not alive
+        assert not any(map(_alive, workers))
     finally:
         proc.kill()
-        for p in workers if "workers" in dir() else []:
-            try:
-                os.kill(p, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        for pid in filter(_alive, workers):
+            os.kill(pid, signal.SIGKILL)
 
 
 @pytest.mark.slow
@@ -177,19 +180,17 @@ def test_make_targets_pass_the_command_that_resumes_them():
     """The Makefile's resume command: the goals typed, this make's RUN_ID and every variable set on the command
     line, each a shell word (ARGS with spaces and quotes comes back as it was given)."""
     args = "optim.lr=0.3 'train.steps=300'"
-    out = subprocess.run(["make", "-n", "fig3", "SCALE=tiny", "RUN_ID=abc", f"ARGS={args}", "LAUNCHER="], cwd=ROOT,
-                         capture_output=True, text=True, check=True).stdout.splitlines()
-    first = out[0]
-    assert first.startswith("BNSTUDY_RESUME=") and "experiments.train" in first
-    hint = subprocess.run(["bash", "-c", first.split(" .venv/bin/python")[0].split(" " + sys.executable)[0]
-                           + ' bash -c \'printf "%s" "$BNSTUDY_RESUME"\''],
-                          capture_output=True, text=True, check=True).stdout
+    first = subprocess.run(["make", "-n", "fig3", "SCALE=tiny", "RUN_ID=abc", f"ARGS={args}", "LAUNCHER="], cwd=ROOT,
+                           capture_output=True, text=True, check=True).stdout.splitlines()[0]
+    assignment = first[: first.index(" .venv/bin/python -m experiments.train")]  # BNSTUDY_RESUME='...'
+    hint = subprocess.run(["bash", "-c", f"{assignment} printenv BNSTUDY_RESUME"], capture_output=True, text=True,
+                          check=True).stdout.strip()
     assert hint.startswith("make fig3 RUN_ID=abc ")
-    words = subprocess.run(["bash", "-c", f"printf '%s\\n' {hint[len('make fig3 '):]}"], capture_output=True,
-                           text=True, check=True).stdout.splitlines()
-    assert words == ["RUN_ID=abc", "SCALE=tiny", f"ARGS={args}", "LAUNCHER="]
+    words = subprocess.run(["bash", "-c", f"printf '%s\\n' {hint}"], capture_output=True, text=True,
+                           check=True).stdout.splitlines()
+    assert words == ["make", "fig3", "RUN_ID=abc", "SCALE=tiny", f"ARGS={args}", "LAUNCHER="]
     sub = subprocess.run(["make", "-n", "dln_sweep", "RUN_ID=abc"], cwd=ROOT, capture_output=True, text=True).stdout
-    assert "make dln_sweep RUN_ID=abc" in sub  # the sub-make names the target typed, not _dln_sweep
+    assert "BNSTUDY_RESUME='make dln_sweep RUN_ID=abc SCALE=paper'" in sub  # the target typed, not _dln_sweep
 
 
 # ------------------------------------------------------------------------- 2. no code from config files
