@@ -96,23 +96,47 @@ TOGETHER = [sys.executable, "-m", "experiments.together", "fig3_dln", "--scale",
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sig, to_group", [(signal.SIGTERM, False), (signal.SIGINT, True)])
-def test_a_signal_to_make_all_stops_every_worker_and_says_once_how_to_resume(tmp_path, sig, to_group):
-    """SIGTERM to the parent (a scheduler, ``timeout``) or Ctrl-C at a terminal (SIGINT to every process): no
-    worker outlives the parent, every run that started says interrupted (its checkpoint kept), no group queued
-    behind them starts, no traceback, and one line names the command that resumes."""
+def test_ctrl_c_to_make_all_stops_every_worker_and_says_once_how_to_resume(tmp_path):
+    """Ctrl-C at a terminal (SIGINT to every process): the workers leave it to the parent, which stops them
+    (SIGTERM, as for a SIGTERM to the parent alone: a scheduler, ``timeout``): no worker outlives the parent,
+    every run that started says interrupted (its checkpoint kept), no group queued behind them starts, no
+    traceback (there were 48 lines), and one line names the command that resumes."""
     results = tmp_path / "results"
     env = {**ENV, "BNSTUDY_RESUME": "make all RUN_ID=r SCALE=tiny"}
     cmd = [*TOGETHER[:-3], "--results", str(results), *TOGETHER[-3:]]  # TOGETHER[-3:]: "--" and overrides
-    code, err, left = _interrupt(cmd, results, sig, to_group, env)
+    code, err, left = _interrupt(cmd, results, signal.SIGINT, True, env)
     assert not left, f"processes left behind: {left}"
-    assert code == 128 + sig, err
+    assert code == 130, err
     assert "Traceback" not in err
     lines = [line for line in err.splitlines() if "interrupted" in line]
     assert lines == ["interrupted: resume with make all RUN_ID=r SCALE=tiny"], err
     statuses = {p.parent.name: status(p.parent) for p in results.rglob("summary.json")}
     assert len(statuses) == 2 and set(statuses.values()) == {"interrupted"}, statuses  # 2 workers: 2 of 4 groups
     assert all((results / "fig3_dln/tiny/r" / job / "checkpoint.pt").exists() for job in statuses)
+
+
+def _sigterm_self(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(30)  # the signal lands here
+    raise AssertionError("SIGTERM did not stop this")
+
+
+def test_sigterm_to_make_all_or_a_run_is_handled_as_ctrl_c(monkeypatch, capsys):
+    """SIGTERM (a scheduler, ``timeout``) used to end the parent at once, with no line and its workers left
+    running; it now takes the Ctrl-C path: the workers are stopped, one line, exit status 143."""
+    from experiments import together
+
+    handler = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setenv("BNSTUDY_RESUME", "make all RUN_ID=r")
+    monkeypatch.setattr(together, "run", _sigterm_self)
+    assert together.main(["fig1", "--run-id", "r"]) == 143
+    assert capsys.readouterr().err == "interrupted: resume with make all RUN_ID=r\n"
+    monkeypatch.delenv("BNSTUDY_RESUME")
+    monkeypatch.setattr(entry, "hydra_main", _sigterm_self)
+    monkeypatch.setattr(entry, "refuse_code_in_configs", lambda *a: None)
+    code, err = call_main(monkeypatch, capsys, *DLN)
+    assert code == 143 and err == "interrupted: resume with the same command\n"
+    assert signal.getsignal(signal.SIGTERM) == handler  # put back
 
 
 POOL = """
@@ -180,8 +204,9 @@ def test_make_targets_pass_the_command_that_resumes_them():
     """The Makefile's resume command: the goals typed, this make's RUN_ID and every variable set on the command
     line, each a shell word (ARGS with spaces and quotes comes back as it was given)."""
     args = "optim.lr=0.3 'train.steps=300'"
-    first = subprocess.run(["make", "-n", "fig3", "SCALE=tiny", "RUN_ID=abc", f"ARGS={args}", "LAUNCHER="], cwd=ROOT,
-                           capture_output=True, text=True, check=True).stdout.splitlines()[0]
+    out = subprocess.run(["make", "-n", "fig3", "SCALE=tiny", "RUN_ID=abc", f"ARGS={args}", "LAUNCHER="], cwd=ROOT,
+                         capture_output=True, text=True, check=True).stdout  # under make test: "Entering directory"
+    first = next(line for line in out.splitlines() if "experiments.train" in line)
     assignment = first[: first.index(" .venv/bin/python -m experiments.train")]  # BNSTUDY_RESUME='...'
     hint = subprocess.run(["bash", "-c", f"{assignment} printenv BNSTUDY_RESUME"], capture_output=True, text=True,
                           check=True).stdout.strip()
