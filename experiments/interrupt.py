@@ -16,6 +16,7 @@ import contextlib
 import os
 import signal
 import sys
+import threading
 from typing import Iterator
 
 RESUME_ENV = "BNSTUDY_RESUME"  # set by the Makefile: the make command that resumes what it started
@@ -42,7 +43,11 @@ def _raise_terminated(signum: int, frame) -> None:
 @contextlib.contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
     """Within: SIGTERM raises ``Terminated`` in the main thread (Python's default would end the process
-    at once, the summary still saying "running" and no line printed). The previous handler is put back."""
+    at once, the summary still saying "running" and no line printed). The previous handler is put back.
+    Outside the main thread (where Python allows no handler) nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         yield
