@@ -31,6 +31,18 @@ REFERENCE_doc = the reference folder make verify compares with and make referenc
 LOCK_doc = the pinned, hashed requirements make install installs from
 PY_doc = the python that runs everything
 seed_list = $(shell seq -s, 0 $$(( $(SEEDS) - 1 )))
+# a shell word: the text as it is, or in single quotes where it holds a space, a quote or a wildcard
+sq = '$(subst ','\'',$(1))'
+shell_word = $(if $(or $(word 2,$(1)),$(findstring ',$(1)),$(findstring ",$(1)),$(findstring *,$(1)),$(findstring \
+	?,$(1)),$(findstring ;,$(1)),$(findstring &,$(1)),$(findstring |,$(1)),$(findstring <,$(1)),$(findstring \
+	>,$(1)),$(findstring \,$(1)),$(findstring `,$(1))),$(call sq,$(1)),$(1))
+# The command that resumes what this make started (printed once on Ctrl-C or SIGTERM, and when a job fails:
+# experiments/interrupt.py): the goals typed, the variables set on the command line or in the environment,
+# and this make's RUN_ID. RESUME_GOALS: a sub-make's goals are its parent's.
+RESUME_GOALS ?= $(MAKECMDGOALS)
+resume_vars = $(foreach v,$(filter-out RUN_ID,$(VARIABLES)),$(if $(filter command environment,$(firstword \
+	$(origin $(v)))),$(v)=$(call shell_word,$($(v)))))
+resume = BNSTUDY_RESUME=$(call sq,$(strip make $(RESUME_GOALS) RUN_ID=$(RUN_ID) $(resume_vars)))
 # LAUNCHER as Hydra's override: hydra/launcher=NAME as given, or a bare NAME (slurm, parallel, submitit)
 launcher = $(if $(findstring =,$(LAUNCHER)),$(LAUNCHER),$(if $(strip $(LAUNCHER)),hydra/launcher=$(strip $(LAUNCHER))))
 on_slurm = $(filter hydra/launcher=slurm,$(launcher))
@@ -45,7 +57,7 @@ single_launcher = $(if $(on_slurm),$(launcher) $(slurm_cpu_job),$(if $(findstrin
 cnn_launcher = $(if $(filter paper,$(SCALE)),$(if $(on_slurm),$(launcher)),$(single_launcher))
 sweep_dir = $(RESULTS)/$(1)/$(SCALE)/$(RUN_ID)
 # one experiment's sweep: scale-specific settings come from conf/ (experiment_scale), never from here
-train = $(PY) -m experiments.train -m experiment=$(1) scale=$(SCALE) seed=$(seed_list) \
+train = $(resume) $(PY) -m experiments.train -m experiment=$(1) scale=$(SCALE) seed=$(seed_list) \
 	hydra.sweep.dir=$(call sweep_dir,$(1)) $(2) $(ARGS)
 # draw a figure from the sweeps this make just wrote
 figure = $(PY) -m experiments.figures $(1) --scale $(SCALE) --results $(RESULTS) --sweep $(foreach e,$(2),$(call sweep_dir,$(e)))
@@ -123,7 +135,7 @@ browser:  ## the browser reproduction's three figures (small CNN; MNIST at paper
 	$(call figure,browser,browser)
 
 dln_sweep:  ## the DLN's open loss scale: lr 1e-6/5e-7/2.5e-7/1e-7 x standard, BN, l1; always paper scale (10,000 steps)
-	$(MAKE) --no-print-directory _dln_sweep SCALE=paper
+	$(MAKE) --no-print-directory _dln_sweep SCALE=paper RUN_ID=$(RUN_ID) RESUME_GOALS="$(RESUME_GOALS)"
 
 _dln_sweep:
 	$(call train,dln_sweep,$(single_launcher))
@@ -139,7 +151,7 @@ ifneq (,$(findstring hydra/launcher,$(ARGS))$(on_slurm))
 all: $(ALL_FIGURES)
 else
 all:
-	$(PY) -m experiments.together $(ALL_EXPERIMENTS) --scale $(SCALE) --seeds $(seed_list) --results $(RESULTS) \
+	$(resume) $(PY) -m experiments.together $(ALL_EXPERIMENTS) --scale $(SCALE) --seeds $(seed_list) --results $(RESULTS) \
 		--run-id $(RUN_ID) $(if $(strip $(LAUNCHER)),,--workers 1) --figures $(ALL_FIGURES) -- $(ARGS)
 endif
 

@@ -135,12 +135,23 @@ def _layers(runs: list[Run], metric: str) -> list[int]:
 
 
 def _empty(name: str, R: RunSet | None = None, experiments: Iterable[str] = ()):
+    """The figure of an experiment with no finished runs: it says so (``is_empty`` tells it apart)."""
     fig, ax = plt.subplots(figsize=(4, 2))
     ax.text(0.5, 0.5, f"{name}: no finished runs", ha="center", va="center")
     ax.set_axis_off()
     if R is not None:
         fig.text(0.01, 0.0, footer(R, experiments), ha="left", va="top", fontsize=6, color="0.35")
+    return mark_empty(fig)
+
+
+def mark_empty(fig):
+    """Mark a figure drawn without a single run (``draw(skipped=...)`` then writes no file of it)."""
+    fig.bnstudy_no_runs = True
     return fig
+
+
+def is_empty(fig) -> bool:
+    return bool(getattr(fig, "bnstudy_no_runs", False))
 
 
 def _pick(runs: list[Run], norm: str, lr: float | None = None) -> Run | None:
@@ -401,9 +412,11 @@ def save(fig, out_dir: Path, name: str) -> list[Path]:
 
 
 def draw(names: Iterable[str], root: RunSet | Path, scale: str | None = None, out_dir: Path | None = None,
-         sweeps: Sequence[str | Path] = ()) -> list[Path]:
+         sweeps: Sequence[str | Path] = (), skipped: list[str] | None = None) -> list[Path]:
     """Draw the named figures from the runs under ``root`` (or a RunSet; ``sweeps`` named: those sweeps for
-    their experiments) into ``out_dir/<name>_<scale>.{png,pdf}`` (default ``<root>/figures``)."""
+    their experiments) into ``out_dir/<name>_<scale>.{png,pdf}`` (default ``<root>/figures``). With a
+    ``skipped`` list, a figure none of whose experiments has a finished run is not written: its name is
+    appended there instead."""
     R = as_runset(root, scale, sweeps)
     out_dir = Path(out_dir) if out_dir is not None else R.root / "figures"
     written = []
@@ -411,6 +424,10 @@ def draw(names: Iterable[str], root: RunSet | Path, scale: str | None = None, ou
         if name not in FIGURES:
             raise ValueError(f"figure {name!r} is unknown; valid: {', '.join(sorted(FIGURES))}")
         fig = FIGURES[name][0](R)
+        if skipped is not None and is_empty(fig):
+            plt.close(fig)
+            skipped.append(name)
+            continue
         written += save(fig, out_dir, f"{name}_{R.scale}")
         write_text_atomic(out_dir / f"{name}_{R.scale}{RUNS_SUFFIX}", footer(R, FIGURES[name][1]) + "\n")
     return written

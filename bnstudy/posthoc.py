@@ -59,6 +59,9 @@ def load_run(run_dir: Path, device: str = "cpu") -> tuple[Config, torch.nn.Modul
         summary = read_json(run_dir / "summary.json")
     except (OSError, ValueError) as e:
         raise PosthocError(f"{run_dir}/summary.json cannot be read ({e}): is {run_dir} a run folder?") from None
+    if not isinstance(summary, dict) or not isinstance(summary.get("config"), dict):
+        raise PosthocError(f"{run_dir}/summary.json is not a summary bnstudy wrote (no config in it): "
+                           f"is {run_dir} a run folder?")
     if summary.get("status") not in ("completed", "diverged"):
         raise PosthocError(f"{run_dir} is {summary.get('status')!r}, not finished: resume it first "
                            f"(python -m experiments.train hydra.run.dir={run_dir} ...)")
@@ -86,10 +89,33 @@ def load_run(run_dir: Path, device: str = "cpu") -> tuple[Config, torch.nn.Modul
     return cfg, model.to(device), {"summary": summary, "data": data.to(device)}
 
 
+def earlier_rows(run_dir: Path) -> pd.DataFrame | None:
+    """The rows of an earlier ``posthoc.csv`` (None where there is none), read before anything is measured:
+    a link at either output file, or a ``posthoc.csv`` that is not what this module writes, is refused in
+    one line naming it (never followed, never overwritten)."""
+    from bnstudy.runs import BadRunError, load_metrics
+
+    for path in (Path(run_dir) / POSTHOC_CSV, Path(run_dir) / POSTHOC_JSON):
+        if path.is_symlink():
+            raise PosthocError(f"{path} is a symbolic link: bnstudy never reads or writes through a link; "
+                               f"remove the link, then rerun")
+        if path.exists() and not path.is_file():
+            raise PosthocError(f"{path} is not a file: move it away, then rerun")
+    path = Path(run_dir) / POSTHOC_CSV
+    if not path.exists():
+        return None
+    try:
+        return load_metrics(path)
+    except BadRunError as e:
+        raise PosthocError(f"{path} is not a posthoc.csv bnstudy wrote ({e}): move it away or delete it, "
+                           f"then rerun") from None
+
+
 def measure_run(run_dir: Path, conf: Optional[PosthocConf] = None) -> pd.DataFrame:
     """Measure the run at its final weights; write posthoc.csv/json; return the new rows."""
     conf = conf or PosthocConf()
     run_dir = Path(run_dir)
+    old = earlier_rows(run_dir)
     cfg, model, extra = load_run(run_dir, conf.device)
     data, summary = extra["data"], extra["summary"]
     loss_fn = LOSSES[loss_name(cfg, data)]
@@ -128,13 +154,11 @@ def measure_run(run_dir: Path, conf: Optional[PosthocConf] = None) -> pd.DataFra
                 for n, b in model.named_buffers():
                     b.copy_(buffers[n])
     new = pd.read_csv(StringIO(",".join(COLUMNS) + "\n" + format_rows(rows)), dtype={"metric": str})
-    path = run_dir / POSTHOC_CSV
-    if path.exists():
-        old = pd.read_csv(path, dtype={"metric": str})
+    if old is not None:
         new_all = pd.concat([old[~old["metric"].isin(set(new["metric"]))], new], ignore_index=True)
     else:
         new_all = new
-    write_text_atomic(path, new_all.to_csv(index=False))
+    write_text_atomic(run_dir / POSTHOC_CSV, new_all.to_csv(index=False))
     write_json_atomic(run_dir / POSTHOC_JSON, {"settings": asdict(conf), "chunk": chunk, "samples": len(x),
                                                "step": step, "weights": FINAL,
                                                "at": datetime.datetime.now().astimezone().isoformat(timespec="seconds")})

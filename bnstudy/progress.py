@@ -5,7 +5,7 @@ One line every ``INTERVAL_S`` seconds per job, through the ``bnstudy`` logger (s
 file), never a redrawn bar: two jobs of the parallel launcher writing to one terminal stay readable.
 ``progress=auto`` (the default) shows them where there is a terminal and ``TQDM_DISABLE`` is not set,
 so CI logs stay quiet; ``progress=true`` / ``false`` force them on / off; ``BNSTUDY_PROGRESS_S`` sets
-the seconds between lines (default 10).
+the seconds between lines (default 10; a value that is not a number of seconds >= 0 is ignored with a warning).
 
 The bar is a :class:`tqdm.tqdm` subclass that only changes how it is shown (tqdm's own rate estimate and
 time formatting; ``tqdm.contrib``'s pattern), so iterating it costs what iterating tqdm costs.
@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +26,28 @@ from tqdm.auto import tqdm as _tqdm
 
 log = logging.getLogger("bnstudy")
 
-INTERVAL_S = float(os.environ.get("BNSTUDY_PROGRESS_S", 10.0))  # seconds between two lines of one job
+DEFAULT_INTERVAL_S = 10.0
+
+
+def interval_from_env(default: float = DEFAULT_INTERVAL_S) -> float:
+    """``BNSTUDY_PROGRESS_S``: seconds >= 0 between two progress lines (0: at every step); any other value
+    is ignored with a one-line warning (the default is used)."""
+    text = os.environ.get("BNSTUDY_PROGRESS_S", "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        print(f"warning: BNSTUDY_PROGRESS_S={text[:40]!r} is not a number of seconds >= 0: ignored, "
+              f"progress lines every {default:g} s", file=sys.stderr)
+        os.environ["BNSTUDY_PROGRESS_S"] = f"{default:g}"  # the worker processes started later warn no more
+        return default
+    return value
+
+
+INTERVAL_S = interval_from_env()  # seconds between two lines of one job
 SETTINGS = ("auto", "true", "false")
 
 
@@ -133,3 +156,9 @@ class tqdm(_tqdm):  # noqa: N801  (tqdm.contrib's convention: a drop-in tqdm)
         if text is not None:
             log.info(text)
         return True
+
+
+# tqdm's default lock also holds a multiprocessing RLock, a named semaphore made in every process that shows
+# a bar: a worker killed by its launcher (joblib kills its workers on Ctrl-C) leaks it, and the resource
+# tracker then warns at exit. These bars only log lines, so a thread lock is all they need.
+tqdm.set_lock(threading.RLock())

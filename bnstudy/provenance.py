@@ -180,12 +180,12 @@ def file_sha256(path: str | Path) -> str:
         digest = h.hexdigest()
         cached = cached if isinstance(cached, dict) else {}
         cached[str(path)] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": digest}
-        try:  # a read-only home only costs the hash again next time
-            from bnstudy.records import write_text_atomic
+        from bnstudy.records import RunError, write_text_atomic
 
+        try:  # a read-only home, or a link planted there, only costs the hash again next time
             store.parent.mkdir(parents=True, exist_ok=True)
             write_text_atomic(store, json.dumps(cached, indent=1, sort_keys=True))
-        except OSError:
+        except (OSError, RunError):
             pass
     _HASHES[key] = digest
     return digest

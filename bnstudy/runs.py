@@ -81,6 +81,10 @@ class BadRunError(ValueError):
     """A run's files are not what the suite writes; the message names the file and the fault."""
 
 
+class CutShortError(BadRunError):
+    """A metrics CSV that ends in a partial line: cut short after the run (the loop writes whole lines)."""
+
+
 # --------------------------------------------------------------------------------------------- files
 def iter_run_dirs(root: str | Path) -> Iterator[Path]:
     """Every dir under ``root`` (itself included) holding a summary or a metrics CSV, in sorted order. The
@@ -106,6 +110,8 @@ def _csv_last_step(path: Path) -> float:
         text = gzip.decompress(gz.read_bytes()).decode(errors="replace")
         if not text.startswith(HEADER):
             raise BadRunError(f"{gz}: not a bnstudy metrics.csv (header {text[:60]!r})")
+        if len(text) > len(HEADER) and not text.endswith("\n"):
+            raise CutShortError(f"{gz} ends in a partial line: cut short")
         lines = [line for line in text[len(HEADER):].split("\n")[:-1] if line]
         try:
             return float(lines[-1].split(",", 1)[0]) if lines else -math.inf
@@ -118,6 +124,8 @@ def _csv_last_step(path: Path) -> float:
         size = f.seek(0, os.SEEK_END)
         f.seek(max(len(HEADER), size - 4096))
         tail = f.read().decode(errors="replace")
+    if size > len(HEADER) and not tail.endswith("\n"):
+        raise CutShortError(f"{path} ends in a partial line: cut short")
     lines = [line for line in tail.split("\n")[:-1] if line]  # whole lines only
     if size <= len(HEADER) or not lines:
         return -math.inf
@@ -168,7 +176,7 @@ def run_status(run_dir: str | Path) -> tuple[str, dict]:
             last = _csv_last_step(run_dir / METRICS)
         except (OSError, BadRunError) as e:
             why = str(e) if isinstance(e, BadRunError) else f"{run_dir / METRICS}: missing or unreadable"
-            return "broken", {**summary, "error": why}
+            return "truncated" if isinstance(e, CutShortError) else "broken", {**summary, "error": why}
         if summary.get("step") is not None and last < summary["step"]:
             return "truncated", {**summary, "error": f"{run_dir / METRICS} ends at step "
                                  f"{'none' if last == -math.inf else f'{last:g}'}, before the summary's step "

@@ -23,9 +23,11 @@ count used (``environment.threads``). A resumed run keeps the count it started w
 
 from __future__ import annotations
 
+import math
 import os
 import time
 
+PROC_STAT = "/proc/stat"  # per-core busy and idle time (Linux)
 SAMPLE_S = 0.25  # how long auto watches the cores
 WAIT_SAMPLE_S = 0.1  # how long the import watches the cores to pick the wait policy
 PASSIVE_BUSY = 0.5  # cores kept busy by other processes from which the wait policy is PASSIVE
@@ -40,31 +42,49 @@ def usable_cores() -> list[int]:
 
 
 def _cpu_times(cpus: list[int]) -> tuple[float, float] | None:
-    """(busy, total) jiffies of ``cpus`` from /proc/stat, or None where there is no /proc/stat."""
+    """(busy, total) jiffies of ``cpus`` from /proc/stat, or None where there is no /proc/stat or it is not
+    what Linux writes (a container's or an emulator's own): the callers then fall back on the load average."""
     try:
-        lines = open("/proc/stat").read().splitlines()
-    except OSError:
+        with open(PROC_STAT, encoding="ascii") as f:
+            lines = f.read(1 << 20).splitlines()  # a few kB on a machine with hundreds of cores
+    except (OSError, ValueError):
         return None
     want, busy, total = {f"cpu{i}" for i in cpus}, 0.0, 0.0
     for line in lines:
         fields = line.split()
         if fields and fields[0] in want:
-            values = [float(v) for v in fields[1:9]]  # user nice system idle iowait irq softirq steal
+            try:
+                values = [float(v) for v in fields[1:9]]  # user nice system idle iowait irq softirq steal
+            except ValueError:
+                return None
+            if len(values) < 5 or not all(math.isfinite(v) and v >= 0 for v in values):
+                return None
             total += sum(values)
             busy += sum(values) - values[3] - values[4]
-    return (busy, total) if total else None
+    return (busy, total) if total > 0 else None
+
+
+def _load_average() -> float:
+    """The 1-minute load average, 0 where the system has none."""
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return 0.0
+    return load if math.isfinite(load) and load >= 0 else 0.0
 
 
 def busy_cores(sample_s: float = SAMPLE_S) -> float:
-    """How many of the usable cores other processes keep busy (this process sleeps while it looks)."""
+    """How many of the usable cores other processes keep busy (this process sleeps while it looks), between
+    0 and the usable cores."""
     cpus = usable_cores()
     before = _cpu_times(cpus)
-    if before is None:
-        return min(float(len(cpus)), os.getloadavg()[0])
-    time.sleep(sample_s)
-    after = _cpu_times(cpus)
-    busy, total = after[0] - before[0], after[1] - before[1]
-    return len(cpus) * busy / total if total > 0 else 0.0
+    if before is not None:
+        time.sleep(sample_s)
+        after = _cpu_times(cpus)
+        if after is not None:
+            busy, total = after[0] - before[0], after[1] - before[1]
+            return min(float(len(cpus)), max(0.0, len(cpus) * busy / total)) if total > 0 else 0.0
+    return min(float(len(cpus)), _load_average())
 
 
 def auto_threads(busy: float | None = None) -> int:
@@ -104,10 +124,7 @@ def resolve_threads(setting) -> int:
 
 def load_warning(threads: int) -> str | None:
     """A line when the 1-minute load average is at least one process above the usable cores, else None."""
-    try:
-        load = os.getloadavg()[0]
-    except (AttributeError, OSError):
-        return None
+    load = _load_average()
     cores = len(usable_cores())
     if load < cores + 1:
         return None

@@ -20,6 +20,7 @@ import errno
 import json
 import logging
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,6 +67,14 @@ TRAIN_EVAL_LOSS, TRAIN_EVAL_ACC = "train_eval_loss", "train_eval_acc"  # eval mo
 TEST_LOSS, TEST_ACC = "test_loss", "test_acc"  # eval mode, test subset
 EVAL_METRICS = {"train_eval": (TRAIN_EVAL_LOSS, TRAIN_EVAL_ACC), "test": (TEST_LOSS, TEST_ACC)}  # by eval set
 LOOP_METRICS = (TRAIN_LOSS, TRAIN_ACC, TRAIN_EVAL_LOSS, TRAIN_EVAL_ACC, TEST_LOSS, TEST_ACC)
+
+# train.threads=0: PyTorch's own intra-op count in this process, read before any run sets one; each run sets
+# its count, so a process that trains several runs (a sweep's basic launcher, make all's workers, a notebook)
+# gives each the count it would have alone
+PYTORCH_THREADS = torch.get_num_threads()
+
+# a run's name is one folder of its path (results/<name>/<scale>/...): never a path that leads elsewhere
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 # errors of a write that the user can fix (a full disk or quota, a read-only or forbidden folder)
 WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
@@ -126,6 +135,9 @@ def validate(cfg: Config, n_train: int | None = None, n_layers: int | None = Non
     check_ranges(cfg)
     t, m = cfg.train, cfg.measure
     checks = [
+        (NAME.fullmatch(str(cfg.name)) is not None,
+         f"name={cfg.name!r}: a run's name is a folder name (letters, digits, '_', '.', '-'; not starting with "
+         f"'.' or '-'), not a path: results/<name>/... must stay inside results/"),
         (cfg.optim.name in OPTIMIZERS, f"optim.name={cfg.optim.name!r} is unknown; valid: {sorted(OPTIMIZERS)}"),
         (m.landscape.eta_min <= m.landscape.eta_max,
          f"measure.landscape.eta_min={m.landscape.eta_min} exceeds eta_max={m.landscape.eta_max}"),
@@ -162,10 +174,14 @@ def set_tf32(on: bool) -> None:
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
+    """Seed torch; deterministic algorithms on or off as the run says, whatever an earlier run of this
+    process set (its summary records the switch in force)."""
     torch.manual_seed(seed)
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
+    elif torch.are_deterministic_algorithms_enabled():  # switching off costs a second: only when on
+        torch.use_deterministic_algorithms(False)
 
 
 @torch.no_grad()
@@ -300,8 +316,7 @@ class Trainer:
                                   f"more than {', '.join(TRAJECTORY_FREE)}")
         self.show_progress = progress_enabled(cfg.progress)
         threads = resolve_threads(cfg.train.threads)  # 0: PyTorch's default
-        if threads > 0:
-            torch.set_num_threads(threads)
+        torch.set_num_threads(threads or PYTORCH_THREADS)  # never the count an earlier run of this process set
         if str(cfg.train.threads) == "auto":
             log.info("train.threads=auto: %d thread(s)", threads)
         torch.set_flush_denormal(cfg.train.flush_denormal)

@@ -147,4 +147,8 @@ def tutorials(root: Path, scale: str = "quick"):
     seeds = len({s for d in tables.values() for s in d["seed"]})
     fig.suptitle(f"What the tutorials say, measured (small CNN, Fashion-MNIST; {seeds} seed(s))")
     fig.tight_layout()
+    if not len(runs) and grads is None and mem is None:
+        from bnstudy.figures import mark_empty
+
+        mark_empty(fig)
     return fig

@@ -15,6 +15,7 @@ from pathlib import Path
 from bnstudy.data import DatasetFormatError, DatasetNotFoundError
 from bnstudy.measures.curvature import MODES
 from bnstudy.posthoc import POSTHOC_CSV, PosthocConf, PosthocError, measure_run
+from bnstudy.records import RunError
 from bnstudy.train import ConfigError
 
 EXIT_USER_ERROR = 2
@@ -40,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     for run_dir in a.run_dirs:
         try:
             rows = measure_run(run_dir, conf)
-        except (PosthocError, ConfigError, DatasetNotFoundError, DatasetFormatError) as e:
+        except (PosthocError, ConfigError, RunError, DatasetNotFoundError, DatasetFormatError) as e:
             print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
             return EXIT_USER_ERROR
         top = rows[rows["metric"].str.startswith("hess_lmax")].set_index("metric")["value"].to_dict()

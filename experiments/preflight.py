@@ -19,14 +19,20 @@ gets no new ``.hydra/`` (``hydra.output_subdir`` is set to null for it); a resum
 that fails at run time does not stop the others (``experiments.train.main`` returns); ``on_multirun_end``
 prints the sweep's summary and exits 1 naming the failed jobs.
 
-``hydra.callbacks`` itself is instantiated before any callback runs, so overrides that add or change a
-callback (or logging classes, set up while the config is composed) are refused earlier still, from the
-command line (``refuse_code_overrides``), and ``Preflight`` refuses to start next to any other callback.
+``hydra.callbacks`` itself is instantiated, and ``hydra.hydra_logging`` set up, before any callback runs,
+so code named there is refused earlier still, before ``hydra.main`` starts: overrides on the command line
+(``refuse_code_overrides``, which names the override), then the ``hydra`` node as Hydra is about to compose
+it from every source (the primary config, ``--config-dir``, ``--config-name``, experiment files, overrides:
+``refuse_code_in_configs``, composed the way ``hydra.main`` composes it, nothing instantiated or set up).
+Each job's own config (a sweep over experiment files) is checked by ``Preflight`` before any job's
+``hydra.job_logging`` is set up.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 import os
 import sys
 from pathlib import Path
@@ -49,6 +55,7 @@ ALLOWED_TARGETS = frozenset({
     SLURM_LAUNCHER,  # hydra/launcher=slurm
 })
 LOGGING_CLASSES = frozenset({"logging.StreamHandler", "logging.FileHandler"})  # Hydra's own logging configs
+LOGGING_EXTERNALS = frozenset({"ext://sys.stdout", "ext://sys.stderr"})  # the objects they name (``stream:``)
 HYDRA_FILES = ("config.yaml", "hydra.yaml", "overrides.yaml")
 # the running sweep's dir, for the Ctrl-C message (experiments.train); job_notes: {job number: what the
 # launcher knows of it} for the summary (the SLURM launcher: its SLURM id, how it ended, its log)
@@ -83,10 +90,16 @@ def refuse_code_overrides(argv: list[str]) -> None:
 
 
 def check_hydra_node(hydra: DictConfig) -> None:
-    """Every ``_target_`` under ``hydra`` is one the suite ships, every logging class one of Hydra's own."""
+    """Every ``_target_`` under ``hydra`` is one the suite ships, the one callback is ``Preflight``, and
+    the logging configs name no code: only Hydra's own handler classes, no ``()`` factories, no
+    ``ext://`` objects but ``sys.stdout`` and ``sys.stderr`` (``logging.config.dictConfig`` imports and
+    calls what these name)."""
     callbacks = list((hydra.get("callbacks") or {}).keys())
     if callbacks != [CALLBACK]:
         raise Refused(f"hydra.callbacks must be exactly bnstudy's own ({CALLBACK}), not {callbacks}")
+    own = OmegaConf.select(hydra, f"callbacks.{CALLBACK}._target_", default=None)
+    if own != "experiments.preflight.Preflight":
+        raise Refused(f"hydra.callbacks.{CALLBACK}._target_={own}: bnstudy's callback is experiments.preflight.Preflight")
 
     def walk(node: Any, path: str) -> None:
         if isinstance(node, DictConfig):
@@ -95,14 +108,60 @@ def check_hydra_node(hydra: DictConfig) -> None:
                 where = f"{path}.{key}"
                 if key == "_target_" and value not in ALLOWED_TARGETS:
                     raise Refused(f"{where}={value}: bnstudy instantiates only its own launchers, not other code")
-                if key == "()" or (key == "class" and "logging" in path and value not in LOGGING_CLASSES):
-                    raise Refused(f"{where}={value}: logging classes other than Hydra's own are refused")
+                if "logging" in path:
+                    if key == "()" or (key == "class" and value not in LOGGING_CLASSES):
+                        raise Refused(f"{where}={value}: logging classes other than Hydra's own are refused")
+                    if isinstance(value, str) and value.strip().startswith("ext://") and value.strip() not in LOGGING_EXTERNALS:
+                        raise Refused(f"{where}={value}: logging configs may name no object but "
+                                      f"{' or '.join(sorted(LOGGING_EXTERNALS))}")
+                elif key == "()":
+                    raise Refused(f"{where}={value}: bnstudy instantiates only its own launchers, not other code")
                 walk(node._get_node(key), where)
         elif OmegaConf.is_list(node):
             for i, item in enumerate(node._content or []):
                 walk(item, f"{path}[{i}]")
 
     walk(hydra, "hydra")
+
+
+def compose_as_hydra_main(argv: list[str], task_function: Any, config_path: str, config_name: str) -> DictConfig | None:
+    """The config ``hydra.main`` is about to compose for this command line: the same argument parser,
+    search path (``--config-dir``, ``--config-path``) and config name (``--config-name``), composed by
+    Hydra's own loader as ``Hydra.get_mode`` composes it first (sweep overrides left to each job), with
+    no logging set up and nothing instantiated. None where it cannot be composed: Hydra then says why."""
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra._internal.utils import (create_automatic_config_search_path,
+                                       detect_calling_file_or_module_from_task_function, get_args_parser)
+    from hydra.core.config_search_path import SearchPathQuery
+    from hydra.types import RunMode
+
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):  # a bad option: argparse's message comes from Hydra
+            args = get_args_parser().parse_args(argv)
+        calling_file, calling_module = detect_calling_file_or_module_from_task_function(task_function)
+        search_path = create_automatic_config_search_path(calling_file, calling_module,
+                                                          args.config_path if args.config_path is not None else config_path)
+        if args.config_dir is not None:
+            search_path.prepend(provider="command-line", path=f"file://{os.path.abspath(args.config_dir)}",
+                                anchor=SearchPathQuery(provider="schema"))
+        loader = ConfigLoaderImpl(config_search_path=search_path)
+        return loader.load_configuration(config_name=args.config_name if args.config_name is not None else config_name,
+                                         overrides=list(args.overrides), run_mode=RunMode.MULTIRUN,
+                                         validate_sweep_overrides=False)
+    except (Exception, SystemExit):
+        return None
+
+
+def refuse_code_in_configs(argv: list[str], task_function: Any, config_path: str, config_name: str) -> None:
+    """Refuse a ``hydra`` node that names code (``check_hydra_node``), wherever it came from, before
+    ``hydra.main`` instantiates its callbacks or sets up its logging."""
+    config = compose_as_hydra_main(argv, task_function, config_path, config_name)
+    if config is None or "hydra" not in config:
+        return
+    try:
+        check_hydra_node(config.hydra)
+    except Refused as e:
+        refuse(f"{e} (from the config files or overrides of this command: bnstudy runs no code a config names)")
 
 
 # ------------------------------------------------------------------------------------------ jobs
@@ -121,6 +180,10 @@ def check_job(config: DictConfig, out_dir: Path) -> dict | None:
     from bnstudy.train import check_keys, validate
 
     check_hydra_node(config.hydra)
+    existing = next((p for p in [out_dir, *out_dir.parents] if os.path.lexists(p)), None)
+    if existing is not None and not existing.is_dir():
+        raise Refused(f"cannot make the folder {out_dir}: {existing} exists and is not a folder; pick another folder "
+                      f"(hydra.run.dir=... or hydra.sweep.dir=...)")
     task = _task_config(config)
     try:
         check_keys(task)
@@ -129,7 +192,6 @@ def check_job(config: DictConfig, out_dir: Path) -> dict | None:
         previous = RunFolder(out_dir).check(OmegaConf.to_container(OmegaConf.structured(cfg)), cfg.resume)
     except (ConfigError, RunError) as e:
         raise Refused(str(e)) from None
-    existing = next((p for p in [out_dir, *out_dir.parents] if p.exists()), None)
     if existing is not None and not os.access(existing, os.W_OK):
         raise Refused(f"cannot write in {out_dir}: {existing} is read-only; pick a writable folder "
                       f"(hydra.run.dir=... or hydra.sweep.dir=...)")
@@ -166,6 +228,27 @@ def job_dir(config: DictConfig, num: int) -> tuple[DictConfig, Path]:
     return config, Path(str(config.hydra.sweep.dir)) / str(config.hydra.sweep.subdir)
 
 
+def folder_before(config: DictConfig, out_dir: Path) -> dict:
+    """What a job's folder holds before Hydra writes there (its ``.hydra/`` records, as bytes, and its log),
+    so that a job that fails before its run writes anything removes only what Hydra added
+    (``experiments.train.remove_hydra_files``)."""
+    from bnstudy.records import LOCK
+
+    subdir_name = config.hydra.output_subdir or ".hydra"
+    log_name = f"{config.hydra.job.name}.log"
+    hydra_dir = out_dir / subdir_name
+
+    def read(path: Path) -> bytes | None:
+        try:
+            return None if path.is_symlink() or not path.is_file() else path.read_bytes()
+        except OSError:
+            return None
+
+    files = {n: read(hydra_dir / n) for n in HYDRA_FILES}
+    return {"dir": out_dir.exists(), "subdir": hydra_dir.exists(), "subdir_name": subdir_name, "files": files,
+            "log_name": log_name, "had": {n: os.path.lexists(out_dir / n) for n in (log_name, LOCK)}}
+
+
 def job_status(out_dir: Path) -> tuple[str, str]:
     """(status, error) of a job's folder: its summary's, "interrupted" for a "running" one whose process
     is gone (its lock is free: killed), "not started" where there is no summary."""
@@ -188,6 +271,7 @@ class Preflight(Callback):
     def __init__(self) -> None:
         self.jobs: list[tuple[int, list[str], Path]] = []
         self.kept: dict[Path, bytes] = {}  # a resumed sweep's records, put back at its end
+        self.before: dict[str, dict] = {}  # each job's folder as it was before Hydra wrote (folder_before)
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         out_dir = Path(str(config.hydra.run.dir)).absolute()
@@ -195,6 +279,7 @@ class Preflight(Callback):
             previous = check_job(config, out_dir)
         except Refused as e:
             refuse(str(e))
+        self.before[os.path.abspath(out_dir)] = folder_before(config, out_dir)
         if previous is not None:  # the dir's .hydra/ records the run as it started: keep it
             with read_write(config.hydra):
                 config.hydra.output_subdir = None
@@ -212,12 +297,26 @@ class Preflight(Callback):
                        f"then rerun; no job of the sweep was started")
         errors = []
         jobs = sweep_jobs(config)
+        # every job's folder, to refuse two jobs in one (experiments.together: of all the sweeps it lays out)
+        claimed: dict[Path, str] = STATE.setdefault("claimed", {}) if STATE.get("planning") else {}
+        subdir = config.hydra.sweep._get_node("subdir")._value()
         for num, (overrides, named) in enumerate(zip(jobs, _varying(jobs))):
             job_cfg, out_dir = job_dir(loader.load_sweep_config(config, list(overrides)), num)
-            out_dir = out_dir.absolute()
+            out_dir = Path(os.path.abspath(out_dir))
             overrides = named
             self.jobs.append((num, overrides, out_dir))
+            label = f"job #{num} ({' '.join(overrides)})" + (f" of {sweep_dir}" if STATE.get("planning") else "")
+            other = next(((d, who) for d, who in claimed.items()
+                          if d == out_dir or d in out_dir.parents or out_dir in d.parents), None)
+            if other is not None:
+                errors.append(f"{label} and {other[1]} would write into one folder ({out_dir}"
+                              f"{'' if other[0] == out_dir else ' inside ' + str(other[0])}, hydra.sweep.subdir="
+                              f"{subdir}): every job needs a folder of its own, so keep ${{hydra.job.num}} in "
+                              f"hydra.sweep.subdir (e.g. hydra.sweep.subdir=${{hydra.job.num}}_{subdir})")
+                continue
+            claimed[out_dir] = label
             try:
+                self.before[os.path.abspath(out_dir)] = folder_before(job_cfg, out_dir)
                 if check_job(job_cfg, out_dir) is not None:
                     subdir = out_dir / (job_cfg.hydra.output_subdir or ".hydra")
                     self.kept.update({p: p.read_bytes() for p in (subdir / n for n in HYDRA_FILES) if p.is_file()})
@@ -231,6 +330,11 @@ class Preflight(Callback):
             refuse(f"{sweep_dir / 'multirun.yaml'} is a symbolic link: bnstudy never writes through a link")
         if (sweep_dir / "multirun.yaml").is_file():
             self.kept[sweep_dir / "multirun.yaml"] = (sweep_dir / "multirun.yaml").read_bytes()
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """In the process that runs the job (a launcher's worker too: Hydra sends it this callback): what
+        its folder held before, for ``experiments.train.remove_hydra_files``."""
+        STATE["job_before"] = self.before.get(os.path.abspath(str(config.hydra.runtime.output_dir)))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from bnstudy.records import FINISHED, write_atomic
@@ -258,7 +362,9 @@ class Preflight(Callback):
                         why = ["its error is printed above"]
                     print(f"  job #{num} ({' '.join(overrides)}) {status}: {'; '.join(w for w in why if w)}",
                           file=sys.stderr)
+            from experiments.interrupt import resume_command
+
             print(f"error: {len(failed)} of {len(self.jobs)} job(s) did not finish (#{', #'.join(map(str, failed))}); "
-                  f"fix the cause and resume the sweep: the same command with hydra.sweep.dir={sweep_dir}",
-                  file=sys.stderr)
+                  f"fix the cause and resume the sweep: "
+                  f"{resume_command(f'the same command with hydra.sweep.dir={sweep_dir}')}", file=sys.stderr)
             sys.exit(1)

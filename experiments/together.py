@@ -13,6 +13,13 @@ Groups of single-thread runs (``train.threads=1``: the DLN, and every run below 
 core another process keeps busy: ``bnstudy.threads.pool_size``); the others one after another in this process. ``--figures`` then draws
 those figures from these sweeps. A job that fails does not stop the others; the exit status is then 1
 and the same command (same ``--run-id``) resumes what did not finish.
+
+Ctrl-C or SIGTERM (a scheduler, ``timeout``) stops everything this process started: the workers ignore the
+terminal's Ctrl-C and are sent SIGTERM by this process instead, which stops the group each trains (its
+runs' summaries say interrupted; the last checkpoints stay) and every group queued after it. A worker
+whose parent dies, however it dies (SIGKILL too), gets SIGHUP (Linux): its group stops the same way and
+the worker ends. Once every worker has ended, one line says how to resume (``experiments.interrupt``), and
+the exit status is 130 (143 for SIGTERM).
 """
 
 from __future__ import annotations
@@ -21,11 +28,17 @@ import bnstudy.threads  # noqa: F401  (first: idle OpenMP threads sleep, set bef
 import argparse
 import logging
 import multiprocessing
+import os
+import signal
 import sys
 import time
 import traceback
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
+
+from experiments.interrupt import (Terminated, deferred_signals, exit_status, print_interrupted, resume_command,
+                                   sigterm_as_interrupt)
 
 log = logging.getLogger("bnstudy")
 
@@ -57,6 +70,7 @@ def plan(experiments: list[str], scale: str, seeds: str, results: Path, run_id: 
     finally:
         sys.argv, entry.PLAN = argv, None
         STATE.pop("planning", None)
+        STATE.pop("claimed", None)
     return jobs
 
 
@@ -131,6 +145,80 @@ def console_logging() -> None:
                         stream=sys.stdout, force=True)
 
 
+# ------------------------------------------------------------------------------------------ workers
+WORKER = {"busy": False, "stopping": False, "orphan": False}  # this worker process's state (worker_init)
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+PARENT_GONE = signal.SIGHUP  # what a worker gets when its parent dies (or its terminal hangs up)
+
+
+def worker_init(parent: int) -> None:
+    """A worker process's start: log lines on stdout; the terminal's Ctrl-C is left to the parent, which
+    sends SIGTERM instead: the group this worker trains stops (its runs record the interruption) and no
+    other starts; SIGHUP comes when the parent dies, even by SIGKILL (Linux's parent-death signal): the
+    group stops the same way and the worker ends, since nobody is left to send it work or collect it."""
+    console_logging()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _worker_stop)
+    signal.signal(PARENT_GONE, _worker_stop)
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, PARENT_GONE)
+    except (OSError, AttributeError):  # not Linux: the parent still stops its workers on Ctrl-C and SIGTERM
+        pass
+    if os.getppid() != parent:  # the parent died before the line above
+        _leave()
+
+
+def _worker_stop(signum: int, frame) -> None:
+    first = not WORKER["stopping"]
+    WORKER["stopping"] = True
+    WORKER["orphan"] |= signum == PARENT_GONE
+    if WORKER["busy"]:
+        if first:  # once: a second signal must not break the recording of the interruption
+            raise Terminated(signum)  # the loop's KeyboardInterrupt path: summaries say interrupted
+    elif WORKER["orphan"]:
+        _leave()
+
+
+def _leave() -> None:
+    """End this worker now: its parent is gone, and the queue it would wait on for work never closes
+    (every worker holds its write end)."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(128 + PARENT_GONE)
+
+
+def worker_train_group(jobs: list[Job]) -> list[tuple[str, str]]:
+    """``train_group`` in a worker: once stopped, the group's runs record their interruption (no
+    traceback) and no other group starts here."""
+    if WORKER["stopping"]:
+        result = [(str(job[1]), "not started (interrupted)") for job in jobs]
+    else:
+        try:
+            WORKER["busy"] = True
+            result = train_group(jobs)
+            WORKER["busy"] = False
+        except KeyboardInterrupt:
+            WORKER["busy"] = False
+            result = [(str(job[1]), "interrupted") for job in jobs]
+    if WORKER["orphan"]:
+        _leave()
+    return result
+
+
+def stop_workers(pool: ProcessPoolExecutor) -> None:
+    """SIGTERM to every worker, then wait until all have ended (the groups queued are cancelled); a
+    second Ctrl-C meanwhile is ignored, so the runs finish recording their interruption."""
+    with deferred_signals():
+        for process in multiprocessing.active_children():  # this process's children: the pool's workers
+            process.terminate()
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 def run_groups(groups: list[list[Job]], workers: int) -> list[tuple[str, str]]:
     """Multi-thread groups here, one by one; single-thread groups ``workers`` at a time, longest first."""
     single = [g for g in groups if str(g[0][0].train.threads) == "1"]
@@ -145,9 +233,19 @@ def run_groups(groups: list[list[Job]], workers: int) -> list[tuple[str, str]]:
                 failed += train_group(g)
         else:
             context = multiprocessing.get_context("spawn")  # not fork: this process's OpenMP threads
-            with ProcessPoolExecutor(min(workers, len(single)), mp_context=context, initializer=console_logging) as pool:
-                for result in pool.map(train_group, single):
-                    failed += result
+            with ProcessPoolExecutor(min(workers, len(single)), mp_context=context, initializer=worker_init,
+                                     initargs=(os.getpid(),)) as pool:
+                reported = 0
+                try:
+                    for result in pool.map(worker_train_group, single):
+                        failed += result
+                        reported += 1
+                except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (Terminated)
+                    stop_workers(pool)
+                    raise
+                except BrokenProcessPool:  # a worker was killed (the OOM killer, kill -9): the others end too
+                    failed += [(str(job[1]), "not reported: a worker process died (killed, or out of memory?)")
+                               for g in single[reported:] for job in g]
     return failed
 
 
@@ -171,6 +269,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {launcher[0]}: experiments.together runs its jobs itself; run the experiments one by one "
               f"with that launcher instead (make fig1 fig2 ... ARGS=...)", file=sys.stderr)
         return 2
+    with sigterm_as_interrupt():
+        try:
+            return run(a, overrides)
+        except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: every worker has ended by now
+            print_interrupted(f"the same command (--run-id {a.run_id})")
+            return exit_status(e)
+
+
+def run(a: argparse.Namespace, overrides: list[str]) -> int:
+    """Plan, train, draw (``main``'s work once its arguments are read)."""
     start = time.time()
     if a.workers is None:
         from bnstudy.threads import busy_cores, pool_size, usable_cores
@@ -189,11 +297,7 @@ def main(argv: list[str] | None = None) -> int:
               for i, g in enumerate(groups)]
     print(f"{len(jobs)} jobs of {len(a.experiments)} experiment(s) follow {len(groups)} training trajectories: "
           f"each trained once", file=sys.stderr)
-    try:
-        failed = run_groups(groups, a.workers)
-    except KeyboardInterrupt:
-        print(f"interrupted: resume with the same command (--run-id {a.run_id})", file=sys.stderr)
-        return 130
+    failed = run_groups(groups, a.workers)
     print(f"{len(jobs)} job(s) in {time.time() - start:.0f} s: {len(jobs) - len(failed)} finished", file=sys.stderr)
     for out_dir, error in failed:
         print(f"  {out_dir}: {error}", file=sys.stderr)
@@ -203,8 +307,8 @@ def main(argv: list[str] | None = None) -> int:
         sweeps = [str(sweep_dir(a.results, e, a.scale, a.run_id)) for e in a.experiments]
         figures.main([*a.figures, "--scale", a.scale, "--results", str(a.results), "--sweep", *sweeps])
     if failed:
-        print(f"error: {len(failed)} of {len(jobs)} job(s) did not finish; fix the cause and resume: the same "
-              f"command (--run-id {a.run_id})", file=sys.stderr)
+        print(f"error: {len(failed)} of {len(jobs)} job(s) did not finish; fix the cause and resume: "
+              f"{resume_command(f'the same command (--run-id {a.run_id})')}", file=sys.stderr)
         return 1
     return 0
 

@@ -4,11 +4,14 @@ Before Hydra writes anything, ``experiments.preflight`` refuses what must not st
 under ``hydra``, and (its Hydra callback) a config that cannot work, a run dir that cannot be used as asked,
 for a run or for every job of a sweep. What can only fail at run time (``ConfigError`` about the data,
 ``RunError``, a missing or corrupt dataset) ends the job with one line on stderr and exit status 2, no
-traceback; if Hydra's own files are all the run dir holds by then, the dir is removed, so nothing
-half-made is left. In a sweep a failed job does not stop the others: the sweep's summary names it at the
-end and the exit status is 1. Ctrl-C prints how to resume (exit status 130). A SLURM job that reaches its
-time limit with no requeue left (submitit raises its error inside the run) stops at its last checkpoint
-with one line too.
+traceback; if the run wrote nothing by then, what Hydra wrote for the job is removed again, and nothing
+else (a dir that existed before keeps everything it held: ``remove_hydra_files``), so nothing half-made
+is left.
+In a sweep a failed job does not stop the others: the sweep's summary names it at the end and the exit
+status is 1. Ctrl-C or SIGTERM stops the run (its summary says interrupted), and the process that started
+the work prints one line saying how to resume (``experiments.interrupt``; exit status 130 or 143). A SLURM
+job that reaches its time limit with no requeue left (submitit raises its error inside the run) stops at its
+last checkpoint with one line too.
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ import contextlib
 import io
 import logging
 import re
-import shutil
 import sys
 import traceback
 from pathlib import Path
@@ -32,35 +34,47 @@ import bnstudy.config  # noqa: F401  (registers the structured configs)
 import bnstudy.paths  # noqa: F401  (registers ${unique:}, used by the run and sweep dir names)
 from bnstudy.data import DatasetFormatError, DatasetNotFoundError
 from bnstudy.progress import Sweep
+from bnstudy.records import write_atomic
 from bnstudy.train import ConfigError, RunError, check_keys, run
-from experiments.preflight import EXIT_USER_ERROR, STATE, refuse_code_overrides
+from experiments.interrupt import exit_status, print_interrupted, sigterm_as_interrupt
+from experiments.preflight import EXIT_USER_ERROR, STATE, refuse_code_in_configs, refuse_code_overrides
 
 log = logging.getLogger("bnstudy")
 
 USER_ERRORS = (ConfigError, RunError, DatasetNotFoundError, DatasetFormatError)
-EXIT_INTERRUPTED = 130
 # experiments.together sets a list here: each job is then recorded (config, folder, place in its sweep)
 # instead of run; Hydra and the preflight do everything else as for a run
 PLAN: list | None = None
 
 
-def _only_hydra_files(path: Path, allowed: set[str]) -> bool:
-    return path.is_dir() and all(p.name in allowed for p in path.iterdir())
+def remove_hydra_files(out_dir: Path, before: dict | None) -> None:
+    """Undo what Hydra wrote for a job that failed before its run wrote anything (no summary, CSV or
+    checkpoint). ``before`` is what the folder held before Hydra wrote (``preflight.folder_before``): the
+    ``.hydra/`` records and the job's log that were not there are removed, those that were are put back
+    byte for byte, and the folders are removed only where Hydra made them and they are empty now.
+    Nothing else is ever touched, and without ``before``, nothing at all."""
+    from bnstudy.records import CHECKPOINT, LOCK, METRICS, SUMMARY
 
-
-def remove_untouched_run_dir(out_dir: Path) -> bool:
-    """Remove the job's dir if it holds nothing but what Hydra wrote (``.hydra/``, the job's log).
-
-    Nothing else is touched (a sweep's dir stays: its other jobs go on).
-    """
-    hc = HydraConfig.get()
-    subdir = hc.output_subdir or ".hydra"
-    allowed = {subdir, f"{hc.job.name}.log"}
-    if not (_only_hydra_files(out_dir, allowed) and
-            _only_hydra_files(out_dir / subdir, {"config.yaml", "hydra.yaml", "overrides.yaml"})):
-        return False
-    shutil.rmtree(out_dir)
-    return True
+    if before is None or any((out_dir / n).exists() for n in (SUMMARY, METRICS, CHECKPOINT)):
+        return
+    hydra_dir = out_dir / before["subdir_name"]
+    for name, data in before["files"].items():
+        path = hydra_dir / name
+        if path.is_symlink() or not path.is_file():
+            continue
+        if data is None:
+            path.unlink()
+        elif path.read_bytes() != data:  # Hydra wrote over a record that was there: put it back
+            write_atomic(path, data)
+    for name in (before["log_name"], LOCK):
+        if not before["had"].get(name) and (out_dir / name).is_file() and not (out_dir / name).is_symlink():
+            (out_dir / name).unlink()
+    for folder, existed in ((hydra_dir, before["subdir"]), (out_dir, before["dir"])):
+        if not existed:
+            try:
+                folder.rmdir()  # only if empty
+            except OSError:
+                pass
 
 
 def sweep_of_job() -> Sweep | None:
@@ -129,16 +143,17 @@ def hydra_main(cfg: DictConfig) -> None:
         check_keys(cfg)
         summary = run(OmegaConf.to_object(cfg), out_dir, sweep=sweep_of_job())
     except USER_ERRORS as e:
-        remove_untouched_run_dir(out_dir)
+        remove_hydra_files(out_dir, STATE.get("job_before"))
         message = " ".join(str(e).split())  # one line
         print(f"error: {message}", file=sys.stderr)
         if sweep:
             return  # the other jobs go on; the sweep's summary names this one and the exit status is 1
         sys.exit(EXIT_USER_ERROR)
-    except KeyboardInterrupt:
-        where = f"hydra.sweep.dir={HydraConfig.get().sweep.dir}" if sweep else f"hydra.run.dir={out_dir}"
-        print(f"interrupted: resume with the same command and {where}", file=sys.stderr)
-        sys.exit(EXIT_INTERRUPTED)
+    except KeyboardInterrupt as e:
+        if sweep:  # the process that started the sweep says how to resume it, once (not each parallel job)
+            raise
+        print_interrupted(f"the same command and hydra.run.dir={out_dir}")
+        sys.exit(exit_status(e))
     except Exception as e:
         if _out_of_requeues(e):  # the run stopped at its last checkpoint, resumable: one line, not a traceback
             print(f"error: {e} The SLURM time limit (hydra.launcher.timeout_min) came once more than "
@@ -153,14 +168,18 @@ def hydra_main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    """``python -m experiments.train``: refuse code-naming overrides, then Hydra (with ``Preflight``)."""
+    """``python -m experiments.train``: refuse configs naming code, then Hydra (with ``Preflight``)."""
     refuse_code_overrides(sys.argv[1:])
-    try:
-        hydra_main()
-    except KeyboardInterrupt:  # e.g. while a parallel launcher waits for its jobs
-        where = f" and hydra.sweep.dir={STATE['sweep_dir']}" if STATE.get("sweep_dir") else ""
-        print(f"interrupted: resume with the same command{where}", file=sys.stderr)
-        sys.exit(EXIT_INTERRUPTED)
+    refuse_code_in_configs(sys.argv[1:], hydra_main, CONF_DIR, "config")
+    with sigterm_as_interrupt():
+        try:
+            hydra_main()
+        except KeyboardInterrupt as e:  # a sweep's job, or while a parallel launcher waits for its jobs
+            if STATE.get("planning"):  # experiments.together says how to resume its work
+                raise
+            where = f" and hydra.sweep.dir={STATE['sweep_dir']}" if STATE.get("sweep_dir") else ""
+            print_interrupted(f"the same command{where}")
+            sys.exit(exit_status(e))
 
 
 if __name__ == "__main__":

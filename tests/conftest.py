@@ -10,6 +10,7 @@ what a real run's are, rows in step order as the loop writes them).
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 from typing import Iterable, Optional
 
@@ -19,6 +20,7 @@ from bnstudy.records import MetricsWriter, write_json_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
+os.environ.pop("BNSTUDY_RESUME", None)  # set by make targets for their resume line: never by the tests' caller
 
 
 def fake_config(name: str = "fig1", *, scale: str = "quick", norm: str = "none", lr: float = 0.1, seed: int = 0,
@@ -77,12 +79,16 @@ def sweeping(monkeypatch, swept: dict[str, dict[str, tuple]]) -> None:
 
 
 @pytest.fixture
-def one_thread():
-    """torch on one thread for the test (tiny tensors; the CPU is shared), the count put back after."""
+def one_thread(monkeypatch):
+    """torch on one thread for the test (tiny tensors; the CPU is shared), also for runs with
+    ``train.threads=0`` (PyTorch's default, ``bnstudy.train.PYTORCH_THREADS``); the count put back after."""
     import torch
+
+    import bnstudy.train
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    monkeypatch.setattr(bnstudy.train, "PYTORCH_THREADS", 1)
     yield
     torch.set_num_threads(threads)
 
