@@ -70,7 +70,8 @@ def _gap(ax, df: pd.DataFrame) -> None:
     ax.bar(x + 0.2, test, 0.4, color=colours, label="test")
     for i, (a, b) in enumerate(zip(train, test)):
         ax.text(i, max(a, b) + 0.01, f"gap {a - b:.3f}", ha="center", fontsize=7)
-    ax.set(title="Regularisation: train vs test accuracy", xticks=x, ylim=(0.5, 1.08), ylabel="accuracy")
+    low = min([0.5, *(v - 0.05 for v in train + test if v == v)])  # a diverged bar (chance) stays visible
+    ax.set(title="Regularisation: train vs test accuracy", xticks=x, ylim=(max(low, 0.0), 1.08), ylabel="accuracy")
     ax.set_xticklabels(labels, fontsize=7)
 
 
@@ -100,7 +101,10 @@ def _placement(ax, df: pd.DataFrame) -> None:
     for k, (pos, alpha) in enumerate((("before", 1.0), ("after", 0.5))):
         if pos in piv:
             ax.bar(x + (k - 0.5) * 0.4, piv[pos], 0.4, color=_colour(BN), alpha=alpha, label=f"BN {pos} ReLU")
-    ax.set(title="Placement: BN before vs after the ReLU", xticks=x, ylim=(0.5, 0.95), ylabel="final test accuracy")
+    low = min([0.5, *(v - 0.05 for v in piv.to_numpy().ravel() if v == v)])  # a diverged bar (chance) stays visible
+    ax.set(title="Placement: BN before vs after the ReLU", xticks=x, ylim=(max(low, 0.0), 0.95),
+           ylabel="final test accuracy")
+    ax.axhline(0.1, color="grey", lw=0.8, ls=":")  # chance
     ax.set_xticklabels([f"lr {lr:g}" for lr in piv.index])
 
 
@@ -147,8 +151,9 @@ def tutorials(root: Path, scale: str = "quick"):
     seeds = len({s for d in tables.values() for s in d["seed"]})
     fig.suptitle(f"What the tutorials say, measured (small CNN, Fashion-MNIST; {seeds} seed(s))")
     fig.tight_layout()
-    if not len(runs) and grads is None and mem is None:
-        from bnstudy.figures import mark_empty
+    from bnstudy.figures import footer, mark_empty
 
+    fig.text(0.01, 0.0, footer(R.runset, tuple(tables)), ha="left", va="top", fontsize=6, color="0.35")
+    if not any(len(d) for d in tables.values()) and grads is None and mem is None:
         mark_empty(fig)
     return fig

@@ -417,10 +417,10 @@ def test_a_figure_whose_experiments_never_ran_is_not_drawn(tmp_path, capsys):
     assert figures.main(["fig1", "quick", "--results", str(tmp_path)]) == 1  # named: an error
     err = capsys.readouterr().err
     assert "error: figure fig1 not drawn: no finished runs of fig1 at scale quick" in err
-    assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == ["quick_quick.pdf", "quick_quick.png"]
+    assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == ["quick_quick.pdf", "quick_quick.png", "quick_quick.runs.txt"]
     assert figures.main(["--results", str(tmp_path)]) == 0  # all: the others listed on one line
     assert "not drawn (no finished runs at scale quick" in capsys.readouterr().err
-    assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == ["quick_quick.pdf", "quick_quick.png"]
+    assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == ["quick_quick.pdf", "quick_quick.png", "quick_quick.runs.txt"]
     (tmp_path / "empty").mkdir()
     assert figures.main(["--results", str(tmp_path / "empty")]) == 1
     assert not (tmp_path / "empty" / "figures").exists()

@@ -445,3 +445,17 @@ def test_make_tutorials_writes_its_runs_under_results(tmp_path):
     for line in train:
         name = line.split("experiment=")[1].split()[0]
         assert f"hydra.sweep.dir={tmp_path}/{name}/quick/r" in line, line
+
+
+def test_the_figure_names_its_runs_and_shows_a_diverged_bar(tmp_path):
+    """The placement panel of a run that diverged (test accuracy at chance) draws its bar above the axis' floor,
+    and the figure's footer names the runs it was drawn from, as every figure's does."""
+    from bnstudy.tutorial_figures import tutorials
+
+    tut(tmp_path, "tut_placement", "batch", 1.0, test_acc=0.1, position="after")  # at chance: diverged
+    tut(tmp_path, "tut_placement", "batch", 1.0, test_acc=0.76, position="before")
+    fig = tutorials(tmp_path)
+    placement = next(ax for ax in fig.axes if ax.get_title().startswith("Placement"))
+    assert placement.get_ylim()[0] <= 0.05  # the 0.1 bar is visible
+    assert any(t.get_text().startswith("tut_lr (quick): no finished runs") and "tut_placement (quick): sweep" in
+               t.get_text() for t in fig.texts)
