@@ -318,8 +318,8 @@ class Preflight(Callback):
             try:
                 self.before[os.path.abspath(out_dir)] = folder_before(job_cfg, out_dir)
                 if check_job(job_cfg, out_dir) is not None:
-                    subdir = out_dir / (job_cfg.hydra.output_subdir or ".hydra")
-                    self.kept.update({p: p.read_bytes() for p in (subdir / n for n in HYDRA_FILES) if p.is_file()})
+                    records = out_dir / (job_cfg.hydra.output_subdir or ".hydra")
+                    self.kept.update({p: p.read_bytes() for p in (records / n for n in HYDRA_FILES) if p.is_file()})
             except Refused as e:
                 errors.append(f"job #{num} ({' '.join(overrides)}): {e}")
         if errors:

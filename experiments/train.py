@@ -37,7 +37,8 @@ from bnstudy.progress import Sweep
 from bnstudy.records import write_atomic
 from bnstudy.train import ConfigError, RunError, check_keys, run
 from experiments.interrupt import exit_status, print_interrupted, sigterm_as_interrupt
-from experiments.preflight import EXIT_USER_ERROR, STATE, refuse_code_in_configs, refuse_code_overrides
+from experiments import preflight  # its STATE through the module: a job pickled by value (SLURM) shares it
+from experiments.preflight import EXIT_USER_ERROR, refuse_code_in_configs, refuse_code_overrides
 
 log = logging.getLogger("bnstudy")
 
@@ -143,7 +144,7 @@ def hydra_main(cfg: DictConfig) -> None:
         check_keys(cfg)
         summary = run(OmegaConf.to_object(cfg), out_dir, sweep=sweep_of_job())
     except USER_ERRORS as e:
-        remove_hydra_files(out_dir, STATE.get("job_before"))
+        remove_hydra_files(out_dir, preflight.STATE.get("job_before"))
         message = " ".join(str(e).split())  # one line
         print(f"error: {message}", file=sys.stderr)
         if sweep:
@@ -175,9 +176,9 @@ def main() -> None:
         try:
             hydra_main()
         except KeyboardInterrupt as e:  # a sweep's job, or while a parallel launcher waits for its jobs
-            if STATE.get("planning"):  # experiments.together says how to resume its work
+            if preflight.STATE.get("planning"):  # experiments.together says how to resume its work
                 raise
-            where = f" and hydra.sweep.dir={STATE['sweep_dir']}" if STATE.get("sweep_dir") else ""
+            where = f" and hydra.sweep.dir={preflight.STATE['sweep_dir']}" if preflight.STATE.get("sweep_dir") else ""
             print_interrupted(f"the same command{where}")
             sys.exit(exit_status(e))
 
