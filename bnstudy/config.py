@@ -4,7 +4,8 @@ Each group's YAML files under ``conf/`` list their schema first in ``defaults:``
 wrong type then fails at start with Hydra's own error naming it. Options with a few fixed names are Enums
 (Hydra lists the valid names itself); every numeric field carries its valid range in its metadata
 (``ranged``), checked in one place (``check_ranges``) before anything is written. Each group maps to one registry in
-code: ``model`` -> ``bnstudy.models.MODELS``, ``norm`` -> ``bnstudy.norms.NORMS``, ``data`` ->
+code: ``model`` -> ``bnstudy.models.MODELS``, ``norm`` -> ``bnstudy.norms.NORMS`` (the model and norm schemas
+live beside those registries and are re-exported here), ``data`` ->
 ``bnstudy.data.DATASETS``, ``optim`` -> ``bnstudy.train.OPTIMIZERS``, ``measure`` -> one node per entry of
 ``bnstudy.measures.MEASURES``.
 """
@@ -18,6 +19,8 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
 from bnstudy.measures import MeasureConf
+from bnstudy.models import MODELS, DLNConf, ModelConf, SmallCNNConf, VGGConf  # noqa: F401  (re-exported)
+from bnstudy.norms import NoiseWhere, NormConf, Position  # noqa: F401  (re-exported)
 from bnstudy.measures.activations import ActivationsConf  # noqa: F401  (the measure schemas, re-exported)
 from bnstudy.measures.ics import ICSConf  # noqa: F401
 from bnstudy.measures.landscape import LandscapeConf  # noqa: F401
@@ -25,73 +28,13 @@ from bnstudy.measures.loss_change import LossChangeConf  # noqa: F401
 from bnstudy.schema import BetaWrt, Choice, ConfigError, Range, Spacing, check_ranges, ranged  # noqa: F401
 
 
-Position = Choice("Position", {"before": "before", "after": "after"})
-NoiseWhere = Choice("NoiseWhere", {"after_affine": "after_affine", "before_affine": "before_affine"})
 Device = Choice("Device", {"auto": "auto", "cpu": "cpu", "cuda": "cuda"})
 Scale = Choice("Scale", {"quick": "quick", "paper": "paper", "tiny": "tiny", "none": "none"})  # conf/scale options
 ResumeMismatch = Choice("ResumeMismatch", {"refuse": "refuse", "allow": "allow"})
 SEED_LIMIT = 2**32  # seeds (times 1,000,003 in the batch sampler) stay inside torch's 64-bit seeds
 
 
-# --------------------------------------------------------------------------------------------- model
-@dataclass
-class ModelConf:
-    """Fields shared by every model. ``name`` is the key in ``bnstudy.models.MODELS``."""
-
-    name: str = MISSING
-    activation: str = "relu"  # relu | identity
-    init: str = "glorot"  # glorot | default (PyTorch's own)
-    init_scale: float = ranged(1.0, gt=0)  # conv/linear weights x this after init (the tutorials' init sweep)
-    bias: bool = True
-    dropout: float = ranged(0.0, ge=0, lt=1)  # dropout probability after every block (0 = no dropout module)
-
-
-@dataclass
-class SmallCNNConf(ModelConf):
-    """Seed 001's CNN: conv 5x5 (8) -> pool -> conv 5x5 (16) -> pool -> linear."""
-
-    name: str = "small_cnn"
-    channels: list[int] = ranged(factory=lambda: [8, 16], ge=1)
-    kernel_size: int = ranged(5, ge=1)
-
-
-@dataclass
-class VGGConf(ModelConf):
-    """CIFAR VGG: 3x3 convs with max-pools, one linear classifier. depth in {11, 13, 16, 19}."""
-
-    name: str = "vgg"
-    depth: int = ranged(16, ge=11, le=19)  # 11, 13, 16 or 19 (bnstudy.models.VGG_LAYOUTS)
-    width: float = ranged(1.0, gt=0)  # channel multiplier (quick scale uses narrow nets)
-
-
-@dataclass
-class DLNConf(ModelConf):
-    """Deep linear network: ``num_layers`` square ``dim`` x ``dim`` linear layers, no non-linearity."""
-
-    name: str = "dln"
-    num_layers: int = ranged(25, ge=1)
-    dim: int = ranged(10, ge=1)
-    activation: str = "identity"
-    norm_last: bool = False  # [open] normalise after the output layer too (default: hidden layers only)
-
-
-# ---------------------------------------------------------------------------------------------- norm
-@dataclass
-class NormConf:
-    """One switch for every model. ``name`` is the key in ``bnstudy.norms.NORMS``."""
-
-    name: str = "none"  # none | batch | noisy_batch | noise | l1 | l2 | linf | layer | group | instance
-    position: Position = Position.before  # the norm before or after the activation
-    eps: float = ranged(1e-5, gt=0)
-    momentum: float = ranged(0.1, ge=0, le=1)  # running-statistics momentum (PyTorch convention)
-    affine: bool = True
-    groups: int = ranged(8, ge=1)  # GroupNorm groups (clipped to divide the channels)
-    # Algorithm 1 (noisy BatchNorm) constants
-    noise_mu: float = ranged(0.5, ge=0)  # n_mu: mu_j ~ U(-n_mu, n_mu)
-    noise_sigma: float = ranged(1.25, ge=1)  # n_sigma: sigma_j ~ U(1, n_sigma)
-    noise_r_mu: float = ranged(0.1, ge=0)  # r_mu: m_ij ~ U(mu_j - r_mu, mu_j + r_mu)
-    noise_r_sigma: float = ranged(0.1, ge=0)  # r_sigma: s_ij ~ N(sigma_j, r_sigma)   (a standard deviation)
-    noise_where: NoiseWhere = NoiseWhere.after_affine  # [open] after_affine | before_affine
+# model and norm: their schemas live beside their registries (bnstudy.models, bnstudy.norms), imported above.
 
 
 # ---------------------------------------------------------------------------------------------- data
@@ -166,15 +109,18 @@ class Config:
     progress: str = "auto"  # auto | true | false: progress lines (auto: on a terminal; bnstudy/progress.py)
 
 
-MODEL_SCHEMAS = {"small_cnn": SmallCNNConf, "vgg": VGGConf, "dln": DLNConf}
+MODEL_SCHEMAS = {name: entry.schema for name, entry in MODELS.items()}
+"""Derived from ``MODELS`` (each model's registration carries its schema), for ``bnstudy.posthoc``, which reads
+it by this name; new code reads ``MODELS[name].schema``."""
 
 
 def register_configs() -> None:
-    """Register the schemas; YAML options under conf/<group>/ name them in their defaults list."""
+    """Register the schemas; YAML options under conf/<group>/ name them in their defaults list (a model's:
+    ``<name>_schema``, from its registration in ``bnstudy.models.MODELS``)."""
     cs = ConfigStore.instance()
     cs.store(name="config_schema", node=Config)
-    for key, schema in MODEL_SCHEMAS.items():
-        cs.store(group="model", name=f"{key}_schema", node=schema)
+    for key, entry in MODELS.items():
+        cs.store(group="model", name=f"{key}_schema", node=entry.schema)
     cs.store(group="norm", name="norm_schema", node=NormConf)
     cs.store(group="data", name="data_schema", node=DataConf)
     cs.store(group="optim", name="optim_schema", node=OptimConf)

@@ -1,4 +1,7 @@
-"""The three models of the protocol, all built from numbered ``Block``s and one norm factory.
+"""The three models of the protocol, all built from numbered ``Block``s and one norm factory, and their
+registry ``MODELS`` (the ``model`` config group): a builder registered with ``@model(name, schema=...)``, its
+config schema (a dataclass subclassing :class:`ModelConf`) beside it. A new model is its schema, its
+registration here and ``conf/model/<name>.yaml``.
 
 A ``Block`` is ``layer -> norm -> activation`` (or ``layer -> activation -> norm`` with
 ``norm.position=after``), then dropout when ``model.dropout > 0``. Its ``probe`` (an ``nn.Identity``)
@@ -9,13 +12,88 @@ blocks by their 1-based index, as the paper numbers layers.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
+from omegaconf import MISSING
 from torch import nn
 
-from bnstudy.config import ConfigError, DLNConf, ModelConf, NormConf, SmallCNNConf, VGGConf
-from bnstudy.norms import make_norm
+from bnstudy.norms import NORMS, NormConf, make_norm
+from bnstudy.registry import Registry
+from bnstudy.schema import ConfigError, ranged
+
+# ------------------------------------------------------------------------------------------ schemas
+@dataclass
+class ModelConf:
+    """Fields shared by every model. ``name`` is the key in :data:`MODELS`."""
+
+    name: str = MISSING
+    activation: str = "relu"  # relu | identity
+    init: str = "glorot"  # glorot | default (PyTorch's own)
+    init_scale: float = ranged(1.0, gt=0)  # conv/linear weights x this after init (the tutorials' init sweep)
+    bias: bool = True
+    dropout: float = ranged(0.0, ge=0, lt=1)  # dropout probability after every block (0 = no dropout module)
+
+
+@dataclass
+class SmallCNNConf(ModelConf):
+    """Seed 001's CNN: conv 5x5 (8) -> pool -> conv 5x5 (16) -> pool -> linear."""
+
+    name: str = "small_cnn"
+    channels: list[int] = ranged(factory=lambda: [8, 16], ge=1)
+    kernel_size: int = ranged(5, ge=1)
+
+
+@dataclass
+class VGGConf(ModelConf):
+    """CIFAR VGG: 3x3 convs with max-pools, one linear classifier. depth in {11, 13, 16, 19}."""
+
+    name: str = "vgg"
+    depth: int = ranged(16, ge=11, le=19)  # 11, 13, 16 or 19 (VGG_LAYOUTS)
+    width: float = ranged(1.0, gt=0)  # channel multiplier (quick scale uses narrow nets)
+
+
+@dataclass
+class DLNConf(ModelConf):
+    """Deep linear network: ``num_layers`` square ``dim`` x ``dim`` linear layers, no non-linearity."""
+
+    name: str = "dln"
+    num_layers: int = ranged(25, ge=1)
+    dim: int = ranged(10, ge=1)
+    activation: str = "identity"
+    norm_last: bool = False  # [open] normalise after the output layer too (default: hidden layers only)
+
+
+# ------------------------------------------------------------------------------------------ registry
+@dataclass(frozen=True)
+class Model:
+    """A registered model: its builder ``build(cfg, norm, input_shape, num_classes) -> BlockNet`` and its
+    config schema (stored in Hydra's ConfigStore as ``model/<name>_schema`` by ``bnstudy.config``)."""
+
+    name: str
+    build: Callable[..., "BlockNet"]
+    schema: type
+
+    def __call__(self, *args, **kwargs) -> "BlockNet":
+        return self.build(*args, **kwargs)
+
+
+MODELS: Registry[Model] = Registry("model")
+"""Every model by name (the ``model`` config group's names), in registration order."""
+
+
+def model(name: str, *, schema: type):
+    """Decorator: register ``build(cfg, norm, input_shape, num_classes) -> BlockNet`` as model ``name``, with
+    its config schema (a :class:`ModelConf` dataclass whose ``name`` defaults to ``name``)."""
+    if not (isinstance(schema, type) and issubclass(schema, ModelConf)):
+        raise ValueError(f"model {name!r}: schema={schema!r} must be a dataclass subclassing ModelConf")
+
+    def register(build: Callable[..., "BlockNet"]):
+        MODELS.add(name, Model(name, build, schema))
+        return build
+    return register
+
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {"relu": lambda: nn.ReLU(), "identity": nn.Identity}
 
@@ -27,12 +105,14 @@ def _activation(name: str) -> nn.Module:
 
 
 class Block(nn.Module):
-    """One normalised layer: the unit measurements address by index."""
+    """One normalised layer: the unit measurements address by index. ``scale_invariant``: whether its norm
+    divides out a positive rescaling of the layer's output (its registration says: ``bnstudy.norms.Norm``)."""
 
     def __init__(self, layer: nn.Module, norm: nn.Module, activation: nn.Module, norm_after: bool,
-                 dropout: float = 0.0):
+                 dropout: float = 0.0, scale_invariant: bool = False):
         super().__init__()
         self.layer, self.norm, self.activation = layer, norm, activation
+        self.scale_invariant = scale_invariant
         self.probe = nn.Identity()
         self.norm_after = norm_after
         # no module at all when off: the same submodules, state dict and RNG draws as before the option
@@ -68,9 +148,10 @@ class BlockNet(nn.Module):
 
 def _block(layer: nn.Module, cfg: ModelConf, norm: NormConf, features: int, spatial: bool) -> Block:
     return Block(layer, make_norm(norm, features, spatial), _activation(cfg.activation), norm.position == "after",
-                 cfg.dropout)
+                 cfg.dropout, NORMS[norm.name].scale_invariant)
 
 
+@model("small_cnn", schema=SmallCNNConf)
 def small_cnn(cfg: SmallCNNConf, norm: NormConf, input_shape: tuple, num_classes: int) -> BlockNet:
     """Seed 001's MNIST CNN: [conv 5x5 -> norm -> ReLU -> max-pool 2] x 2 -> linear."""
     c, h, w = input_shape
@@ -89,6 +170,7 @@ VGG_LAYOUTS = {  # channels per conv, "M" = 2x2 max-pool (the CIFAR forms of VGG
 }
 
 
+@model("vgg", schema=VGGConf)
 def vgg(cfg: VGGConf, norm: NormConf, input_shape: tuple, num_classes: int) -> BlockNet:
     """CIFAR VGG: 3x3 convs, norm before ReLU, max-pools, one linear classifier."""
     if cfg.depth not in VGG_LAYOUTS:
@@ -108,6 +190,7 @@ def vgg(cfg: VGGConf, norm: NormConf, input_shape: tuple, num_classes: int) -> B
     return BlockNet(body, head)
 
 
+@model("dln", schema=DLNConf)
 def dln(cfg: DLNConf, norm: NormConf, input_shape: tuple, num_classes: int | None) -> BlockNet:
     """Deep linear network: W_L ... W_1 x. Hidden layers are Blocks; the output layer is the head."""
     d = cfg.dim
@@ -121,9 +204,6 @@ def dln(cfg: DLNConf, norm: NormConf, input_shape: tuple, num_classes: int | Non
     body = [_block(nn.Linear(d, d, bias=cfg.bias), cfg, norm, d, False) for _ in range(hidden)]
     head = nn.Identity() if cfg.norm_last else nn.Linear(d, d, bias=cfg.bias)
     return BlockNet(body, head)
-
-
-MODELS: dict[str, Callable[..., BlockNet]] = {"small_cnn": small_cnn, "vgg": vgg, "dln": dln}
 
 
 def glorot_init(model: nn.Module) -> None:
@@ -151,7 +231,7 @@ def build_model(cfg: ModelConf, norm: NormConf, input_shape: tuple, num_classes:
         raise ConfigError(f"model.dropout={cfg.dropout} must lie in [0, 1)")
     if not cfg.init_scale > 0:
         raise ConfigError(f"model.init_scale={cfg.init_scale} must be > 0")
-    model = MODELS[cfg.name](cfg, norm, tuple(input_shape), num_classes)
+    model = MODELS[cfg.name].build(cfg, norm, tuple(input_shape), num_classes)
     if cfg.init == "glorot":
         glorot_init(model)
     elif cfg.init != "default":

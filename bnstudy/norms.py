@@ -1,23 +1,51 @@
-"""Normalisation layers and their registry ``NORMS`` (the ``norm`` config group).
+"""Normalisation layers, their config schema ``NormConf`` and their registry ``NORMS`` (the ``norm`` group).
 
-Every factory has the signature ``factory(cfg: NormConf, num_features: int, spatial: bool)``;
-``spatial=True`` means conv activations ``(N, C, H, W)``, ``False`` linear ones ``(N, C)``. A "unit" is
-a channel: batch-statistic norms pool over N (linear) or N x H x W (conv).
+A norm is one factory registered with ``@norm(name, label=..., colour=...)``:
+``factory(cfg: NormConf, num_features: int, spatial: bool) -> nn.Module``; ``spatial=True`` means conv
+activations ``(N, C, H, W)``, ``False`` linear ones ``(N, C)``. A "unit" is a channel: batch-statistic norms
+pool over N (linear) or N x H x W (conv). What the suite needs to know about a norm comes from its
+registration: its figure label and colour (optional: its name, and a colour of its own), and, derived from
+the module it builds unless given, whether it normalises with batch statistics and whether it divides out a
+positive rescaling of its input (scale invariance: ``bnstudy.measures.scale_invariance`` measures exactly the
+blocks whose norm does). A new norm is its registration here and ``conf/norm/<name>.yaml``.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Callable, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from bnstudy.config import ConfigError, NormConf
+from bnstudy.registry import Registry
+from bnstudy.schema import Choice, ConfigError, ranged
 
 NOISE_WHERE = ("after_affine", "before_affine")
+Position = Choice("Position", {"before": "before", "after": "after"})
+NoiseWhere = Choice("NoiseWhere", {"after_affine": "after_affine", "before_affine": "before_affine"})
+
+
+@dataclass
+class NormConf:
+    """One switch for every model. ``name`` is the key in :data:`NORMS`."""
+
+    name: str = "none"  # none | batch | noisy_batch | noise | l1 | l2 | linf | layer | group | instance
+    position: Position = Position.before  # the norm before or after the activation
+    eps: float = ranged(1e-5, gt=0)
+    momentum: float = ranged(0.1, ge=0, le=1)  # running-statistics momentum (PyTorch convention)
+    affine: bool = True
+    groups: int = ranged(8, ge=1)  # GroupNorm groups (clipped to divide the channels)
+    # Algorithm 1 (noisy BatchNorm) constants
+    noise_mu: float = ranged(0.5, ge=0)  # n_mu: mu_j ~ U(-n_mu, n_mu)
+    noise_sigma: float = ranged(1.25, ge=1)  # n_sigma: sigma_j ~ U(1, n_sigma)
+    noise_r_mu: float = ranged(0.1, ge=0)  # r_mu: m_ij ~ U(mu_j - r_mu, mu_j + r_mu)
+    noise_r_sigma: float = ranged(0.1, ge=0)  # r_sigma: s_ij ~ N(sigma_j, r_sigma)   (a standard deviation)
+    noise_where: NoiseWhere = NoiseWhere.after_affine  # [open] after_affine | before_affine
 
 
 def _unit_view(t: torch.Tensor, ndim: int) -> torch.Tensor:
@@ -191,15 +219,84 @@ def uses_batch_statistics(module: nn.Module) -> bool:
     return isinstance(module, (_BatchNorm, LpNorm))
 
 
+# ------------------------------------------------------------------------------------------ registry
+Factory = Callable[["NormConf", int, bool], nn.Module]
+
+
+@dataclass(frozen=True)
+class Norm:
+    """A registered norm: its factory and what figures and measurements need to know about it. ``label`` and
+    ``colour`` None: its name, and a colour of its own (:func:`norm_look`); ``scale_invariant`` and
+    ``batch_statistics`` None: derived from the module it builds (:func:`derived`)."""
+
+    name: str
+    build: Factory
+    label: Optional[str] = None
+    colour: Optional[str] = None
+    invariant: Optional[bool] = None
+    batch_stats: Optional[bool] = None
+
+    def __call__(self, cfg: "NormConf", num_features: int, spatial: bool) -> nn.Module:
+        return self.build(cfg, num_features, spatial)
+
+    @property
+    def scale_invariant(self) -> bool:
+        """Whether it divides out a positive rescaling of its input in training: n(c x) = n(x) for c > 0."""
+        return self.invariant if self.invariant is not None else derived(self.name, self.build)[0]
+
+    @property
+    def batch_statistics(self) -> bool:
+        """Whether its training output for one sample depends on the rest of the batch (eval mode differs)."""
+        return self.batch_stats if self.batch_stats is not None else derived(self.name, self.build)[1]
+
+
+NORMS: Registry[Norm] = Registry("norm")
+"""Every norm by name (the ``norm`` config group's options), in registration order."""
+
+
+def norm(name: str, *, label: Optional[str] = None, colour: Optional[str] = None,
+         scale_invariant: Optional[bool] = None, batch_statistics: Optional[bool] = None):
+    """Decorator: register ``factory(cfg, num_features, spatial) -> nn.Module`` as norm ``name``. Optional:
+    ``label`` and ``colour`` (how figures draw it), ``scale_invariant`` and ``batch_statistics`` (default:
+    derived from the module it builds)."""
+    def register(factory: Factory) -> Factory:
+        NORMS.add(name, Norm(name, factory, label, colour, scale_invariant, batch_statistics))
+        return factory
+    return register
+
+
+@lru_cache(maxsize=None)
+def derived(name: str, build: Factory) -> tuple[bool, bool]:
+    """(scale invariant, uses batch statistics) of the module ``build`` makes, asked rather than listed: built
+    on 4 units of a conv input (every norm accepts one; else a linear input) in training mode, it is run on a
+    fixed random batch, on 3.7 times it (scale invariant: the same output) and on the batch with every sample
+    but the first changed (batch statistics: the first sample's output changes). Every run draws the same noise
+    (noisy BN's comes after the normalisation), inside a fork of torch's CPU generator: a run's stream is
+    untouched."""
+    with torch.random.fork_rng(devices=[]):
+        for spatial, shape in ((True, (16, 4, 3, 3)), (False, (64, 4))):
+            try:
+                module = build(NormConf(name=name), 4, spatial).double().train()
+            except (ConfigError, ValueError, RuntimeError):
+                continue
+            x = torch.randn(shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+            others = torch.cat([x[:1], 2 * x[1:] + 1])
+
+            def out(batch: torch.Tensor) -> torch.Tensor:
+                torch.default_generator.manual_seed(0)  # the CPU generator only: fork_rng puts it back
+                with torch.no_grad():
+                    return module(batch)
+
+            same = lambda a, b: bool(torch.linalg.vector_norm(a - b) <= 1e-3 * torch.linalg.vector_norm(a))  # eps aside
+            y = out(x)
+            return same(y, out(3.7 * x)), not same(y[:1], out(others)[:1])
+    return False, False
+
+
 def norm_uses_batch_statistics(name: str) -> bool:
     """Whether the registered norm ``name`` normalises with batch statistics in training (its eval mode is
-    then another function): built once on 4 features and asked, so a new norm needs no list."""
-    from bnstudy.config import NormConf
-
-    if name not in NORMS:
-        return False
-    module = NORMS[name](NormConf(name=name), 4, True)  # spatial: every norm accepts conv inputs
-    return any(uses_batch_statistics(m) for m in module.modules())
+    then another function); False for a name not registered."""
+    return name in NORMS and NORMS[name].batch_statistics
 
 
 def _largest_divisor_at_most(n: int, k: int) -> int:
@@ -208,16 +305,19 @@ def _largest_divisor_at_most(n: int, k: int) -> int:
     return next(d for d in range(min(n, k), 0, -1) if n % d == 0)
 
 
+@norm("none", label="Standard", colour="#1f77b4")
 def _none(cfg: NormConf, num_features: int, spatial: bool) -> nn.Module:
     return nn.Identity()
 
 
+@norm("batch", label="Standard + BatchNorm", colour="#d62728")
 def _batch(cfg: NormConf, num_features: int, spatial: bool) -> nn.Module:
     """torch's own BN (cuDNN): normalises with the biased batch variance; running_var is unbiased."""
     cls = nn.BatchNorm2d if spatial else nn.BatchNorm1d
     return cls(num_features, eps=cfg.eps, momentum=cfg.momentum, affine=cfg.affine)
 
 
+@norm("noisy_batch", label="Standard + \"Noisy\" BatchNorm", colour="#ff7f0e")
 def _noisy_batch(cfg: NormConf, num_features: int, spatial: bool) -> nn.Module:
     return NoisyBatchNorm(
         num_features,
@@ -232,17 +332,25 @@ def _noisy_batch(cfg: NormConf, num_features: int, spatial: bool) -> nn.Module:
     )
 
 
+@norm("noise", label="Standard + noise", colour="#7f7f7f")
 def _noise(cfg: NormConf, num_features: int, spatial: bool) -> nn.Module:
     return NoiseOnly(cfg.noise_mu, cfg.noise_sigma, cfg.noise_r_mu, cfg.noise_r_sigma)
 
 
-def _lp(p: float) -> Callable[[NormConf, int, bool], nn.Module]:
+def _lp(p: float) -> Factory:
     def factory(cfg: NormConf, num_features: int, spatial: bool) -> nn.Module:
         return LpNorm(num_features, p=p, eps=cfg.eps, momentum=cfg.momentum, affine=cfg.affine)
 
+    factory.__qualname__ = factory.__name__ = f"lp_{p}"
     return factory
 
 
+norm("l1", label="l1 norm", colour="#2ca02c")(_lp(1))
+norm("l2", label="l2 norm", colour="#9467bd")(_lp(2))
+norm("linf", label="linf norm", colour="#8c564b")(_lp(math.inf))
+
+
+@norm("layer", label="LayerNorm", colour="#e377c2")
 def _layer(cfg: NormConf, num_features: int, spatial: bool) -> nn.Module:
     """Spatial: one group = LayerNorm over (C, H, W) with a per-channel (not per-position) affine."""
     if spatial:
@@ -250,12 +358,14 @@ def _layer(cfg: NormConf, num_features: int, spatial: bool) -> nn.Module:
     return nn.LayerNorm(num_features, eps=cfg.eps, elementwise_affine=cfg.affine)
 
 
+@norm("group", label="GroupNorm", colour="#17becf")
 def _group(cfg: NormConf, num_features: int, spatial: bool) -> nn.Module:
     """cfg.groups is clipped down to a divisor of C so one config fits every layer width."""
     groups = _largest_divisor_at_most(num_features, cfg.groups)
     return nn.GroupNorm(groups, num_features, eps=cfg.eps, affine=cfg.affine)
 
 
+@norm("instance", label="InstanceNorm", colour="#bcbd22")
 def _instance(cfg: NormConf, num_features: int, spatial: bool) -> nn.Module:
     if not spatial:
         raise ConfigError(
@@ -265,49 +375,27 @@ def _instance(cfg: NormConf, num_features: int, spatial: bool) -> nn.Module:
     return nn.GroupNorm(num_features, num_features, eps=cfg.eps, affine=cfg.affine)
 
 
-NORMS: dict[str, Callable[[NormConf, int, bool], nn.Module]] = {
-    "none": _none,
-    "batch": _batch,
-    "noisy_batch": _noisy_batch,
-    "noise": _noise,
-    "l1": _lp(1),
-    "l2": _lp(2),
-    "linf": _lp(math.inf),
-    "layer": _layer,
-    "group": _group,
-    "instance": _instance,
-}
-
-
-NORM_LOOK: dict[str, tuple[str, str]] = {  # name -> (label, colour) in every figure
-    "none": ("Standard", "#1f77b4"), "batch": ("Standard + BatchNorm", "#d62728"),
-    "noisy_batch": ("Standard + \"Noisy\" BatchNorm", "#ff7f0e"), "noise": ("Standard + noise", "#7f7f7f"),
-    "l1": ("l1 norm", "#2ca02c"), "l2": ("l2 norm", "#9467bd"), "linf": ("linf norm", "#8c564b"),
-    "layer": ("LayerNorm", "#e377c2"), "group": ("GroupNorm", "#17becf"), "instance": ("InstanceNorm", "#bcbd22"),
-}
-"""How figures draw each norm of :data:`NORMS`. A norm registered without an entry here is labelled by its
-name and drawn in the first colour of :data:`SPARE_COLOURS` no other norm uses (in registry order)."""
-
 SPARE_COLOURS = ("#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd", "#e6550d", "#31a354",
                  "#756bb1", "#636363", "#9c9ede", "#cedb9c", "#e7cb94", "#e7969c", "#de9ed6")
+"""The colours of norms registered without one, in registration order (each distinct from every given one)."""
 
 
 def norm_look(name: str) -> tuple[str, str]:
-    """(label, colour) of norm ``name`` for figures: its :data:`NORM_LOOK` entry, or its name and a colour of
-    its own (distinct from every other registered norm's while :data:`SPARE_COLOURS` lasts)."""
-    if name in NORM_LOOK:
-        return NORM_LOOK[name]
-    taken = {colour for _, colour in NORM_LOOK.values()}
+    """(label, colour) of norm ``name`` for figures: those of its registration, else its name and the first
+    colour of :data:`SPARE_COLOURS` no registered norm gives (in registration order, while they last)."""
+    entry = NORMS.get(name)
+    label = entry.label if entry is not None and entry.label else name
+    if entry is not None and entry.colour:
+        return label, entry.colour
+    taken = {n.colour for n in NORMS.values() if n.colour}
     spare = [c for c in SPARE_COLOURS if c not in taken]
-    others = [n for n in NORMS if n not in NORM_LOOK]
+    others = [n for n, e in NORMS.items() if not e.colour]
     i = others.index(name) if name in others else len(others) + sum(map(ord, name))
-    return name, spare[i % len(spare)]
+    return label, spare[i % len(spare)]
 
 
 def make_norm(cfg: NormConf, num_features: int, spatial: bool) -> nn.Module:
     """Build the normalisation layer ``cfg.name`` for ``num_features`` units."""
-    try:
-        factory = NORMS[cfg.name]
-    except KeyError:
-        raise ConfigError(f"unknown norm {cfg.name!r}; valid names: {', '.join(sorted(NORMS))}") from None
-    return factory(cfg, num_features, spatial)
+    if cfg.name not in NORMS:
+        raise ConfigError(f"unknown norm {cfg.name!r}; valid names: {', '.join(sorted(NORMS))}")
+    return NORMS[cfg.name].build(cfg, num_features, spatial)

@@ -13,7 +13,7 @@ import pytest  # noqa: E402
 from matplotlib.collections import PolyCollection  # noqa: E402
 
 from bnstudy.figures import FIGURES, fig1, fig4, load_experiment, plot_metric  # noqa: E402
-from bnstudy.norms import NORM_LOOK, NORMS, norm_look  # noqa: E402
+from bnstudy.norms import NORMS, norm, norm_look  # noqa: E402
 from bnstudy.runs import RunSet  # noqa: E402
 from conftest import fake_config, write_fake_run  # noqa: E402
 
@@ -118,11 +118,15 @@ def test_a_single_run_counts_only_when_named(tmp_path):
     assert [str(r.path) for r in runs] == [str(single)]
 
 
-def test_a_new_norm_gets_its_own_colour_and_label(monkeypatch):
-    monkeypatch.setitem(NORMS, "my_norm", NORMS["batch"])
-    label, colour = norm_look("my_norm")
-    assert label == "my_norm" and colour not in {c for _, c in NORM_LOOK.values()}
-    assert set(NORM_LOOK) == set(NORMS) - {"my_norm"}  # every shipped norm has its label and colour
+def test_a_new_norm_gets_its_own_colour_and_label():
+    with NORMS.restored():
+        norm("my_norm")(NORMS["batch"].build)  # no label, no colour: both optional
+        norm("my_other", label="Mine")(NORMS["batch"].build)
+        shipped = {n.colour for n in NORMS.values() if n.colour}
+        label, colour = norm_look("my_norm")
+        assert label == "my_norm" and colour not in shipped
+        assert norm_look("my_other")[0] == "Mine" and norm_look("my_other")[1] not in shipped | {colour}
+    assert norm_look("batch") == ("Standard + BatchNorm", "#d62728")  # a shipped norm: its registration's
 
 
 def test_every_figure_draws_from_an_empty_results_folder(tmp_path):

@@ -173,12 +173,16 @@ def test_the_readme_example_is_a_working_measurement(monkeypatch):
     readme = (Path(__file__).resolve().parents[1] / "docs" / "extending.md").read_text()
     section = readme.split("### Adding a measurement", 1)[1]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
-    monkeypatch.setattr(registry, "MEASURES", dict(MEASURES))  # the example's entry goes with the test
     module = types.ModuleType("bnstudy.measures.weight_norm")
     monkeypatch.setitem(sys.modules, module.__name__, module)
-    exec(compile(code, "README.md", "exec"), module.__dict__)
-    assert "weight_norm" in registry.MEASURES and "weight_norm" not in MEASURES
-    measure = build_measure_conf()()
+    with MEASURES.restored():  # the example's entry goes with the test
+        exec(compile(code, "README.md", "exec"), module.__dict__)
+        assert "weight_norm" in registry.MEASURES
+        _example_measures(measure=build_measure_conf()())
+    assert "weight_norm" not in MEASURES
+
+
+def _example_measures(measure):
     measure.weight_norm.every, measure.weight_norm.layers = 2, [1, 2]
     torch.manual_seed(0)
     model = build_model(DLNConf(num_layers=3, dim=3), NormConf(name="batch"), (3,), None)

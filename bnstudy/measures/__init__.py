@@ -21,13 +21,10 @@ Cost per measured step, beyond the training step's own forward+backward (P = lan
 Each entry states its cost (``MEASURES[name].cost(conf)``); ``python -m experiments.bench`` checks it.
 """
 
-import importlib
-import pkgutil
-
 from bnstudy.measures.registry import MEASURES, Measurement, Row, build_measure_conf, metric_names, register
+from bnstudy.registry import collect
 
-for _info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):  # every module: its @register runs
-    importlib.import_module(f"{__name__}.{_info.name}")
+collect(__name__, __path__)  # every module: its @register runs
 
 MeasureConf = build_measure_conf()
 

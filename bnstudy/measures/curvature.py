@@ -32,9 +32,9 @@ from bnstudy.measures.registry import Cost, Measurement, Row, Step, register
 from bnstudy.measures.functional import LossFn, Params, RNGState, forward_at
 
 MODES = ("train", "eval")
-HESS_LMAX = {"train": "hess_lmax_train", "eval": "hess_lmax_eval"}  # lambda_max of each mode's Hessian
-HESS_LMIN = {"train": "hess_lmin_train", "eval": "hess_lmin_eval"}  # the smallest Ritz value found
-HESS_RESIDUAL = {"train": "hess_residual_train", "eval": "hess_residual_eval"}  # error bound on lambda_max
+HESS_LMAX = {m: f"hess_lmax_{m}" for m in MODES}  # lambda_max of each mode's Hessian
+HESS_LMIN = {m: f"hess_lmin_{m}" for m in MODES}  # the smallest Ritz value found
+HESS_RESIDUAL = {m: f"hess_residual_{m}" for m in MODES}  # error bound on lambda_max
 BATCH_SHARPNESS = "batch_sharpness"  # g^T H g / ||g||^2 on the step's batch
 BETA_LIMIT = "beta_limit"  # ||H g|| / ||g|| on the step's batch
 

@@ -26,6 +26,7 @@ from typing import Any, Callable, ClassVar, NamedTuple, Optional
 import torch
 
 from bnstudy.measures.functional import LossFn, Params, RNGState
+from bnstudy.registry import Registry
 
 PHASES = ("before_forward", "after_backward", "after_step")
 
@@ -194,19 +195,18 @@ class Measurement:
         pass
 
 
-MEASURES: dict[str, type[Measurement]] = {}
+MEASURES: Registry[type[Measurement]] = Registry("measurement")
+"""Every measurement by name (each module of ``bnstudy.measures`` registers its own: the package imports them all)."""
 
 
 def register(cls: type[Measurement]) -> type[Measurement]:
-    """Class decorator: ``MEASURES[name] = cls``, its node defaulting to its name. The name is the class's
-    ``name`` attribute (set it) and must be new."""
-    if not cls.name or cls.name in MEASURES:
-        raise ValueError(f"measurement {cls.__name__}: name {cls.name!r} is empty or already registered")
+    """Class decorator: register the measurement under its ``name`` (a class attribute: the class is its own
+    metadata: schema, needs, phases, cost, metrics), its node defaulting to its name."""
     if not set(cls.phases) <= set(PHASES):
         raise ValueError(f"measurement {cls.name}: phases {cls.phases} must be among {PHASES}")
+    MEASURES.add(cls.name, cls)
     if not cls.node:
         cls.node = cls.name
-    MEASURES[cls.name] = cls
     return cls
 
 

@@ -15,24 +15,30 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm
-from bnstudy.schema import ranged
+
 from bnstudy.measures.registry import Cost, Measurement, Row, Step, register
+from bnstudy.schema import ranged
 
-
-SCALE_METRICS = ("si_dot", "si_cos", "si_wnorm", "si_gnorm", "si_eff_lr", "si_angle", "si_dnorm2", "si_dnorm2_pred")
+SI_DOT = "si_dot"  # <w_t, g_t>
+SI_COS = "si_cos"  # <w_t, g_t> / (||w_t|| ||g_t||)
+SI_WNORM = "si_wnorm"  # ||w_t||
+SI_GNORM = "si_gnorm"  # ||g_t||
+SI_EFF_LR = "si_eff_lr"  # eta / ||w_t||^2
+SI_ANGLE = "si_angle"  # the angle between w_t and w_{t+1}
+SI_DNORM2 = "si_dnorm2"  # ||w_{t+1}||^2 - ||w_t||^2
+SI_DNORM2_PRED = "si_dnorm2_pred"  # eta^2 ||g_t||^2
+SCALE_METRICS = (SI_DOT, SI_COS, SI_WNORM, SI_GNORM, SI_EFF_LR, SI_ANGLE, SI_DNORM2, SI_DNORM2_PRED)
 
 
 def is_scale_invariant(block: nn.Module) -> bool:
-    """A Block whose normalisation divides out a positive rescaling of its layer's output."""
-    from bnstudy.norms import LpNorm  # here: bnstudy.norms imports the config, which will import the measures
-
-    return isinstance(block.norm, (_BatchNorm, LpNorm, nn.GroupNorm, nn.LayerNorm))
+    """A Block whose normalisation divides out a positive rescaling of its layer's output: its norm's
+    registration says so (``bnstudy.norms.Norm.scale_invariant``, derived from the module unless given)."""
+    return bool(getattr(block, "scale_invariant", False))
 
 
 @dataclass
 class ScaleInvarianceConf:
-    every: int = ranged(0, ge=0)  # 0 = off; every scale-invariant block (its norm divides out a rescaling) is measured
+    every: int = ranged(0, ge=0)  # 0 = off; every scale-invariant block (its norm's registration says so) is measured
 
 
 @dataclass

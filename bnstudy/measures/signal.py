@@ -15,7 +15,10 @@ from torch import nn
 from bnstudy.schema import ranged
 from bnstudy.measures.registry import EVERY_BLOCK, Cost, Measurement, Row, Step, register
 
-SIGNAL_METRICS = ("sig_grad_norm", "sig_rank", "sig_act_norm")  # per layer: ||dL/dW||, effective rank, RMS
+SIG_GRAD_NORM = "sig_grad_norm"  # per layer: ||dL/dW||
+SIG_RANK = "sig_rank"  # per layer: the effective rank of the batch's outputs
+SIG_ACT_NORM = "sig_act_norm"  # per layer: the RMS of the batch's outputs
+SIGNAL_METRICS = (SIG_GRAD_NORM, SIG_RANK, SIG_ACT_NORM)
 
 
 @dataclass

@@ -21,8 +21,12 @@ from torch import nn
 from bnstudy.schema import ranged
 from bnstudy.measures.registry import EVERY_BLOCK, Cost, Measurement, Row, Step, layer_check, register
 
-THM41_METRICS = ("thm41_lhs", "thm41_rhs", "thm41_rhs_printed", "thm41_gain", "thm41_share_mean",
-                 "thm41_share_scale", "thm41_g_sq")
+THM41_LHS = "thm41_lhs"  # ||dL/dy||^2 (the theorem's left side)
+THM41_RHS = "thm41_rhs"  # its right side in the proof's form (1/m)
+THM41_RHS_PRINTED = "thm41_rhs_printed"  # its right side as printed (1/sqrt m)
+THM41_GAIN = "thm41_gain"  # gamma^2 / sigma^2, mean over units
+THM41_SHARE_MEAN, THM41_SHARE_SCALE, THM41_G_SQ = "thm41_share_mean", "thm41_share_scale", "thm41_g_sq"
+THM41_METRICS = (THM41_LHS, THM41_RHS, THM41_RHS_PRINTED, THM41_GAIN, THM41_SHARE_MEAN, THM41_SHARE_SCALE, THM41_G_SQ)
 
 
 @dataclass
