@@ -175,12 +175,12 @@ def summary(results: list[ClaimResult], what: str, where: str) -> str:
 
 def render(reference: Path = REFERENCE) -> dict[str, str]:
     """Every block's text, from the runs of the reference folder."""
-    from bnstudy.claims import check_beyond, check_claims
+    from bnstudy.claims import check_claims, check_group
     from bnstudy.runs import RunSet
 
     runs = RunSet(reference, "quick")
     paper = {r.id: r for r in check_claims(runs)}
-    beyond = [r for r in check_beyond(runs) if r.verdict != "not run"]
+    beyond = [r for r in check_group(runs, "beyond") if r.verdict != "not run"]
     tutorials = _tutorials(runs)
     return {
         "headline": headline(paper),

@@ -7,8 +7,9 @@ run's ``summary.json`` (config, final values, environment) and its ``metrics.csv
 ``reference.json`` lists the experiments, the runs and each file's sha256.
 
 Writing (:func:`export` inside :func:`replacing`): the runs exported are, per experiment, the ones
-``make figures`` and ``make report`` read (``bnstudy.runs.RunSet``'s selection); the new folder is written
-aside and swapped in whole, or not at all, and of the old one only the files the suite wrote are removed.
+``make figures`` and ``make report`` read (``bnstudy.runs.RunSet``: a reference's runs, marked by its manifest,
+are never among them); the new folder is written aside (a dot-folder the reader skips) and swapped in whole,
+or not at all, and of the old one only the files the suite wrote are removed.
 
 Reading (:func:`load_reference`): every file the manifest lists is checked (a regular file inside the
 folder, its sha256, a summary of the suite's shape, a gzip CSV that inflates to at most
@@ -18,7 +19,6 @@ folder, its sha256, a summary of the suite's shape, a gzip CSV that inflates to 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import gzip
 import hashlib
 import json
@@ -29,11 +29,13 @@ import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Iterator
 
 from bnstudy.paths import FIGURE_RUNS_SUFFIX
 from bnstudy.records import HEADER, write_text_atomic
-from bnstudy.runs import INDEX, METRICS, SUMMARY, STATUSES, Experiment, Run, RunSet, iter_run_dirs
+from bnstudy.records import METRICS, SUMMARY
+from bnstudy.runs import INDEX, RunSet
+from bnstudy.status import STATUSES, iter_run_dirs
 
 MANIFEST = "reference.json"
 SIZE_BUDGET = 20 * 1024 * 1024  # bytes, the whole reference folder of one scale (figures included)
@@ -41,10 +43,12 @@ INFLATE_LIMIT = 256 * 1024 * 1024
 """Bytes all of a reference's gzipped CSVs may inflate to together (the quick reference: 40 MB): beyond it
 the reference is refused, so a gzip bomb never reaches memory."""
 REFERENCE_TREE = "reference"
-"""The folder of a results folder that holds committed references (``results/reference/``): never your runs."""
+"""The folder of a results folder meant for committed references (``results/reference/``): ``make reference`` may
+write there; the manifest it writes marks the folder, so no reader takes its runs for yours."""
 EXPERIMENTS = ("fig1", "fig2", "fig3_cnn", "fig3_dln", "fig4_cnn", "fig4_dln", "fig5_cnn", "fig5_dln", "browser")
 OPTIONAL = ("quick", "curvature_cnn", "curvature_dln", "theory", "signal_cnn", "signal_dln", "tut_lr", "tut_init",
             "tut_reg", "tut_batch", "tut_momentum", "tut_placement")
+"""Exported when they have runs: make quick's and the experiments beyond the paper (make all runs neither)."""
 OTHER_SCALE = {"dln_sweep": "paper"}
 """Exported beside a reference of another scale when their runs exist: the paper-scale DLN sweep, whose runs the
 "why not" of claims 4b and 6b reads at every scale (``make dln_sweep`` is always paper scale)."""
@@ -55,7 +59,8 @@ def tables() -> tuple[Path, ...]:
     from bnstudy.claims.tutorials import GRADIENTS_CSV, MEMORY_CSV
 
     return (GRADIENTS_CSV, MEMORY_CSV)
-"""Exported when they have runs: make quick's and the experiments beyond the paper (make all runs neither)."""
+
+
 OUTPUTS = ("REPORT.md", INDEX, "figures/*.png", "figures/*.pdf", f"figures/*{FIGURE_RUNS_SUFFIX}")
 """What else the suite writes in a reference folder (``make reference``, ``make figures report RESULTS=...``,
 ``python -m bnstudy.runs --write``); ``rel.match`` patterns, relative to the folder."""
@@ -70,27 +75,6 @@ def inside(path: Path, folder: Path) -> bool:
     """Whether ``path`` is ``folder`` or lies in it (both resolved: links and ``..`` followed)."""
     path, folder = Path(path).resolve(), Path(folder).resolve()
     return path == folder or path.is_relative_to(folder)
-
-
-class Subset(RunSet):
-    """A :class:`~bnstudy.runs.RunSet` whose experiments keep only the runs ``keep`` accepts (the selection
-    rule applied first). Verify and export use it to leave the reference tree out of your runs, and claims
-    use it to judge one seed of the reference."""
-
-    def __init__(self, root: str | Path, scale: str, keep: Callable[[Run], bool]):
-        super().__init__(root, scale)
-        self._keep = keep
-
-    def experiment(self, name: str) -> Experiment:
-        exp = super().experiment(name)
-        return dataclasses.replace(exp, runs=[r for r in exp.runs if self._keep(r)])
-
-
-def your_runs(results: str | Path, scale: str, leave_out: Sequence[Path] = ()) -> RunSet:
-    """The runs of ``scale`` under ``results`` as figures and the report read them, without any run inside
-    ``results/reference/`` or the folders ``leave_out`` (a reference compared with, or written)."""
-    out = [Path(results) / REFERENCE_TREE, *leave_out]
-    return Subset(results, scale, lambda run: not any(inside(run.path, f) for f in out))
 
 
 # ---------------------------------------------------------------------------------------------- files
@@ -244,14 +228,14 @@ def export(results: Path, scale: str, out: Path, experiments: list[str] | None =
     into the fresh folder ``out`` and write its manifest. Only finished runs are exported; an experiment
     with none is an error. Runs inside a reference tree (or ``out``) are never exported."""
     results, out = Path(results), Path(out)
-    runset = your_runs(results, scale, leave_out=[out])
+    runset = RunSet(results, scale)  # never a reference's runs (bnstudy.runs.SELECTION_RULE), nor the new folder's
     manifest: dict = {"scale": scale, "experiments": {}, "files": {}}
     plans = {}
     scales = {exp: scale for exp in experiments or (*EXPERIMENTS, *OPTIONAL)}
     if not experiments:
         scales.update({exp: other for exp, other in OTHER_SCALE.items() if other != scale})
     for exp, exp_scale in scales.items():
-        runs = (runset if exp_scale == scale else your_runs(results, exp_scale, leave_out=[out])).runs(exp)
+        runs = (runset if exp_scale == scale else RunSet(results, exp_scale)).runs(exp)
         if not runs and not experiments and (exp in OPTIONAL or exp in OTHER_SCALE):
             continue
         if not runs:

@@ -27,7 +27,8 @@ from typing import Callable, Optional
 import pandas as pd
 
 from bnstudy.claims import FAILS, HOLDS, MIXED, VERDICTS, ClaimResult
-from bnstudy.claims.base import PARAPHRASE, SEED_RULE
+from bnstudy.claims.base import PARAPHRASE
+from bnstudy.claims.verdicts import SEED_RULE
 
 
 @dataclass
@@ -136,8 +137,8 @@ def _claims(ctx: ReportContext) -> str:
 
 @section("Why not")
 def _why_not(ctx: ReportContext) -> str:
-    """For each claim that does not hold: why, derived from the runs that exist (``bnstudy.claims.base.why_not``)."""
-    from bnstudy.claims.base import WHY_NOT
+    """For each claim that does not hold: why, derived from the runs that exist (``bnstudy.claims.verdicts.why_not``)."""
+    from bnstudy.claims.verdicts import WHY_NOT
 
     rows = [r for r in ctx.results if r.verdict in (FAILS, MIXED, "inconclusive")]
     if not rows:
@@ -151,13 +152,12 @@ def _why_not(ctx: ReportContext) -> str:
 @section("Exploratory runs")
 def _exploratory(ctx: ReportContext) -> str:
     """Each claim judged on the exploratory runs of its experiments (other settings), apart and never counted."""
-    from bnstudy.claims.base import exploratory_results
+    from bnstudy.claims.base import GROUPS
+    from bnstudy.claims.verdicts import exploratory_results
 
     runs = ctx.extra.get("runs")
     if runs is None:
         return ""
-    from bnstudy.claims.base import GROUPS
-
     results = [r for group in GROUPS for r in exploratory_results(runs, group=group)]
     if not results:
         return ""
@@ -172,7 +172,8 @@ def _exploratory(ctx: ReportContext) -> str:
 def _dln_sweep(ctx: ReportContext) -> str:
     """Claims 4b and 6b at each lr of the DLN sweep, each seed judged alone: how the open loss scale decides them."""
     from bnstudy.claims import CLAIMS
-    from bnstudy.claims.base import Results, judge
+    from bnstudy.claims.base import Results
+    from bnstudy.claims.verdicts import judge
 
     runs = ctx.extra.get("runs")
     if runs is None:
@@ -198,12 +199,12 @@ def _dln_sweep(ctx: ReportContext) -> str:
 def _beyond(ctx: ReportContext) -> str:
     """Claims of later work judged on ``make curvature``, ``make theory`` and ``make signal`` runs
     (``bnstudy/claims/beyond.py``); left out when none of their experiments ran."""
-    from bnstudy.claims import NOT_RUN, check_beyond
+    from bnstudy.claims import NOT_RUN, check_group
 
     runs = ctx.extra.get("runs")
     if runs is None:
         return ""
-    results = check_beyond(runs)
+    results = check_group(runs, "beyond")
     if all(r.verdict == NOT_RUN for r in results):
         return ""
     df = claims_frame(results).rename(columns={"The paper says": "Who says it"})

@@ -1,8 +1,8 @@
-"""The run reader: every run under a results folder, its status, and the runs each experiment means.
+"""The run reader: every run under a results folder, and the runs each experiment means.
 
-A run dir is a folder holding ``summary.json`` or ``metrics.csv`` (``bnstudy.train`` writes both).
-Its status comes from the summary, checked against the dir's lock (``bnstudy.records.RunLock``) and
-against its CSV:
+A run dir is a folder holding ``summary.json`` or ``metrics.csv`` (the training loop writes both).
+Its status (``bnstudy.status.run_status``) comes from the summary, checked against the dir's lock
+(``bnstudy.records.RunLock``) and against its CSV:
 
 ==============  =================================================================================
 completed       trained to ``train.steps``
@@ -18,46 +18,29 @@ broken          no readable summary, or files that are not what the suite writes
 unless ``include_incomplete=True``. ``python -m bnstudy.runs [ROOT] [--all] [--write]`` prints the index
 (and writes ``ROOT/runs.csv`` atomically with ``--write``).
 
-**Which runs an experiment means** (:data:`SELECTION_RULE`, printed in REPORT.md; figures, claims, the
-notebooks and bench all read runs through :class:`RunSet`): the experiment's newest sweep (the one whose
-runs finished last) sets its settings; the finished runs of every sweep of the experiment whose settings
-are the same (all but the swept ones: norm, lr, seed and whatever the newest sweep varies) count, and of
-several runs of one (norm, lr, seed) the one that finished last. Runs with other settings (another
-``train.steps``, another model, ...) are left out and named, never mixed in. Single runs (``single/``)
-count only when named. Given sweep folders (``--sweep``), exactly those sweeps' runs are read, by the
-same rules. **Duplicate rows** (:data:`DUPLICATE_RULE`): of rows with the same (step, metric, layer, unit,
-eta) the last written counts, except for sample metrics (``act_sample``), whose rows are all values.
+**Which runs an experiment means** is one rule, :data:`SELECTION_RULE` (printed in REPORT.md): everything
+that reads runs (figures, claims, the report, ``make verify``, ``make reference``, the notebooks, the bench)
+reads them through :class:`RunSet`. **Duplicate rows**: ``bnstudy.status.DUPLICATE_RULE``.
 """
 
 from __future__ import annotations
 
 import argparse
-import gzip
-import math
-import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
+from typing import Any, Callable, Iterable, Optional, Sequence
 
-import numpy as np
 import pandas as pd
 
 from bnstudy import canonical
-from bnstudy.records import COLUMNS as CSV_COLUMNS
-from bnstudy.records import (HEADER, REFERENCE_MARKS, flatten, is_locked, is_reference, read_json,  # noqa: F401
-                             read_metrics, reference_mark, write_text_atomic)
+from bnstudy.records import FINISHED, METRICS, SUMMARY, flatten, is_reference, write_text_atomic  # noqa: F401
+from bnstudy.status import (DUPLICATE_RULE, STATUSES, BadRunError, CutShortError, RunWarning,  # noqa: F401
+                            iter_run_dirs, load_metrics, run_status)
 
-SUMMARY = "summary.json"  # the names bnstudy.train writes
-METRICS = "metrics.csv"
 INDEX = "runs.csv"
-DONE = ("completed", "diverged")
-STATUSES = ("completed", "diverged", "running", "interrupted", "failed", "truncated", "broken")
 COLUMNS = ["path", "status", "step", "steps", "name", "scale", "model", "norm", "data", "lr", "seed",
            "resumed_from", "wall_time_s", "error"]
-
-SAMPLE_METRICS = frozenset({"act_sample"})
-"""Metrics whose rows at one (step, layer, unit) are many values (samples), not duplicates."""
 
 SELECTION_RULE = (
     "An experiment means its canonical runs: finished runs whose settings are the experiment as configured in "
@@ -69,141 +52,6 @@ SELECTION_RULE = (
     "runs are left out and listed; single runs (`single/`) count only when named with `--sweep`, and named "
     "sweeps replace the default choice for their experiment. The committed reference is never among them "
     "unless the results folder is the reference itself.")
-DUPLICATE_RULE = ("Of rows with the same (step, metric, layer, unit, eta) in one CSV the last written counts "
-                  "(sample metrics such as act_sample keep every row).")
-
-
-class RunWarning(UserWarning):
-    """A run left out because it cannot be read (one line naming it and why)."""
-
-
-class BadRunError(ValueError):
-    """A run's files are not what the suite writes; the message names the file and the fault."""
-
-
-class CutShortError(BadRunError):
-    """A metrics CSV that ends in a partial line: cut short after the run (the loop writes whole lines)."""
-
-
-# --------------------------------------------------------------------------------------------- files
-def iter_run_dirs(root: str | Path) -> Iterator[Path]:
-    """Every dir under ``root`` (itself included) holding a summary or a metrics CSV, in sorted order. The
-    committed reference below ``root`` (:func:`is_reference`) is not walked unless ``root`` is inside it:
-    your runs and the reference are separate trees."""
-    root = Path(root)
-    if not root.is_dir():
-        return
-    walk_reference = is_reference(root)
-    for dirpath, dirnames, filenames in os.walk(root):
-        here = Path(dirpath)
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")  # skips .hydra
-                             and (walk_reference or not reference_mark(here / d)))
-        if SUMMARY in filenames or METRICS in filenames:
-            yield here
-
-
-def _csv_last_step(path: Path) -> float:
-    """The step of the CSV's last whole line (reads only its tail; a gzipped reference CSV whole); raises
-    BadRunError if it is not one."""
-    gz = path.with_name(path.name + ".gz")
-    if not path.exists() and gz.exists():
-        text = gzip.decompress(gz.read_bytes()).decode(errors="replace")
-        if not text.startswith(HEADER):
-            raise BadRunError(f"{gz}: not a bnstudy metrics.csv (header {text[:60]!r})")
-        if len(text) > len(HEADER) and not text.endswith("\n"):
-            raise CutShortError(f"{gz} ends in a partial line: cut short")
-        lines = [line for line in text[len(HEADER):].split("\n")[:-1] if line]
-        try:
-            return float(lines[-1].split(",", 1)[0]) if lines else -math.inf
-        except ValueError:
-            raise BadRunError(f"{gz}: last line is not a row ({lines[-1][:60]!r})") from None
-    with open(path, "rb") as f:
-        head = f.read(len(HEADER))
-        if head.decode(errors="replace") != HEADER:
-            raise BadRunError(f"{path}: not a bnstudy metrics.csv (header {head[:60]!r})")
-        size = f.seek(0, os.SEEK_END)
-        f.seek(max(len(HEADER), size - 4096))
-        tail = f.read().decode(errors="replace")
-    if size > len(HEADER) and not tail.endswith("\n"):
-        raise CutShortError(f"{path} ends in a partial line: cut short")
-    lines = [line for line in tail.split("\n")[:-1] if line]  # whole lines only
-    if size <= len(HEADER) or not lines:
-        return -math.inf
-    try:
-        return float(lines[-1].split(",", 1)[0])
-    except ValueError:
-        raise BadRunError(f"{path}: last line is not a row ({lines[-1][:60]!r})") from None
-
-
-def _check_summary(summary: Any, path: Path) -> dict:
-    """The summary if it is what ``bnstudy.train`` writes (a status, a step, a config with the run's
-    identity), else BadRunError naming what is wrong."""
-    if not isinstance(summary, dict):
-        raise BadRunError(f"{path}: not a bnstudy summary (a {type(summary).__name__}, not an object)")
-    if summary.get("status") not in STATUSES:
-        raise BadRunError(f"{path}: unknown status {summary.get('status')!r}")
-    step = summary.get("step")
-    if step is not None and not (isinstance(step, (int, float)) and not isinstance(step, bool)):
-        raise BadRunError(f"{path}: step {step!r} is not a number")
-    cfg = summary.get("config")
-    if not isinstance(cfg, dict):
-        raise BadRunError(f"{path}: no config")
-    for key, kind in (("norm", dict), ("optim", dict), ("train", dict), ("model", dict), ("data", dict)):
-        if key in cfg and not isinstance(cfg[key], kind):
-            raise BadRunError(f"{path}: config.{key} is not a mapping")
-    lr = (cfg.get("optim") or {}).get("lr")
-    if lr is not None and (isinstance(lr, bool) or not isinstance(lr, (int, float))):
-        raise BadRunError(f"{path}: config.optim.lr {lr!r} is not a number")
-    return summary
-
-
-def run_status(run_dir: str | Path) -> tuple[str, dict]:
-    """(status, summary) of one run dir; see the module docstring for the statuses. A broken or truncated
-    run's summary carries the reason as ``error``."""
-    run_dir = Path(run_dir)
-    try:
-        summary = _check_summary(read_json(run_dir / SUMMARY), run_dir / SUMMARY)
-    except (OSError, ValueError) as e:
-        if is_locked(run_dir):
-            return "running", {}
-        why = str(e) if isinstance(e, BadRunError) else f"{run_dir / SUMMARY}: unreadable ({type(e).__name__})"
-        return "broken", {"error": why}
-    status = summary["status"]
-    if status == "running" and not is_locked(run_dir):
-        status = "interrupted"
-    if status in DONE:
-        try:
-            last = _csv_last_step(run_dir / METRICS)
-        except (OSError, BadRunError) as e:
-            why = str(e) if isinstance(e, BadRunError) else f"{run_dir / METRICS}: missing or unreadable"
-            return "truncated" if isinstance(e, CutShortError) else "broken", {**summary, "error": why}
-        if summary.get("step") is not None and last < summary["step"]:
-            return "truncated", {**summary, "error": f"{run_dir / METRICS} ends at step "
-                                 f"{'none' if last == -math.inf else f'{last:g}'}, before the summary's step "
-                                 f"{summary['step']}"}
-    return status, summary
-
-
-def load_metrics(path: str | Path) -> pd.DataFrame:
-    """A run's metrics (``bnstudy.records.read_metrics``), checked to be what the suite writes, with
-    :data:`DUPLICATE_RULE` applied. Raises BadRunError naming the file and the fault."""
-    path = Path(path)
-    try:
-        df = read_metrics(path)
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
-        raise BadRunError(f"{path}: unreadable ({type(e).__name__}: {str(e).splitlines()[0][:80]})") from None
-    if list(df.columns) != CSV_COLUMNS:
-        raise BadRunError(f"{path}: columns {list(df.columns)[:8]} are not {CSV_COLUMNS}")
-    for col in ("step", "layer", "unit", "eta", "value"):
-        if not pd.api.types.is_numeric_dtype(df[col]):
-            bad = pd.to_numeric(df[col], errors="coerce").isna() & df[col].notna()
-            raise BadRunError(f"{path}: column {col} holds non-numbers (line {int(np.argmax(bad.to_numpy())) + 2})")
-    if df["step"].isna().any() or df["metric"].isna().any():
-        bad = (df["step"].isna() | df["metric"].isna()).to_numpy()
-        raise BadRunError(f"{path}: a row without step or metric (line {int(np.argmax(bad)) + 2})")
-    df["value"] = df["value"].astype(float)
-    dup = df.duplicated(["step", "metric", "layer", "unit", "eta"], keep="last") & ~df["metric"].isin(SAMPLE_METRICS)
-    return df[~dup].reset_index(drop=True) if dup.any() else df
 
 
 # --------------------------------------------------------------------------------------------- index
@@ -235,7 +83,7 @@ def find_runs(root: str | Path = "results", include_incomplete: bool = False) ->
     rows, skipped = [], []
     for run_dir in iter_run_dirs(root):
         status, summary = run_status(run_dir)
-        if status not in DONE and not include_incomplete:
+        if status not in FINISHED and not include_incomplete:
             if status in ("broken", "truncated"):
                 warnings.warn(f"skipped {run_dir}: {summary.get('error') or status}", RunWarning, stacklevel=2)
                 continue
@@ -300,16 +148,40 @@ class Run:
         return self._metrics
 
     def series(self, metric: str, layer: Optional[float] = None) -> pd.Series:
-        """``metric`` by step (``layer`` given: that layer's rows; else rows with no layer/unit/eta)."""
+        """``metric`` by step, one value per step (``layer`` given: that layer's rows; else rows with no
+        layer), from the rows with no unit and no eta: what the claims compare."""
         df = self.metrics
         sel = (df["metric"] == metric) & df["unit"].isna() & df["eta"].isna()
         sel &= df["layer"].isna() if layer is None else (df["layer"] == layer)
         s = df.loc[sel, ["step", "value"]].drop_duplicates("step", keep="last").set_index("step")["value"]
         return s.sort_index().astype(float)
 
-    def layers(self, metric: str) -> list[float]:
+    def step_mean(self, metric: str, layer: Optional[float] = None) -> pd.Series:
+        """``metric`` by step as a figure draws it: the mean of the step's rows (of ``layer``, or of every
+        layer; the unit-wide rows where a metric has both unit-wide and per-unit rows; every eta)."""
+        df = self.metrics[self.metrics["metric"] == metric]
+        if layer is not None:
+            df = df[df["layer"] == layer]
+        if df["unit"].notna().any() and df["unit"].isna().any():
+            df = df[df["unit"].isna()]
+        return df.groupby("step")["value"].mean()
+
+    def layers(self, metric: str) -> list[int]:
+        """The layers (1-based blocks) that have rows of ``metric``."""
         df = self.metrics
-        return sorted(df.loc[(df["metric"] == metric) & df["layer"].notna(), "layer"].unique().tolist())
+        return sorted(int(v) for v in df.loc[(df["metric"] == metric) & df["layer"].notna(), "layer"].unique())
+
+    def at_init(self, metric: str) -> pd.Series:
+        """``metric`` by layer at the run's first measured step (its initialisation), the mean over units."""
+        df = self.metrics[(self.metrics["metric"] == metric) & self.metrics["layer"].notna()]
+        if df.empty:
+            return pd.Series(dtype=float)
+        return df[df["step"] == df["step"].min()].groupby("layer")["value"].mean().sort_index()
+
+
+def layers_of(runs: Iterable[Run], metric: str) -> list[int]:
+    """The layers that have rows of ``metric`` in any of ``runs``."""
+    return sorted(set().union(*(r.layers(metric) for r in runs)))
 
 
 def sweep_of(run_dir: Path) -> Path:
@@ -368,12 +240,14 @@ class RunSet:
     ``sweeps``: sweep folders (or single-run folders) to read instead of the default choice, for the
     experiments they belong to. ``spec(name, scale)``: the experiment as configured (default
     :func:`bnstudy.canonical.spec`, composed from ``conf/``, looked up when the RunSet is made; None: no spec,
-    every run canonical). Unreadable runs are left out with one :class:`RunWarning` line each.
+    every run canonical). ``seeds``: only the runs of these seeds (``make verify`` judges the reference on your
+    seeds). Unreadable runs are left out with one :class:`RunWarning` line each.
     """
 
     def __init__(self, root: str | Path = "results", scale: str = "quick", sweeps: Sequence[str | Path] = (),
-                 spec: Optional[Callable[[str, str], Any]] | str = "conf"):
+                 spec: Optional[Callable[[str, str], Any]] | str = "conf", seeds: Optional[Iterable] = None):
         self.root, self.scale = Path(root), scale
+        self.seeds = None if seeds is None else set(seeds)
         self.spec = canonical.spec if spec == "conf" else spec
         self.sweeps = [Path(s).resolve() for s in sweeps]
         for s in self.sweeps:
@@ -387,6 +261,8 @@ class RunSet:
                 rows.append(_row(run_dir, status, summary))
                 self._config[str(run_dir)] = flatten(summary.get("config") or {})
         df = pd.DataFrame(rows)
+        if len(df) and self.seeds is not None:
+            df = df[[seed in self.seeds for seed in df["seed"]]].reset_index(drop=True)
         if len(df):
             for i in df.index[df["name"].isna()]:  # unreadable summary: its experiment from the path the suite uses
                 parts = Path(df.at[i, "path"]).relative_to(self.root).parts if _inside(
@@ -441,7 +317,7 @@ class RunSet:
             df = df[(df["scale"] == self.scale) & (df["sweep"].map(lambda s: s.parent.name) != "single")]
         notes: list[str] = []
         for _, r in df.iterrows():  # unfinished and unreadable runs: named, not used
-            if r["status"] in DONE:
+            if r["status"] in FINISHED:
                 continue
             if r["status"] in ("broken", "truncated"):
                 warnings.warn(f"skipped {r['path']}: {r['error']}", RunWarning, stacklevel=3)
@@ -450,7 +326,7 @@ class RunSet:
             at = f" at step {int(r['step'])}" if pd.notna(r.get("step")) else ""
             notes.append(f"{name} {r['norm']} lr={fmt_g(r['lr'])} seed={r['seed']}: {r['status']}{at} "
                          f"({r['path']}) - not used")
-        done = df[df["status"].isin(DONE)]
+        done = df[df["status"].isin(FINISHED)]
         if done.empty:
             return Experiment(name, self.scale, [], [], notes)
         spec = self.spec(name, self.scale) if self.spec else None
@@ -530,7 +406,7 @@ def main(argv: list[str] | None = None) -> None:
     one_line_warnings()
     df = write_index(args.root) if args.write else find_runs(args.root, include_incomplete=args.all)
     if not args.all:
-        df = df[df["status"].isin(DONE)]
+        df = df[df["status"].isin(FINISHED)]
     cols = ["path", "status", "step", "model", "norm", "data", "lr", "seed"]
     cols += [c for c in ("final_test_acc", "final_train_loss") if c in df]  # an unfinished run: at its checkpoint
     print(df[cols].to_string(index=False) if len(df) else f"no runs under {args.root}")

@@ -3,7 +3,7 @@
     python -m experiments.verify --results results --scale quick [--reference results/reference/quick] [--table]
 
 For each experiment of the reference it takes your runs as figures and the report read them
-(``bnstudy.runs.RunSet``'s selection, the reference tree left out), pairs each with the reference run of
+(``bnstudy.runs.RunSet``, which never reads a reference's runs as yours), pairs each with the reference run of
 its config and seed, and compares every scalar metric and the run's status by the rule that fits it
 (``bnstudy.verify``: identical bits on the reference's own environment; else outcomes by their last
 value in the reference seeds' band, chaotic per-step quantities by their median over the later half of
@@ -28,8 +28,8 @@ from pathlib import Path
 import pandas as pd
 
 from bnstudy.claims import check_claims
-from bnstudy.reference import ReferenceError, Subset, load_reference, your_runs
-from bnstudy.runs import BadRunError, one_line_warnings
+from bnstudy.reference import ReferenceError, load_reference
+from bnstudy.runs import BadRunError, RunSet, one_line_warnings
 from bnstudy.verify import ABS_TOL, REL_TOL, RULES, WIDENED, ClaimRow, RunResult, Side, agree, compare_run, metrics_of, \
     missing_runs, swept_keys
 
@@ -61,10 +61,10 @@ def claim_rows(runset, ref_dir: Path, scale: str, your_seeds: set, ref_seeds: se
     """Your verdicts against the reference's on your seeds (all its seeds if it has none of yours)."""
     seeds = your_seeds & ref_seeds or ref_seeds
     yours = check_claims(runset, scale)
-    theirs = check_claims(Subset(ref_dir, scale, lambda r: r.seed in seeds), scale)
+    theirs = check_claims(RunSet(ref_dir, scale, seeds=seeds), scale)
     rows = agree(yours, theirs, None)
     if any(r.agreement == "DIFFERS" for r in rows) and len(ref_seeds) > 1:
-        per_seed = {s: check_claims(Subset(ref_dir, scale, lambda r, s=s: r.seed == s), scale) for s in sorted(ref_seeds)}
+        per_seed = {s: check_claims(RunSet(ref_dir, scale, seeds=[s]), scale) for s in sorted(ref_seeds)}
         rows = agree(yours, theirs, per_seed)
     return rows, _seeds(seeds)
 
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ReferenceError(f"unknown experiment {', '.join(unknown)}: the reference at {ref_dir} has "
                                  f"{', '.join(reference)}")
         experiments = a.experiments or list(reference)
-        runset = your_runs(a.results, a.scale, leave_out=[ref_dir])
+        runset = RunSet(a.results, a.scale)  # never a reference's runs (bnstudy.runs.SELECTION_RULE)
         chosen = {e: runset.experiment(e) for e in experiments}
         mine = {e: [Side(r.path, _read_summary(r.path), r.metrics) for r in x.runs] for e, x in chosen.items()}
         if not any(mine.values()):

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from bnstudy.claims import (BEYOND, CLAIMS, FAILS, HOLDS, INCONCLUSIVE, MIXED, NOT_RUN, PARAPHRASE, TUTORIALS,
-                            check_beyond, check_claims)
+from bnstudy.claims import (CLAIMS, FAILS, HOLDS, INCONCLUSIVE, MIXED, NOT_RUN, PARAPHRASE, check_claims,
+                            check_group)
 from bnstudy.claims import beyond as B
 from bnstudy.report import render_report
 from bnstudy.runs import RunSet
@@ -58,7 +58,7 @@ def test_edge_of_stability_band_and_its_borders(tmp_path, factor, expected):
     curv(tmp_path, "curvature_dln", "none", 1e-6, lmax=shape)
     shape = edge(factor, 0.1) if factor >= lo else (lambda s: 2 / 0.1 * (1.0 if s < 100 else factor))
     curv(tmp_path, "curvature_cnn", "none", 0.1, sharp=shape)
-    r = by_id(check_beyond(tmp_path))
+    r = by_id(check_group(tmp_path, "beyond"))
     assert r["B1"].verdict == expected and r["B4"].verdict == expected, (r["B1"].evidence, r["B4"].evidence)
     assert f"mean λ_max x lr/2, second half {factor:.3g}" in r["B1"].evidence
 
@@ -66,7 +66,7 @@ def test_edge_of_stability_band_and_its_borders(tmp_path, factor, expected):
 def test_edge_never_reached_is_too_short_not_a_failure(tmp_path):
     """Sharpness still rising at 0.5·2/lr when the run ends: it may be too short to reach the edge."""
     curv(tmp_path, "curvature_dln", "none", 1e-6, lmax=lambda s: 2 / 1e-6 * (0.1 + 0.4 * s / STEPS))
-    r = by_id(check_beyond(tmp_path))["B1"]
+    r = by_id(check_group(tmp_path, "beyond"))["B1"]
     assert r.verdict == INCONCLUSIVE and "never rose to 0.9·2/lr" in r.evidence
     assert "may be too short" in r.why_not
 
@@ -76,7 +76,7 @@ def test_edge_mean_within_two_standard_errors_of_an_edge_is_not_placed(tmp_path)
     the same mean with little noise is decided (does not hold)."""
     curv(tmp_path / "noisy", "curvature_cnn", "none", 0.1, sharp=edge(1.25, 0.1, noise=0.6))
     curv(tmp_path / "quiet", "curvature_cnn", "none", 0.1, sharp=edge(1.25, 0.1, noise=0.01))
-    noisy, quiet = by_id(check_beyond(tmp_path / "noisy"))["B4"], by_id(check_beyond(tmp_path / "quiet"))["B4"]
+    noisy, quiet = by_id(check_group(tmp_path / "noisy", "beyond"))["B4"], by_id(check_group(tmp_path / "quiet", "beyond"))["B4"]
     assert noisy.verdict == INCONCLUSIVE and "within 2 SE of a band edge" in noisy.evidence
     assert quiet.verdict == FAILS
 
@@ -86,7 +86,7 @@ def test_lmax_counts_only_where_lanczos_converged(tmp_path):
     its cap) none does and the claim is inconclusive, each left-out step noted."""
     curv(tmp_path / "ok", "curvature_dln", "none", 1e-6, lmax=edge(1.0, 1e-6), residual=0.005)
     curv(tmp_path / "cap", "curvature_dln", "none", 1e-6, lmax=edge(1.0, 1e-6), residual=0.05)
-    ok, cap = by_id(check_beyond(tmp_path / "ok"))["B1"], by_id(check_beyond(tmp_path / "cap"))["B1"]
+    ok, cap = by_id(check_group(tmp_path / "ok", "beyond"))["B1"], by_id(check_group(tmp_path / "cap", "beyond"))["B1"]
     assert ok.verdict == HOLDS and "steps 5" in ok.evidence
     assert cap.verdict == INCONCLUSIVE and "steps 0" in cap.evidence
     assert "not converged at 10/10 measured steps (Lanczos residual > 0.01·λ" in cap.excluded
@@ -98,7 +98,7 @@ def test_edge_seeds_split(tmp_path):
         curv(tmp_path / "three", "curvature_dln", "none", 1e-6, lmax=edge(factor, 1e-6), seed=seed)
         if seed != 1:
             curv(tmp_path / "two", "curvature_dln", "none", 1e-6, lmax=edge(factor, 1e-6), seed=seed)
-    three, two = by_id(check_beyond(tmp_path / "three"))["B1"], by_id(check_beyond(tmp_path / "two"))["B1"]
+    three, two = by_id(check_group(tmp_path / "three", "beyond"))["B1"], by_id(check_group(tmp_path / "two", "beyond"))["B1"]
     assert (three.verdict, three.seeds) == (HOLDS, "2/3")
     assert "mean λ_max x lr/2, second half 1 [1, 2]" in three.evidence  # median over seeds [range]
     assert (two.verdict, two.seeds) == (MIXED, "1/2") and "the seeds split" in two.why_not
@@ -110,7 +110,7 @@ def test_b2_eval_over_train_mode(tmp_path, gap, expected):
     for exp, lr in (("curvature_cnn", 0.1), ("curvature_dln", 1e-6)):
         curv(tmp_path, exp, "none", lr, lmax=lambda s: 10.0)
         curv(tmp_path, exp, "batch", lr, lmax=lambda s: 4.0, lmax_eval=lambda s, g=gap: 4.0 * g)
-    r = by_id(check_beyond(tmp_path))["B2"]
+    r = by_id(check_group(tmp_path, "beyond"))["B2"]
     assert r.verdict == expected
     assert f"curvature_cnn BN lr 0.1: median eval / train {gap:.3g}" in r.evidence
     assert "curvature_cnn none lr 0.1: median eval / train 1;" in r.evidence  # shown, not judged
@@ -118,7 +118,7 @@ def test_b2_eval_over_train_mode(tmp_path, gap, expected):
 
 def test_b2_unconverged_steps_leave_it_inconclusive(tmp_path):
     curv(tmp_path, "curvature_cnn", "batch", 0.1, lmax=lambda s: 4.0, lmax_eval=lambda s: 40.0, residual=0.02)
-    r = by_id(check_beyond(tmp_path))["B2"]
+    r = by_id(check_group(tmp_path, "beyond"))["B2"]
     assert r.verdict == INCONCLUSIVE and "0 converged step(s) in both modes" in r.evidence
 
 
@@ -128,7 +128,7 @@ def test_b3_b5_lower_with_bn_by_the_margin_of_claims_5(tmp_path, std, expected):
     for exp, lr in (("curvature_cnn", 0.1), ("curvature_dln", 1e-6)):
         curv(tmp_path, exp, "none", lr, lmax=lambda s: std, beta=lambda s: std)
         curv(tmp_path, exp, "batch", lr, lmax=lambda s: 10.0, beta=lambda s: 10.0)
-    r = by_id(check_beyond(tmp_path))
+    r = by_id(check_group(tmp_path, "beyond"))
     for cid in ("B3", "B5"):
         assert r[cid].verdict == expected, (cid, r[cid].evidence)
     assert f"standard/BN {std / 10:.3g}x" in r["B3"].evidence
@@ -145,7 +145,7 @@ def test_b3_reads_converged_live_steps_only(tmp_path):
                         "hess_residual_train": lambda s: 50.0 if s % 40 else 1e-3})
     for seed in (0, 1):
         curv(tmp_path, "curvature_cnn", "batch", 0.1, lmax=lambda s: 10.0, seed=seed)
-    r = by_id(check_beyond(tmp_path))["B3"]
+    r = by_id(check_group(tmp_path, "beyond"))["B3"]
     assert r.verdict == FAILS and r.per_seed == {0: FAILS, 1: FAILS}
     assert "seed=1: λ_max (train mode) not converged at 5/10" in r.excluded
 
@@ -175,7 +175,7 @@ def grows(rate: float):
 def test_b6_equality_up_to_its_tolerance(tmp_path, rhs, expected):
     for lr in (0.1, 0.5):
         theory_run(tmp_path, lr, rhs=rhs)
-    assert by_id(check_beyond(tmp_path))["B6"].verdict == expected
+    assert by_id(check_group(tmp_path, "beyond"))["B6"].verdict == expected
 
 
 @pytest.mark.parametrize("printed, expected, shown", [
@@ -184,7 +184,7 @@ def test_b6_equality_up_to_its_tolerance(tmp_path, rhs, expected):
     (lambda s: 2.5, HOLDS, "violated at 0;")])
 def test_b7_a_violation_counts_beyond_the_tolerance_only(tmp_path, printed, expected, shown):
     theory_run(tmp_path, 0.1, printed=printed)
-    r = by_id(check_beyond(tmp_path))["B7"]
+    r = by_id(check_group(tmp_path, "beyond"))["B7"]
     assert r.verdict == expected and shown in r.evidence
 
 
@@ -194,7 +194,7 @@ def test_b7_a_violation_counts_beyond_the_tolerance_only(tmp_path, printed, expe
                                                  (lambda s: 1e-6, lambda s: 2e-4, FAILS)])
 def test_b8_scale_invariance(tmp_path, cos, pred, expected):
     theory_run(tmp_path, 0.1, cos=cos, pred=pred)
-    assert by_id(check_beyond(tmp_path))["B8"].verdict == expected
+    assert by_id(check_group(tmp_path, "beyond"))["B8"].verdict == expected
 
 
 def test_b9_threshold_from_the_derivation():
@@ -213,7 +213,7 @@ def test_b9_threshold_from_the_derivation():
 def test_b9_effective_lr_tunes_itself(tmp_path, small, large, expected):
     theory_run(tmp_path, 0.1, wnorm=small)
     theory_run(tmp_path, 0.5, wnorm=large)
-    r = by_id(check_beyond(tmp_path))["B9"]
+    r = by_id(check_group(tmp_path, "beyond"))["B9"]
     assert r.verdict == expected, r.evidence
     assert "at the start 5" in r.evidence
     if expected == INCONCLUSIVE:
@@ -226,8 +226,8 @@ def test_b9_border_is_inclusive(tmp_path):
         end = (math.sqrt(5) * k / 5) ** 0.5  # |w_T| at lr 0.5 such that 5 |w_small|² / |w_large|² = sqrt(5) k
         theory_run(tmp_path / name, 0.1, wnorm=lambda s: 1.0 + 0.1 * (s >= 100))
         theory_run(tmp_path / name, 0.5, wnorm=lambda s, e=end: 1.0 if s < 100 else 1.1 / e)
-    assert by_id(check_beyond(tmp_path / "at"))["B9"].verdict == HOLDS
-    assert by_id(check_beyond(tmp_path / "above"))["B9"].verdict == FAILS
+    assert by_id(check_group(tmp_path / "at", "beyond"))["B9"].verdict == HOLDS
+    assert by_id(check_group(tmp_path / "above", "beyond"))["B9"].verdict == FAILS
 
 
 # --------------------------------------------------------------------------------------------- signal
@@ -253,7 +253,7 @@ def test_signal_claims_read_the_deepest_network(tmp_path, monkeypatch):
         signal_run(tmp_path, "signal_cnn", "batch", depth, [1, 1, 1] if flip else [4, 2, 1], [30, 25, 20])
     signal_run(tmp_path, "signal_dln", "none", None, [1, 1.1, 1.2], [8, 4, 2])
     signal_run(tmp_path, "signal_dln", "batch", None, [2, 1.5, 1], [9, 9, 4])
-    r = by_id(check_beyond(tmp_path))
+    r = by_id(check_group(tmp_path, "beyond"))
     assert r["B10"].verdict == HOLDS, r["B10"].evidence
     assert "VGG-19: BN explodes: first / last layer |dL/dW|, BN 4; per layer 2; standard 0.1" in r["B10"].evidence
     assert r["B11"].verdict == HOLDS and "VGG-19: BN keeps the rank: effective rank at the last layer, BN 20; " \
@@ -264,7 +264,7 @@ def test_signal_claims_read_the_deepest_network(tmp_path, monkeypatch):
 def test_b10_border(tmp_path, bn_grads, expected):
     signal_run(tmp_path, "signal_dln", "none", None, [1, 1, 1], [8, 4, 2])
     signal_run(tmp_path, "signal_dln", "batch", None, bn_grads, [8, 8, 8])
-    assert by_id(check_beyond(tmp_path))["B10"].verdict == expected
+    assert by_id(check_group(tmp_path, "beyond"))["B10"].verdict == expected
 
 
 @pytest.mark.parametrize("std_ranks, bn_last, expected", [([8, 4, 4], 8, HOLDS), ([8, 4, 4], 7.9, FAILS),
@@ -273,7 +273,7 @@ def test_b11_border_and_no_collapse_to_avoid(tmp_path, std_ranks, bn_last, expec
     """BN >= 2x standard at the last layer; a standard network whose rank does not halve cannot test it."""
     signal_run(tmp_path, "signal_dln", "none", None, [1, 1, 1], std_ranks)
     signal_run(tmp_path, "signal_dln", "batch", None, [1, 1, 1], [9, 9, bn_last])
-    r = by_id(check_beyond(tmp_path))["B11"]
+    r = by_id(check_group(tmp_path, "beyond"))["B11"]
     assert r.verdict == expected
     if expected == INCONCLUSIVE:
         assert "too shallow to test" in r.why_not
@@ -281,8 +281,10 @@ def test_b11_border_and_no_collapse_to_avoid(tmp_path, std_ranks, bn_last, expec
 
 # --------------------------------------------------------------------------------------------- registry
 def test_every_claim_beyond_the_paper_quotes_its_source_or_says_it_paraphrases():
-    assert set(BEYOND) == {f"B{i}" for i in range(1, 12)} and not set(BEYOND) & set(CLAIMS)
-    for c in list(BEYOND.values()) + list(TUTORIALS.values()):
+    BEYOND = {k: c for k, c in CLAIMS.items() if c.group == "beyond"}
+    assert set(BEYOND) == {f"B{i}" for i in range(1, 12)} and {c.group for c in CLAIMS.values()} == {
+        "paper", "beyond", "tutorials"}
+    for c in [c for c in CLAIMS.values() if c.group != "paper"]:
         assert c.rule and c.paper, c.id
         assert c.quote == PARAPHRASE or c.paper.count('"') >= 2, (c.id, c.paper)
         assert "->" not in c.paper, c.id  # the tutorials write "→"
@@ -292,7 +294,7 @@ def test_every_claim_beyond_the_paper_quotes_its_source_or_says_it_paraphrases()
 
 
 def test_beyond_claims_are_apart_from_the_papers_and_not_run_without_their_runs(tmp_path):
-    r = check_beyond(tmp_path)
+    r = check_group(tmp_path, "beyond")
     assert {x.verdict for x in r} == {NOT_RUN} and "make curvature" in by_id(r)["B1"].evidence
     report = render_report(check_claims(tmp_path), [], "quick", root=tmp_path, runs=RunSet(tmp_path, "quick"))
     assert "## Beyond the paper" not in report  # no runs: no section
@@ -317,8 +319,8 @@ def test_beyond_figures_draw_from_csvs_and_name_their_runs(tmp_path, name):
         theory_run(tmp_path, lr, wnorm=grows(lr * 10))
     signal_run(tmp_path, "signal_cnn", "none", 11, [1, 2], [3, 2])
     signal_run(tmp_path, "signal_cnn", "batch", 11, [1, 2], [3, 3])
-    fn, exps = FIGURES[name]
-    fig = fn(RunSet(tmp_path, "quick"))
+    exps = FIGURES[name].experiments
+    fig = FIGURES[name].draw(RunSet(tmp_path, "quick"))
     drawn = [ax for ax in fig.axes if ax.get_visible() and ax.lines]
     assert len(drawn) >= 2
     assert all(e in "".join(t.get_text() for t in fig.texts) for e in exps if RunSet(tmp_path, "quick").runs(e))

@@ -8,7 +8,7 @@ import math
 import pytest
 
 from bnstudy.claims import FAILS, HOLDS, INCONCLUSIVE, MIXED, check_claims
-from bnstudy.claims.base import DECIDED_BY, NOT_REPRODUCED, SPLIT, STRICTER_RULE, aggregate
+from bnstudy.claims.verdicts import DECIDED_BY, NOT_REPRODUCED, SPLIT, STRICTER_RULE, aggregate
 from bnstudy.report import render_report
 from bnstudy.runs import RunSet
 from test_claims import by_id, ramp, write_run

@@ -1,6 +1,6 @@
 """The accuracy and loss claims (1-3, 6): final values of standard, BN and the other normalisations.
 
-Each check sees one seed's runs (``bnstudy.claims.base.judge``). Final train accuracy/loss is the mean over
+Each check sees one seed's runs (``bnstudy.claims.verdicts.judge``). Final train accuracy/loss is the mean over
 the last ``FINAL_WINDOW_FRAC`` of the planned steps, final test accuracy the last eval
 (``bnstudy.claims.liveness``); a diverged run counts at chance accuracy and an infinite loss.
 """
@@ -14,7 +14,7 @@ import pandas as pd
 
 from bnstudy.claims.base import (BN, STANDARD, Claim, ClaimResult, Notes, Part, Results, claim,
                                  experiment_groups, lrs_with_both, one)
-from bnstudy.claims.liveness import CHANCE_MARGIN, LIVE_SMOOTH_WINDOWS, Run
+from bnstudy.claims.liveness import CHANCE_MARGIN, LIVE_SMOOTH_WINDOWS, LiveRun
 from bnstudy.claims.text import fmt_g
 
 FASTER_TARGET_FRAC = 0.8
@@ -51,7 +51,7 @@ L1_CHECKPOINTS = (0.1, 0.25, 0.5, 1.0)
 """Claim 6b: the fractions of the run at which the loss ratio l1/BN is shown."""
 
 
-def _final(runs: list[Run], what: str) -> float:
+def _final(runs: list[LiveRun], what: str) -> float:
     kind, metric = what.split(":")
     return one(runs, lambda r: r.final_eval(metric) if kind == "eval" else r.final_train(metric))
 
@@ -78,7 +78,7 @@ def claim_1a(R: Results, c: Claim) -> ClaimResult:
     return c.result(parts, notes)
 
 
-def _steps_to(r: Run, target: float) -> float:
+def _steps_to(r: LiveRun, target: float) -> float:
     if math.isnan(target):
         return math.nan
     s = r.series("train_acc").dropna()
@@ -172,7 +172,7 @@ def claim_3a(R: Results, c: Claim) -> ClaimResult:
     return c.result(parts, notes)
 
 
-def leaves_chance(r: Run) -> float:
+def leaves_chance(r: LiveRun) -> float:
     """The first logged step at which the run's train accuracy (rolling median over LIVE_SMOOTH_WINDOWS
     windows, as liveness) is above chance + CHANCE_MARGIN; inf if never."""
     s = r.series("train_acc").dropna()
@@ -279,8 +279,6 @@ def dln_sweep_settings(claimed: str):
     """The claim's other settings in ``make dln_sweep`` (paper scale): its runs at each lr in place of the
     claim's DLN experiment ``claimed``, labelled with the loss scale each lr amounts to."""
     def settings(R: Results) -> list[tuple[str, Results]]:
-        from bnstudy.claims.curves import sweep_results
-
         S = sweep_results(R)
         if S is None:
             return []
@@ -295,6 +293,17 @@ def dln_sweep_settings(claimed: str):
 
 DLN_SWEEP = "dln_sweep"
 """The DLN's loss-scale sweep (``make dln_sweep``, paper scale): claims 4b and 6b at each lr."""
+
+
+def sweep_results(R: Results) -> Results | None:
+    """The DLN sweep's runs: at this scale, or else the paper-scale ones under the same root."""
+    if R.runs(DLN_SWEEP):
+        return R
+    if R.scale != "paper":
+        P = R.other_scale("paper")
+        if P.runs(DLN_SWEEP):
+            return P
+    return None
 
 
 @claim("6b", "On the DLN, l1 normalisation trains to a lower loss than BN", figure="Fig. 5",

@@ -1,9 +1,9 @@
 """Claims beyond the paper (B1-B11): what later work says about curvature, the paper's own Theorem 4.1,
 scale invariance and signal at initialisation, judged on ``make curvature``, ``make theory`` and
-``make signal`` runs. Registered with ``beyond=True``: REPORT.md shows them in their own section, only when
+``make signal`` runs. Registered with ``group="beyond"``: REPORT.md shows them in their own section, only when
 their runs exist, and they do not count among the paper's claims.
 
-Each check sees one seed's runs (``bnstudy.claims.base.judge``) and returns one :class:`Part` per comparison.
+Each check sees one seed's runs (``bnstudy.claims.verdicts.judge``) and returns one :class:`Part` per comparison.
 "The second half" is the measured steps at or after half the planned steps. λ_max (``hess_lmax_*``) comes
 from Lanczos, whose Ritz value is a lower bound on λ_max: a step counts only where Lanczos converged
 (:data:`LMAX_TOL`); the others are left out and noted. A run that may be too short to reach the regime a
@@ -21,7 +21,7 @@ import pandas as pd
 
 from bnstudy.claims.base import BN, PARAPHRASE, STANDARD, Claim, ClaimResult, Notes, Part, Results, claim, one
 from bnstudy.claims.curves import MIN_COMMON_STEPS, SMOOTH_MIN_RATIO, compare
-from bnstudy.claims.liveness import Run
+from bnstudy.claims.liveness import LiveRun
 from bnstudy.claims.text import fmt_g
 
 LMAX_TOL = 0.01
@@ -94,7 +94,7 @@ RESIDUAL = {"train": "hess_residual_train", "eval": "hess_residual_eval"}
 
 
 # ------------------------------------------------------------------------------------------- helpers
-def converged(r: Run, mode: str, notes: Optional[Notes] = None) -> pd.Series:
+def converged(r: LiveRun, mode: str, notes: Optional[Notes] = None) -> pd.Series:
     """λ_max of ``mode`` at the steps where Lanczos converged (residual <= LMAX_TOL x |λ|; no residual logged:
     not converged); the steps left out are noted."""
     lam = r.series(LMAX[mode]).dropna()
@@ -106,7 +106,7 @@ def converged(r: Run, mode: str, notes: Optional[Notes] = None) -> pd.Series:
     return lam[ok]
 
 
-def second_half(s: pd.Series, r: Run) -> pd.Series:
+def second_half(s: pd.Series, r: LiveRun) -> pd.Series:
     """The measured steps at or after half the planned steps."""
     return s[s.index >= r.steps / 2]
 
@@ -125,7 +125,7 @@ def _need(R: Results, c: Claim, names: tuple[str, ...]) -> tuple[list[str], Note
 
 
 # ---------------------------------------------------------------------------------------- curvature
-def edge_part(label: str, r: Run, series: pd.Series, lr: float, what: str) -> Part:
+def edge_part(label: str, r: LiveRun, series: pd.Series, lr: float, what: str) -> Part:
     """B1/B4 on one run: ``series`` x lr / 2 over the second half, its mean against :data:`EOS_BAND` (decided
     only when the mean is EOS_SE standard errors from both edges); left out when the run never rose to the
     band (too short to reach the edge of stability) or has fewer than MIN_COMMON_STEPS steps in its second half."""
@@ -148,7 +148,7 @@ def edge_part(label: str, r: Run, series: pd.Series, lr: float, what: str) -> Pa
     return Part(label, values, lo * (1 - EPS) <= mean <= hi * (1 + EPS), "at the edge", "not at the edge")
 
 
-def _edge(R: Results, c: Claim, name: str, value: Callable[[Run, Notes], pd.Series], what: str) -> ClaimResult:
+def _edge(R: Results, c: Claim, name: str, value: Callable[[LiveRun, Notes], pd.Series], what: str) -> ClaimResult:
     ran, notes, missing = _need(R, c, (name,))
     if missing:
         return missing
@@ -169,7 +169,7 @@ EDGE_RULE = (f"the mean of the value x lr / 2 over the second half of the run li
 
 
 @claim("B1", "Without BN, full-batch GD drives λ_max to 2/lr and keeps it there", figure="curvature",
-       experiments=("curvature_dln",), beyond=True,
+       experiments=("curvature_dln",), group="beyond",
        paper="Cohen et al. 2021, abstract: \"the maximum eigenvalue of the training loss Hessian hovers just above "
              "the numerical value 2/(step size)\"; Fig. 1 caption: \"the sharpness rises to 2/η (marked by the "
              "horizontal dashed line of the appropriate color) and then hovers right at, or just above, this "
@@ -181,7 +181,7 @@ def claim_b1(R: Results, c: Claim) -> ClaimResult:
 
 
 @claim("B2", "With BN, λ_max of the function SGD descends (batch statistics) is far below λ_max of the same "
-       "weights with running statistics", figure="curvature", experiments=CURVATURE, beyond=True,
+       "weights with running statistics", figure="curvature", experiments=CURVATURE, group="beyond",
        paper="Ghorbani et al. 2019, abstract: \"in non-batch normalized networks, we observe the rapid appearance of "
              "large isolated eigenvalues in the spectrum, along with a surprising concentration of the gradient in "
              "the corresponding eigenspaces. In batch normalized networks, these two effects are almost absent.\" "
@@ -215,7 +215,7 @@ def claim_b2(R: Results, c: Claim) -> ClaimResult:
     return c.result(parts, notes)
 
 
-def lower_with_bn(R: Results, c: Claim, metric: str, value: Callable[[Run, Notes], pd.Series]) -> ClaimResult:
+def lower_with_bn(R: Results, c: Claim, metric: str, value: Callable[[LiveRun, Notes], pd.Series]) -> ClaimResult:
     """B3/B5: standard's median / BN's median of ``value`` over the steps where both are live, per experiment and
     lr (``curves.compare``: the same comparison, margin and minimum steps as claims 5a-c)."""
     ran, notes, missing = _need(R, c, CURVATURE)
@@ -237,7 +237,7 @@ def lower_with_bn(R: Results, c: Claim, metric: str, value: Callable[[Run, Notes
 
 
 @claim("B3", "BN lowers λ_max of the function SGD descends (train mode)", figure="curvature",
-       experiments=CURVATURE, beyond=True, quote=PARAPHRASE,
+       experiments=CURVATURE, group="beyond", quote=PARAPHRASE,
        paper="the paper's Theorem 4.2 bounds the loss Hessian's quadratic form along the gradient with respect to a "
              "layer's activations (curvature along the gradient, in activation space), lowered with BN; no theorem "
              "bounds λ_max. λ_max of the weight-space Hessian in train mode is the suite's extension",
@@ -249,7 +249,7 @@ def claim_b3(R: Results, c: Claim) -> ClaimResult:
 
 
 @claim("B4", "Mini-batch SGD without BN holds its batch sharpness at 2/lr", figure="curvature",
-       experiments=("curvature_cnn",), beyond=True,
+       experiments=("curvature_cnn",), group="beyond",
        paper="Andreyev & Beneventano 2024, abstract: \"In this regime, what stabilizes at 2/η is Batch Sharpness: "
              "the expected directional curvature of mini-batch Hessians along their corresponding stochastic "
              "gradients.\"",
@@ -260,7 +260,7 @@ def claim_b4(R: Results, c: Claim) -> ClaimResult:
 
 
 @claim("B5", "BN lowers beta_limit, the η -> 0 limit of the paper's effective β", figure="curvature",
-       experiments=CURVATURE, beyond=True,
+       experiments=CURVATURE, group="beyond",
        paper="§3.1: \"In other words, the loss exhibits a significantly better “effective” β-smoothness.\" Here in "
              "the limit of a small step, |Hg| / |g| along the batch gradient (the suite's extension of Fig. 4c)",
        rule=f"per experiment and lr: standard's median / BN's median of beta_limit over the steps where both are "
@@ -271,12 +271,12 @@ def claim_b5(R: Results, c: Claim) -> ClaimResult:
 
 
 # ------------------------------------------------------------------------------------------- theory
-def _per_layer(r: Run, metric: str, fn: Callable[[Run, float], pd.Series]) -> np.ndarray:
+def _per_layer(r: LiveRun, metric: str, fn: Callable[[LiveRun, float], pd.Series]) -> np.ndarray:
     out = [fn(r, layer).to_numpy(dtype=float) for layer in r.layers(metric)]
     return np.concatenate(out) if out else np.array([])
 
 
-def _theory(R: Results, c: Claim, judge: Callable[[Run], list[Part]]) -> ClaimResult:
+def _theory(R: Results, c: Claim, judge: Callable[[LiveRun], list[Part]]) -> ClaimResult:
     ran, notes, missing = _need(R, c, ("theory",))
     if missing:
         return missing
@@ -293,13 +293,13 @@ THEOREM_41 = ("Theorem 4.1 (the effect of BatchNorm on the Lipschitzness of the 
 
 
 @claim("B6", "Theorem 4.1 with the proof's 1/m is an equality", figure="theory", experiments=("theory",),
-       beyond=True, quote=PARAPHRASE,
+       group="beyond", quote=PARAPHRASE,
        paper=THEOREM_41 + "; its proof (eqs. 5-9) gives |∂L/∂y|² = (γ²/σ²)(|g|² - <1,g>²/m - <g,ŷ>²/m), equal up to "
                           "BN's ε",
        rule=f"each lr: max over every BN layer and measured step of |lhs / rhs - 1| <= {THM41_EQ_TOL:g} (BN's ε = "
             f"1e-5 against σ² >= 0.01 moves it by at most 1e-3)")
 def claim_b6(R: Results, c: Claim) -> ClaimResult:
-    def judge(r: Run) -> list[Part]:
+    def judge(r: LiveRun) -> list[Part]:
         err = _per_layer(r, "thm41_lhs", lambda r, L: (r.series("thm41_lhs", L) / r.series("thm41_rhs", L) - 1)
                          .abs().dropna())
         values = {"max |lhs/rhs - 1|": float(err.max()) if err.size else math.nan,
@@ -311,11 +311,11 @@ def claim_b6(R: Results, c: Claim) -> ClaimResult:
 
 
 @claim("B7", "Theorem 4.1 as printed (1/√m on the last term) holds", figure="theory", experiments=("theory",),
-       beyond=True, quote=PARAPHRASE, paper=THEOREM_41,
+       group="beyond", quote=PARAPHRASE, paper=THEOREM_41,
        rule=f"each lr: lhs / rhs_printed <= 1 + {THM41_EQ_TOL:g} at every BN layer and measured step (a violation "
             f"counts beyond B6's tolerance only)")
 def claim_b7(R: Results, c: Claim) -> ClaimResult:
-    def judge(r: Run) -> list[Part]:
+    def judge(r: LiveRun) -> list[Part]:
         ratio = _per_layer(r, "thm41_lhs", lambda r, L: (r.series("thm41_lhs", L) / r.series("thm41_rhs_printed", L))
                            .dropna())
         bad = ratio > (1 + THM41_EQ_TOL) * (1 + EPS)
@@ -328,7 +328,7 @@ def claim_b7(R: Results, c: Claim) -> ClaimResult:
 
 
 @claim("B8", "BN makes the weights it follows scale-invariant: <w, g> = 0 and SGD grows |w|² by lr²|g|²",
-       figure="theory", experiments=("theory",), beyond=True,
+       figure="theory", experiments=("theory",), group="beyond",
        paper="Arora et al. 2019, Lemma 2.4: \"For any scale-invariant weight w(i) in the network Φ, we have: 1. "
              "w_t(i) and ∇_{w_t(i)} F_{z_t}(θ_t) are always perpendicular; 2. ‖w_{t+1}(i)‖₂² = ‖w_t(i)‖₂² + "
              "η_{w,t}² ‖∇_{w_t(i)} F_{z_t}(θ_t)‖₂².\"",
@@ -336,7 +336,7 @@ def claim_b7(R: Results, c: Claim) -> ClaimResult:
             f"rounds at ~1e-5), and the median |measured / predicted - 1| of the norm growth <= {SI_GROWTH_TOL:g} "
             f"(the median: a difference of two float32 squared norms cancels where a step is small)")
 def claim_b8(R: Results, c: Claim) -> ClaimResult:
-    def judge(r: Run) -> list[Part]:
+    def judge(r: LiveRun) -> list[Part]:
         cos = _per_layer(r, "si_cos", lambda r, L: r.series("si_cos", L).abs().dropna())
         growth = _per_layer(r, "si_cos", lambda r, L: (r.series("si_dnorm2", L) / r.series("si_dnorm2_pred", L) - 1)
                             .abs().dropna())
@@ -353,7 +353,7 @@ def claim_b8(R: Results, c: Claim) -> ClaimResult:
 
 
 @claim("B9", "The effective lr lr/|w|² tunes itself: of two lrs 5x apart, the effective lrs end less than √5 apart",
-       figure="theory", experiments=("theory",), beyond=True,
+       figure="theory", experiments=("theory",), group="beyond",
        paper="van Laarhoven 2017: \"If no regularization is used, then the norm of the weights tends to increase over "
              "time, and so the effective learning rate decreases.\" The prediction tested is the suite's derivation "
              "from Arora et al. 2019's Lemma 2.4 (plain SGD, no weight decay), not a quote: the ratio of the "
@@ -397,7 +397,7 @@ def claim_b9(R: Results, c: Claim) -> ClaimResult:
 
 
 # ------------------------------------------------------------------------------------------- signal
-def deepest(R: Results, name: str) -> tuple[str, dict[str, Run]]:
+def deepest(R: Results, name: str) -> tuple[str, dict[str, LiveRun]]:
     """The deepest network's run per norm (one seed): VGG-<depth> of signal_cnn; signal_dln has one depth."""
     runs = R.runs(name)
     if name == "signal_dln":
@@ -407,7 +407,7 @@ def deepest(R: Results, name: str) -> tuple[str, dict[str, Run]]:
     return f"VGG-{top}", {r.norm: r for r in runs if depth(r) == top}
 
 
-def at_init(r: Optional[Run], metric: str) -> pd.Series:
+def at_init(r: Optional[LiveRun], metric: str) -> pd.Series:
     """``metric`` per layer at the run's first measured step."""
     if r is None:
         return pd.Series(dtype=float)
@@ -433,7 +433,7 @@ def _signal(R: Results, c: Claim, metric: str, judge: Callable[[str, pd.Series, 
 
 
 @claim("B10", "At initialisation BN's gradients explode with depth: |dL/dW| grows from the last layer to the first",
-       figure="signal", experiments=SIGNAL, beyond=True,
+       figure="signal", experiments=SIGNAL, group="beyond",
        paper="Yang et al. 2019, abstract: \"Our theory shows that gradient signals grow exponentially in depth and "
              "that these exploding gradients cannot be eliminated by tuning the initial weight variances or by "
              "adjusting the nonlinear activation function. Indeed, batch normalization itself is the cause of "
@@ -453,7 +453,7 @@ def claim_b10(R: Results, c: Claim) -> ClaimResult:
 
 
 @claim("B11", "At initialisation BN keeps the batch's representations from collapsing in rank with depth",
-       figure="signal", experiments=SIGNAL, beyond=True,
+       figure="signal", experiments=SIGNAL, group="beyond",
        paper="Daneshmand et al. 2020, abstract: \"Given the rich literature on random matrices, it is not surprising "
              "to find that the rank of the intermediate representations in unnormalized networks collapses quickly "
              "with depth. In this work we highlight the fact that batch normalization is an effective strategy to "

@@ -1,6 +1,6 @@
 """The curve claims (4, 5): gradient ICS and the landscape's smoothness, standard vs BN over live steps.
 
-Each check sees one seed's runs (``bnstudy.claims.base.judge``): a group's curve is its one run's
+Each check sees one seed's runs (``bnstudy.claims.verdicts.judge``): a group's curve is its one run's
 measurements at the steps where it is live (``bnstudy.claims.liveness``); standard and BN are compared by
 their medians over the steps where both are live, and every run with measured steps left out is noted,
 with why.
@@ -18,7 +18,7 @@ import pandas as pd
 from bnstudy.claims.accuracy import DLN_SWEEP, dln_sweep_settings
 from bnstudy.claims.base import (BN, FAILS, HOLDS, INCONCLUSIVE, STANDARD, Claim, ClaimResult, Notes,
                                  Part, Results, claim, lrs_with_both, one)
-from bnstudy.claims.liveness import Run
+from bnstudy.claims.liveness import LiveRun
 from bnstudy.claims.text import fmt, fmt_g
 from bnstudy.claims.text import ratio as safe_ratio
 
@@ -80,7 +80,7 @@ class Comparison:
         return safe_ratio(self.early_std, self.early_bn) if self.n_early else math.nan
 
 
-def live_curve(runs: list[Run], value: Callable[[Run], pd.Series], notes: Notes, what: str,
+def live_curve(runs: list[LiveRun], value: Callable[[LiveRun], pd.Series], notes: Notes, what: str,
                use_live: bool = True) -> pd.Series:
     """The group's curve (one seed: its one run): the measurement where the run is live, NaN elsewhere."""
     if not runs:
@@ -100,7 +100,7 @@ def live_curve(runs: list[Run], value: Callable[[Run], pd.Series], notes: Notes,
     return s.where(live)
 
 
-def compare(label: str, std: list[Run], bn: list[Run], value: Callable[[Run], pd.Series], notes: Notes,
+def compare(label: str, std: list[LiveRun], bn: list[LiveRun], value: Callable[[LiveRun], pd.Series], notes: Notes,
             what: str) -> Comparison:
     cs = live_curve(std, value, notes, what)
     cb = live_curve(bn, value, notes, what)
@@ -120,11 +120,11 @@ def compare(label: str, std: list[Run], bn: list[Run], value: Callable[[Run], pd
     return c
 
 
-def _band(r: Run) -> pd.Series:
+def _band(r: LiveRun) -> pd.Series:
     return (r.series("landscape_loss_max") - r.series("landscape_loss_min")).dropna()
 
 
-def _layers(runs: list[Run], metric: str) -> list[float]:
+def _layers(runs: list[LiveRun], metric: str) -> list[float]:
     return sorted(set().union(*[set(r.layers(metric)) for r in runs])) if runs else []
 
 
@@ -171,7 +171,7 @@ def correlation(cos: float) -> str:
     return "correlated" if cos > DLN_BN_COS_MAX else "anti-correlated" if cos < -DLN_BN_COS_MAX else "uncorrelated"
 
 
-def oscillating_steps(runs: list[Run]) -> float:
+def oscillating_steps(runs: list[LiveRun]) -> float:
     """The fraction of logged steps at which the run's successive training gradients point against each other
     (``grad_cos_prev`` < OSCILLATION_COS: a period-2 flip, not ICS); NaN when not logged."""
     s = one(runs, lambda r: r.series("grad_cos_prev").dropna()) if runs else pd.Series(dtype=float)
@@ -225,17 +225,6 @@ def claim_4b(R: Results, c: Claim) -> ClaimResult:
     return c.result(parts, notes)
 
 
-def sweep_results(R: Results) -> Results | None:
-    """The DLN sweep's runs: at this scale, or else the paper-scale ones under the same root."""
-    if R.runs(DLN_SWEEP):
-        return R
-    if R.scale != "paper":
-        P = R.other_scale("paper")
-        if P.runs(DLN_SWEEP):
-            return P
-    return None
-
-
 SMOOTH_RULE = (f"per experiment and lr: standard's median / BN's median over the steps where both are live >= "
                f"{SMOOTH_MIN_RATIO:g} (BN's at least a fifth smaller: a tie within one seed's step-to-step noise is "
                f"not smoother; each needs >= {MIN_COMMON_STEPS} common live steps); holds when every one does. The "
@@ -245,7 +234,7 @@ SMOOTH_EXPERIMENTS = ("fig4_cnn", "fig4_dln")
 """Claims 5a-c: where the paper's landscape measures are compared (VGG/CNN and DLN; standard vs BN)."""
 
 
-def _smoothness(R: Results, c: Claim, measures: list[tuple[str, Callable[[Run], pd.Series]]]) -> ClaimResult:
+def _smoothness(R: Results, c: Claim, measures: list[tuple[str, Callable[[LiveRun], pd.Series]]]) -> ClaimResult:
     """Standard's median / BN's median of each measure over their common live steps, in each of the
     claim's experiments and lrs (one seed); holds when every conclusive ratio reaches SMOOTH_MIN_RATIO."""
     notes, parts, ran = Notes(), [], []
@@ -307,7 +296,7 @@ def claim_5c(R: Results, c: Claim) -> ClaimResult:
        rule=SMOOTH_RULE + "; the measures: |L_t+1 - L_t| and beta w.r.t. the activations of the last conv layer")
 def claim_5d(R: Results, c: Claim) -> ClaimResult:
     """The browser reproduction's version on its shallow CNN: loss change between steps and beta w.r.t. activations."""
-    def beta_act(r: Run) -> pd.Series:
+    def beta_act(r: LiveRun) -> pd.Series:
         layers = r.layers("beta_act")
         return r.series("beta_act", layers[0]).dropna() if layers else pd.Series(dtype=float)
 

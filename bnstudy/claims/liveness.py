@@ -12,7 +12,7 @@ and below :data:`DIVERGENCE_LOSS`, and
   (the previous one at the end of the run) it falls by at least :data:`DLN_MIN_DECREASE` (relative).
 
 Measurements after a run stopped (diverged) have no window and are not live. Final values
-(:meth:`Run.final_train`, :meth:`Run.final_eval`) count a diverged run at chance accuracy (its weights
+(:meth:`LiveRun.final_train`, :meth:`LiveRun.final_eval`) count a diverged run at chance accuracy (its weights
 are gone: the last logged test accuracy would be stale) and at an infinite loss.
 """
 
@@ -57,12 +57,12 @@ DLN_MIN_DECREASE = 1e-3
 """DLN liveness: the minimum relative loss decrease over :data:`DLN_WINDOW_FRAC` of the run for 'decreasing'."""
 
 
-class Run(runs.Run):
+class LiveRun(runs.Run):
     """A finished run as the claims see it: classifier or regression, chance level, final values and the
     steps where it is live. Its identity and metrics are the run reader's (``bnstudy.runs.Run``)."""
 
     @classmethod
-    def of(cls, run: runs.Run) -> "Run":
+    def of(cls, run: runs.Run) -> "LiveRun":
         return cls(**{f.name: getattr(run, f.name) for f in dataclasses.fields(run)})
 
     @cached_property

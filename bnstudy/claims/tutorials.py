@@ -4,7 +4,7 @@ The tutorials are "The Unstable World of Deep Learning" (:data:`UNSTABLE`) and a
 (:data:`EXPLAINER`); each claim quotes their words verbatim. Registered with ``group="tutorials"``: REPORT.md
 shows them in their own section, only when their runs exist, and they do not count among the paper's claims.
 
-Each check sees one seed's runs, as every claim does (``bnstudy.claims.base.judge``, :data:`SEED_RULE`): its
+Each check sees one seed's runs, as every claim does (``bnstudy.claims.verdicts.judge``, ``SEED_RULE``): its
 best lr, its ranges and differences are that seed's. Runs are read through :class:`Results` (the runs each
 ``tut_*`` experiment means, ``bnstudy.runs``); :func:`table` gives one row per run with the settings the
 tutorials sweep and its final values (a diverged run at chance accuracy). The two measurements that need no
