@@ -24,12 +24,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Optional
 
+from bnstudy.records import RESUME_FREE, flatten
+
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
-FREE = ("resume", "resume_mismatch", "progress", "train.threads", "train.device", "train.save_final", "data.root",
-        "data.download")
-"""Settings that do not change a run's numbers: never a difference between two runs' settings (a key, or a
-prefix ending in '.')."""
+FREE = (*sorted(RESUME_FREE), "data.root", "data.download")
+"""Settings that do not change a run's numbers: how it is carried out (``bnstudy.records.RESUME_FREE``) and where
+its data is read from. Never a difference between two runs' settings (a key, or a prefix ending in '.')."""
 
 SEED = "seed"
 
@@ -106,8 +107,6 @@ class Spec:
 
 def flat_settings(config: dict[str, Any]) -> dict[str, Any]:
     """A nested config as flat settings without the seed and :data:`FREE` keys."""
-    from bnstudy.records import flatten
-
     return {k: v for k, v in flatten(config).items() if k != SEED and not is_free(k)}
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from bnstudy.claims import FAILS, HOLDS, MIXED, ClaimResult
-from bnstudy.claims.base import KINDS
+from bnstudy.claims.verdicts import KINDS
 
 REFERENCE = Path("results/reference/quick")
 
@@ -60,12 +60,12 @@ def values(r: ClaimResult, label: str, index: int = 0) -> list[float]:
 def value(r: ClaimResult, label: str, index: int = 0, kind: Optional[str] = None) -> str:
     """Number ``index`` of comparison ``label``: the median over the seeds with its range, as the evidence
     writes it (``0.882 [0.881, 0.887]``); "n/a" when the claim has no such comparison."""
-    from bnstudy.claims.base import _spread
+    from bnstudy.claims.verdicts import median_range
 
     parts = [p for p in r.parts if p.label == label and index < len(p.values)]
     if not parts:
         return "n/a"
-    return _spread(values(r, label, index), KINDS[kind or parts[0].kind(index)])
+    return median_range(values(r, label, index), KINDS[kind or parts[0].kind(index)])
 
 
 def verdict(r: ClaimResult) -> str:

@@ -251,10 +251,11 @@ POSTHOC_CSV, POSTHOC_JSON = "posthoc.csv", "posthoc.json"  # python -m experimen
 # what the suite writes in a run dir (besides temp files)
 RUN_FILES = (METRICS, SUMMARY, CHECKPOINT, LOCK, FINAL, POSTHOC_CSV, POSTHOC_JSON)
 FINISHED = ("completed", "diverged")  # statuses a rerun leaves alone
-# keys that may differ when a run is resumed: they do not change its results (train.threads would, so a
-# resume keeps the thread count the run started with; see RunFolder.check)
 RESUME_FREE = frozenset({"resume", "resume_mismatch", "progress", "train.threads", "train.device",
                          "train.save_final"})
+"""How a run is carried out, not what it computes: the settings that may differ when a run is resumed (a resume
+keeps the thread count the run started with; the device and thread count are recorded in its environment).
+``bnstudy.canonical.FREE`` (settings that change no number) is these and where the data is read from."""
 
 
 def config_diff(old: dict, new: dict) -> list[str]:

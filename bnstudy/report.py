@@ -246,7 +246,7 @@ def _tutorials(ctx: ReportContext) -> str:
     if all(r.verdict == NOT_RUN for r in results):
         return ""
     df = claims_frame(results).rename(columns={"The paper says": "The tutorial says"})
-    figures = [f for f in ctx.figures if tutorial_figure(f)]
+    figures = [f for f in ctx.figures if tutorial_figure(f, ctx.scale)]
     return (f"Two tutorials state the common wisdom about BatchNorm with numbers attached: \"{UNSTABLE}\" and "
             f"{EXPLAINER}. `make tutorials` turns each sentence into a measurement on the small CNN (Fashion-MNIST, "
             "plain SGD, a few hundred steps), judged the same way (each seed alone; rules and thresholds in "
@@ -255,9 +255,12 @@ def _tutorials(ctx: ReportContext) -> str:
             + "".join(f"\n\n![{Path(f).stem}](figures/{Path(f).name})" for f in figures))
 
 
-def tutorial_figure(path: Path) -> bool:
-    """The tutorials' figure is shown in their section, not among the paper's figures."""
-    return Path(path).stem.startswith("tutorials_")
+def tutorial_figure(path: Path, scale: str) -> bool:
+    """The tutorials' figures (registered in their group) are shown in their section, not among the figures."""
+    from bnstudy.figures import FIGURES
+
+    name = figure_name(Path(path).stem, scale)
+    return name in FIGURES and FIGURES[name].group == "tutorials"
 
 
 @section("Runs")
@@ -310,54 +313,26 @@ def _provenance(ctx: ReportContext) -> str:
     return body.split("\n", 1)[1].lstrip("\n") if body.startswith("## Provenance") else body
 
 
-CAPTIONS = {
-    "quick": "The main job: the small CNN with and without BN at lr 0.1 and 0.5, training accuracy and "
-             "activation histograms.",
-    "fig1": "Fig. 1: standard vs BN at lr 0.1 and 0.5, training and test accuracy, and the distribution of one "
-            "unit's activations (before the ReLU) over training in two layers (the paper's #3 and #11; "
-            "proportional layers at quick scale).",
-    "fig2": "Figs. 2 and 8: standard, BN, noisy BN (Algorithm 1) and the same noise in the standard network: "
-            "training accuracy, activation histograms and moment shifts at the paper's layers #2, #9, #13 "
-            "(proportional at quick scale).",
-    "fig3": "Fig. 3: gradient ICS, ||G - G'|| and cos(G, G'), standard vs BN: the CNN at lr 0.1 and 0.01 (the "
-            "paper's VGG layers #5, #10), the DLN at lr 1e-6 and 1e-7 (layers #9, #17).",
-    "fig4": "Fig. 4: along the gradient, the loss band (left), the gradient-predictiveness band (middle) and the "
-            "effective beta (right), standard vs BN, for the CNN (top) and the DLN (bottom).",
-    "fig5": "Figs. 5, 12, 13: l1, l2, linf normalisations against standard and BN: CNN training accuracy, DLN "
-            "training loss and the landscape measures.",
-    "browser": "Seed 001's three figures (the browser reproduction): test accuracy at a low and a high lr, the "
-               "moment change with noise, the loss change and the effective beta w.r.t. activations.",
-    "dln_sweep": "The DLN's loss scale: training loss, the oscillation cos(g_t-1, g_t) and cos(G, G') at layers 9 "
-                 "and 17, for standard, BN and l1 at each lr of `make dln_sweep`.",
-    "fig9": "Fig. 9: the DLN's activation distributions at layers #1, #11, #24 over training, standard vs BN.",
-    "curvature": "Beyond the paper: the Hessian's top eigenvalue in train mode (batch statistics, solid) and eval "
-                 "mode (running statistics, dashed), the batch sharpness g'Hg/|g|^2 and beta_limit |Hg|/|g|, "
-                 "against 2/lr (dotted), standard vs BN: the CNN (SGD, lr 0.1) and the DLN (full-batch GD, lr 1e-6).",
-    "theory": "Beyond the paper: Theorem 4.1's lhs/rhs per BN layer in the proof's form (1/m: 1 = equality) and "
-              "as printed (1/sqrt m: above 1 violates it), BN's gain gamma^2/sigma^2, and the weights BN follows: "
-              "|w|, the effective lr lr/|w|^2 and the norm growth against lr^2|g|^2 (BN at lr 0.1 solid, 0.5 dashed).",
-    "signal": "Beyond the paper: at initialisation, |dL/dW| and the effective rank of the batch's outputs per "
-              "layer, VGG-11/13/16/19 (darker: deeper) and the 25-layer DLN, standard (dashed) vs BN (solid).",
-    "fig11": "Fig. 11: gradient predictiveness ||g(w) - g(w - eta g)|| against the step eta, standard vs BN, "
-             "at a few steps of training.",
-}
-"""What each figure shows (by its name before ``_<scale>``); REPORT.md adds the runs it is drawn from."""
+def figure_name(stem: str, scale: str) -> str:
+    """A figure's registered name from its file's stem (``fig1_quick`` -> ``fig1``)."""
+    return stem[: -len(f"_{scale}")] if stem.endswith(f"_{scale}") else stem
 
 
 def caption(stem: str, scale: str, runs=None, figure: Optional[Path] = None) -> str:
-    """A figure's caption: what it shows, and the runs it was drawn from: the footer ``draw`` wrote beside it
-    (``<stem>.runs.txt``), so caption and figure count the same runs; else the runs each experiment means."""
+    """A figure's caption: what it shows (its registration's caption), and the runs it was drawn from: the
+    footer ``draw`` wrote beside it (``<stem>.runs.txt``), so caption and figure count the same runs; else the
+    runs each experiment means."""
     from bnstudy.figures import FIGURES
     from bnstudy.paths import FIGURE_RUNS_SUFFIX as RUNS_SUFFIX
 
-    name = stem[: -len(f"_{scale}")] if stem.endswith(f"_{scale}") else stem
-    text = CAPTIONS.get(name, f"{name}.")
+    name = figure_name(stem, scale)
+    text = FIGURES[name].caption if name in FIGURES else f"{name}."
     sidecar = Path(figure).with_name(stem + RUNS_SUFFIX) if figure is not None else None
     if sidecar is not None and sidecar.is_file() and not sidecar.is_symlink():
         lines = [line for line in sidecar.read_text(errors="replace").splitlines()[:20] if line.strip()]
         if lines:
             return text + " Drawn from: " + "; ".join(cell(line)[:300] for line in lines) + "."
-    experiments = FIGURES[name][1] if name in FIGURES else ()
+    experiments = FIGURES[name].experiments if name in FIGURES else ()
     if runs is not None and experiments:
         described = [runs.experiment(e).describe() for e in experiments if runs.experiment(e).runs]
         if described:
@@ -367,7 +342,7 @@ def caption(stem: str, scale: str, runs=None, figure: Optional[Path] = None) -> 
 
 @section("Figures")
 def _figures(ctx: ReportContext) -> str:
-    figures = [f for f in ctx.figures if not tutorial_figure(f)]
+    figures = [f for f in ctx.figures if not tutorial_figure(f, ctx.scale)]
     if not figures:
         return f"No figures found (results/figures/*_{ctx.scale}.png)."
     runs = ctx.extra.get("runs")

@@ -17,10 +17,6 @@ import pandas as pd
 from bnstudy.provenance import get
 from bnstudy.records import read_json
 
-# figure -> the experiments it draws (a claim names its figure as "Fig. N")
-FIGURE_EXPERIMENTS = {"fig1": ["fig1"], "fig2": ["fig2"], "fig3": ["fig3_cnn", "fig3_dln"],
-                      "fig4": ["fig4_cnn", "fig4_dln"], "fig5": ["fig5_cnn", "fig5_dln"], "browser": ["browser"],
-                      "quick": ["quick"]}
 # what may not differ within one figure: column -> how it is read from an environment block
 MIX_FIELDS = {"commit": lambda e: _commit(e), "torch": lambda e: get(e, "libraries.torch"),
               "device": lambda e: _device(e)}
@@ -43,6 +39,14 @@ def _device(env: dict | None) -> str:
     if d.get("type") == "cuda":
         return f"{d.get('gpu')} (CUDA {d.get('cuda')}, cuDNN {d.get('cudnn')})"
     return f"{d.get('cpu_model')} ({d.get('cpu_count')} cores)"
+
+
+def figure_experiments() -> dict[str, tuple[str, ...]]:
+    """Each registered figure and the experiments it draws (``bnstudy.figures.FIGURES``; a claim names its
+    figure as "Fig. N")."""
+    from bnstudy.figures import FIGURES
+
+    return {name: f.experiments for name, f in FIGURES.items()}
 
 
 def run_environments(runs_by_experiment: dict[str, list[Path]]) -> pd.DataFrame:
@@ -83,7 +87,7 @@ def mixed_warnings(df: pd.DataFrame, claims_by_figure: dict[str, list[str]] | No
     out = []
     if df.empty:
         return out
-    for fig, experiments in FIGURE_EXPERIMENTS.items():
+    for fig, experiments in figure_experiments().items():
         sub = df[df["experiment"].isin(experiments)]
         mixes = []
         for col in MIX_FIELDS:
@@ -103,7 +107,7 @@ def figure_of_claim(figure_label: str) -> str | None:
     if "browser" in str(figure_label):
         return "browser"
     digits = "".join(ch for ch in str(figure_label) if ch.isdigit())
-    return f"fig{digits}" if digits and f"fig{digits}" in FIGURE_EXPERIMENTS else None
+    return f"fig{digits}" if digits and f"fig{digits}" in figure_experiments() else None
 
 
 def sections(root: Path, scale: str, results: list | None = None) -> tuple[str, str]:

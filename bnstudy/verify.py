@@ -37,14 +37,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bnstudy.canonical import is_free
 from bnstudy.measures.registry import node_defaults
 from bnstudy.provenance import get
 from bnstudy.records import flatten
 from bnstudy.runs import METRICS, BadRunError, fmt_g, load_metrics
+from bnstudy.train import LOOP_METRICS
 
 ABS_TOL, REL_TOL = 0.02, 0.10
-FINAL_METRICS = ("train_loss", "train_acc", "train_eval_loss", "train_eval_acc", "test_loss", "test_acc")
-"""The outcomes, compared by their last value (rule ``final``); every other metric by rule ``run``."""
+FINAL_METRICS = LOOP_METRICS
+"""The outcomes (the training loop's own metrics), compared by their last value (rule ``final``); every other
+metric by rule ``run``."""
 LATER_HALF = 0.5
 """Rule ``run`` reads a metric's values at steps >= this fraction of its last logged step."""
 RULES = {
@@ -64,8 +67,6 @@ IDENTITY_FIELDS = ("lock.sha256", "lock.matches", "device.type", "device.cpu_mod
 # what else is worth naming when a run differs
 CAUSE_FIELDS = ("code.commit", "code.diff_sha256", "python", "libraries.torch", "libraries.torchvision",
                 "libraries.numpy", "libraries.pandas", "libraries.hydra-core", *IDENTITY_FIELDS)
-# environment.threads is compared instead of train.threads
-IGNORED_CONFIG = {"progress", "resume", "resume_mismatch", "train.device", "train.threads"}
 
 
 def rule_of(metric: str) -> str:
@@ -85,7 +86,8 @@ class Side:
     @cached_property
     def config(self) -> dict:
         flat = {**node_defaults(), **flatten(self.summary.get("config") or {})}  # measurements added since: off
-        return {k: v for k, v in flat.items() if k not in IGNORED_CONFIG}
+        # settings that change no number are left out (the environment's threads and device are compared instead)
+        return {k: v for k, v in flat.items() if not is_free(k)}
 
     @property
     def env(self) -> dict | None:

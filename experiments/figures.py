@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     where = f"at scale {a.scale} in {', '.join(map(str, a.sweep)) if a.sweep else a.results}"
     if a.names and skipped:  # named, so wanted: not drawing it is an error
         for name in skipped:
-            print(f"error: figure {name} not drawn: no finished runs of {', '.join(FIGURES[name][1])} {where}",
+            print(f"error: figure {name} not drawn: no finished runs of {', '.join(FIGURES[name].experiments)} {where}",
                   file=sys.stderr)
         return 1
     if len(skipped) == len(names):

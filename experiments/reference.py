@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with replacing(a.results, out) as new:
             manifest = export(a.results, a.scale, new, a.experiments)
-            names = [f for f, (_, needs) in sorted(FIGURES.items()) if set(needs) & set(manifest["experiments"])]
+            names = [n for n, f in sorted(FIGURES.items()) if set(f.experiments) & set(manifest["experiments"])]
             for path in draw(names, new, a.scale, new / "figures"):
                 if path.suffix == ".pdf":
                     path.unlink()  # the PNGs are committed; `make figures` makes the PDFs again

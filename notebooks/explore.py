@@ -175,25 +175,25 @@ curves.groupby(["metric"])["step"].nunique().rename("steps recorded").to_frame()
 # %% [markdown]
 # ## Re-draw a figure
 #
-# `bnstudy.figures.FIGURES` maps a figure name to its drawing function and the experiments it reads; the
-# function reads the runs each experiment means (`bnstudy.runs.RunSet`: printed below) and returns a
+# `bnstudy.figures.FIGURES` maps a figure name to its entry: its drawing function (`draw`) and the experiments
+# it reads (`experiments`); the function reads the runs each experiment means (`bnstudy.runs.RunSet`: printed below) and returns a
 # matplotlib Figure whose footer names the sweeps, seeds and steps it shows: the same code as
 # `python -m experiments.figures`. `RunSet(root, scale, sweeps=[...])` reads named sweep folders instead.
 
 # %%
 names = set(done["name"])
-available = [f for f, (_, experiments_) in FIGURES.items() if names & set(experiments_)]
+available = [name for name, entry in FIGURES.items() if names & set(entry.experiments)]
 print("figures with runs here:", available)
 figure = FIGURE or (available[0] if available else None)
 scale = SCALE or (done["scale"].mode().iat[0] if len(done) else "quick")
 if figure is None:
     print("no run here belongs to an experiment of bnstudy.figures.FIGURES")
 else:
-    draw, experiments_ = FIGURES[figure]
+    entry = FIGURES[figure]
     run_set = RunSet(root, scale)
-    for e in experiments_:
+    for e in entry.experiments:
         print(run_set.experiment(e).describe())
-    fig = draw(run_set)
+    fig = entry.draw(run_set)
     assert fig.axes, f"{figure} drew nothing"
     display(fig)
     plt.close(fig)

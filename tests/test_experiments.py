@@ -98,8 +98,8 @@ def test_paper_scale_is_appendix_a():
 
 
 def test_each_figure_reads_existing_experiments():
-    for name, (_, experiments) in FIGURES.items():
-        assert set(experiments) <= set(EXPERIMENTS), name
+    for name, entry in FIGURES.items():
+        assert set(entry.experiments) <= set(EXPERIMENTS), name
 
 
 def test_tiny_sweep_end_to_end(tmp_path):
@@ -125,8 +125,7 @@ def test_tiny_sweep_end_to_end(tmp_path):
     paths = draw(["fig4"], tmp_path, "quick", tmp_path / "figures")
     assert [p.name for p in paths] == ["fig4_quick.png", "fig4_quick.pdf"]
     assert all(p.stat().st_size > 10_000 for p in paths)
-    from bnstudy.figures import fig4
 
-    footer = fig4(tmp_path, "quick").texts[-1].get_text()
+    footer = FIGURES["fig4"](tmp_path, "quick").texts[-1].get_text()
     assert footer.splitlines() == ["fig4_cnn (quick): no finished runs",
                                    "fig4_dln (quick): sweep sweep; 2 runs, 1 seed, 30 steps"]

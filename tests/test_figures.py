@@ -12,7 +12,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib.collections import PolyCollection  # noqa: E402
 
-from bnstudy.figures import FIGURES, fig1, fig4, load_experiment, plot_metric  # noqa: E402
+from bnstudy.figures import FIGURES, load_experiment, plot_metric  # noqa: E402
 from bnstudy.norms import NORMS, norm, norm_look  # noqa: E402
 from bnstudy.runs import RunSet  # noqa: E402
 from conftest import fake_config, write_fake_run  # noqa: E402
@@ -59,13 +59,13 @@ def test_diverged_run_ends_in_an_x_and_the_newest_run_of_a_seed_is_read(tmp_path
 
 
 def test_no_runs_gives_a_labelled_empty_figure(tmp_path):
-    fig = fig1(tmp_path, "quick")
+    fig = FIGURES["fig1"](tmp_path, "quick")
     texts = [t.get_text() for ax in fig.axes for t in ax.texts]
     assert texts == ["fig1: no finished runs"]
 
 
 def test_no_runs_gives_a_labelled_empty_figure_with_its_footer(tmp_path):
-    fig = fig4(tmp_path, "quick")
+    fig = FIGURES["fig4"](tmp_path, "quick")
     assert [t.get_text() for t in fig.texts] == ["fig4_cnn (quick): no finished runs\nfig4_dln (quick): no finished runs"]
 
 
@@ -102,11 +102,11 @@ def test_figures_and_claims_read_the_same_runs_of_two_sweeps(tmp_path):
             assert [str(r.path) for r in other.runs] == [str(sweep_c / "0")]
             assert other.exploratory == "train.steps 300 (not 100), optim.lr 0.3 not in the experiment (0.1, 0.5)"
             assert any("1 exploratory run(s) of 2024-01-03_00-00-00_c" in n for n in R.experiment("fig1").notes)
-    fig = fig1(R)
+    fig = FIGURES["fig1"](R)
     assert fig.texts[-1].get_text() == ("fig1 (quick): sweeps 2024-01-02_00-00-00_b, 2024-01-01_00-00-00_a; 6 runs, "
                                "3 seeds, 100 steps")
     only_c = RunSet(tmp_path, "quick", [sweep_c], spec=spec)  # named, exploratory: read, and labelled so
-    assert fig1(only_c).texts[-1].get_text() == (
+    assert FIGURES["fig1"](only_c).texts[-1].get_text() == (
         "fig1 (quick): sweep 2024-01-03_00-00-00_c; 1 runs, 1 seed, 300 steps; exploratory: train.steps 300 (not 100), "
         "optim.lr 0.3 not in the experiment (0.1, 0.5)")
 

@@ -14,7 +14,7 @@ import matplotlib
 matplotlib.use("Agg")
 import pytest  # noqa: E402
 
-from bnstudy.figures import fig1  # noqa: E402
+from bnstudy.figures import FIGURES  # noqa: E402
 from bnstudy.records import MetricsWriter  # noqa: E402
 from bnstudy.runs import RunSet, RunWarning, load_metrics, run_status  # noqa: E402
 from conftest import fake_config, write_fake_run  # noqa: E402
@@ -57,7 +57,7 @@ def test_figures_and_claims_skip_bad_runs_naming_each(tmp_path):
         warnings.simplefilter("always")
         R = RunSet(tmp_path, "quick")
         runs = R.runs("fig1")
-        fig = fig1(R)
+        fig = FIGURES["fig1"](R)
     assert sorted(str(r.path) for r in runs) == sorted(map(str, good))
     said = [str(w.message) for w in caught if issubclass(w.category, RunWarning)]
     assert len(said) == len(bad) and all(any(str(b) in s for s in said) for b in bad)

@@ -450,11 +450,11 @@ def test_make_tutorials_writes_its_runs_under_results(tmp_path):
 def test_the_figure_names_its_runs_and_shows_a_diverged_bar(tmp_path):
     """The placement panel of a run that diverged (test accuracy at chance) draws its bar above the axis' floor,
     and the figure's footer names the runs it was drawn from, as every figure's does."""
-    from bnstudy.tutorial_figures import tutorials
+    from bnstudy.figures import FIGURES
 
     tut(tmp_path, "tut_placement", "batch", 1.0, test_acc=0.1, position="after")  # at chance: diverged
     tut(tmp_path, "tut_placement", "batch", 1.0, test_acc=0.76, position="before")
-    fig = tutorials(tmp_path)
+    fig = FIGURES["tutorials"](tmp_path)
     placement = next(ax for ax in fig.axes if ax.get_title().startswith("Placement"))
     assert placement.get_ylim()[0] <= 0.05  # the 0.1 bar is visible
     assert any(t.get_text().startswith("tut_lr (quick): no finished runs") and "tut_placement (quick): sweep" in

@@ -225,7 +225,7 @@ def test_6b_compares_the_curves(tmp_path, late, verdict):
 
 # ------------------------------------------------------------------------------------ figures 9, 11, sweep
 def test_fig11_plots_predictiveness_against_eta_over_lr(tmp_path):
-    from bnstudy.figures import fig11
+    from bnstudy.figures import FIGURES
     from conftest import fake_config, write_fake_run
 
     for i, (norm, scale) in enumerate((("none", 10.0), ("batch", 1.0))):
@@ -233,7 +233,7 @@ def test_fig11_plots_predictiveness_against_eta_over_lr(tmp_path):
         rows += [(s, "grad_pred", None, None, eta, scale * eta * (s + 1)) for s in (0, 10, 20) for eta in (0.05, 0.1, 0.4)]
         write_fake_run(tmp_path / "fig4_cnn" / "quick" / "sweep" / str(i), rows,
                        fake_config("fig4_cnn", norm=norm, lr=0.1, steps=30))
-    fig = fig11(tmp_path, "quick")
+    fig = FIGURES["fig11"](tmp_path, "quick")
     axes = [ax for ax in fig.axes if ax.get_visible()]
     assert [ax.get_title() for ax in axes] == ["CNN, step 0", "CNN, step 10", "CNN, step 20"]
     line = axes[1].get_lines()[0]  # standard at step 10: 10 x eta x 11, against eta / lr
@@ -242,7 +242,7 @@ def test_fig11_plots_predictiveness_against_eta_over_lr(tmp_path):
 
 
 def test_fig9_and_the_sweep_figure(tmp_path):
-    from bnstudy.figures import dln_sweep, fig9
+    from bnstudy.figures import FIGURES
     from conftest import fake_config, write_fake_run
 
     for i, norm in enumerate(("none", "batch")):
@@ -250,7 +250,7 @@ def test_fig9_and_the_sweep_figure(tmp_path):
         rows += [(s, "act_sample", L, 0, None, v) for s in (0, 10) for L in (1, 11, 24) for v in range(8)]
         write_fake_run(tmp_path / "fig4_dln" / "quick" / "sweep" / str(i), rows,
                        fake_config("fig4_dln", norm=norm, lr=1e-6, model="dln", data="gaussian", steps=20))
-    fig = fig9(tmp_path, "quick")
+    fig = FIGURES["fig9"](tmp_path, "quick")
     titles = [ax.get_title() for ax in fig.axes if ax.get_visible()]
     assert len(titles) == 6 and titles[0].endswith("layer #1, unit 0") and "layer #24" in titles[-1]
     for i, (norm, lr) in enumerate((("none", 1e-6), ("batch", 1e-6), ("none", 5e-7))):  # paper scale only
@@ -258,7 +258,7 @@ def test_fig9_and_the_sweep_figure(tmp_path):
         rows += [(s, "grad_cos_prev", None, None, None, -1.0) for s in (10, 20)]
         write_fake_run(tmp_path / "dln_sweep" / "paper" / "sweep" / str(i), rows,
                        fake_config("dln_sweep", scale="paper", norm=norm, lr=lr, model="dln", data="gaussian", steps=20))
-    fig = dln_sweep(tmp_path, "quick")  # read from the paper-scale runs
+    fig = FIGURES["dln_sweep"](tmp_path, "quick")  # read from the paper-scale runs
     titles = [ax.get_title() for ax in fig.axes if ax.get_visible()]
     assert titles[0] == "lr 1e-06 (= ½·sum at 2e-06): training loss" and titles[3].startswith("lr 5e-07")
     osc = fig.axes[1].get_lines()[0]

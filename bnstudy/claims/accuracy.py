@@ -16,6 +16,7 @@ from bnstudy.claims.base import (BN, STANDARD, Claim, ClaimResult, Notes, Part, 
                                  experiment_groups, lrs_with_both, one)
 from bnstudy.claims.liveness import CHANCE_MARGIN, LIVE_SMOOTH_WINDOWS, LiveRun
 from bnstudy.claims.text import fmt_g
+from bnstudy.train import TEST_ACC, TRAIN_ACC, TRAIN_LOSS
 
 FASTER_TARGET_FRAC = 0.8
 """Claim 1b: the level a run must reach, as a fraction of BN's final train accuracy at that lr: far enough up
@@ -51,8 +52,12 @@ L1_CHECKPOINTS = (0.1, 0.25, 0.5, 1.0)
 """Claim 6b: the fractions of the run at which the loss ratio l1/BN is shown."""
 
 
-def _final(runs: list[LiveRun], what: str) -> float:
-    kind, metric = what.split(":")
+FINAL_TEST, FINAL_TRAIN = ("eval", TEST_ACC), ("train", TRAIN_ACC)
+"""What ``_final`` reads: the last test accuracy (eval), or the train accuracy over the run's last 5%."""
+
+
+def _final(runs: list[LiveRun], what: tuple[str, str]) -> float:
+    kind, metric = what
     return one(runs, lambda r: r.final_eval(metric) if kind == "eval" else r.final_train(metric))
 
 
@@ -71,7 +76,7 @@ def claim_1a(R: Results, c: Claim) -> ClaimResult:
     for lr in lrs:
         sd, bn = groups[(STANDARD, lr)], groups[(BN, lr)]
         notes.diverged(sd + bn)
-        for what, key in (("final test acc", "eval:test_acc"), ("final train acc", "train:train_acc")):
+        for what, key in (("final test acc", FINAL_TEST), ("final train acc", FINAL_TRAIN)):
             b, s = _final(bn, key), _final(sd, key)
             parts.append(Part(f"lr {fmt_g(lr)}: {what}", {"BN": b, "standard": s},
                               None if math.isnan(b) or math.isnan(s) else b > s, "BN higher", "BN not higher"))
@@ -81,7 +86,7 @@ def claim_1a(R: Results, c: Claim) -> ClaimResult:
 def _steps_to(r: LiveRun, target: float) -> float:
     if math.isnan(target):
         return math.nan
-    s = r.series("train_acc").dropna()
+    s = r.series(TRAIN_ACC).dropna()
     hit = s[s >= target]
     return float(hit.index[0]) if len(hit) else math.inf
 
@@ -104,7 +109,7 @@ def claim_1b(R: Results, c: Claim) -> ClaimResult:
         for r in sd + bn:
             if r.diverged:
                 notes.add(f"{r.label}: diverged at step {r.step} - the steps after count at chance accuracy")
-        target = FASTER_TARGET_FRAC * _final(bn, "train:train_acc")
+        target = FASTER_TARGET_FRAC * _final(bn, FINAL_TRAIN)
         tb, ts = one(bn, lambda r: _steps_to(r, target)), one(sd, lambda r: _steps_to(r, target))
         ok = None if math.isnan(tb) or math.isnan(ts) or math.isinf(tb) else tb * FASTER_FACTOR <= ts
         parts.append(Part(f"lr {fmt_g(lr)}", {f"steps to {FASTER_TARGET_FRAC:.0%} of BN's final train acc, BN": tb,
@@ -130,8 +135,8 @@ def claim_2(R: Results, c: Claim) -> ClaimResult:
     lo, hi = lrs[0], lrs[-1]
     sd_lo, sd_hi, bn_hi = groups[(STANDARD, lo)], groups[(STANDARD, hi)], groups[(BN, hi)]
     notes.diverged(sd_lo + sd_hi + bn_hi)
-    s_lo, s_hi = _final(sd_lo, "eval:test_acc"), _final(sd_hi, "eval:test_acc")
-    b_hi, b_tr = _final(bn_hi, "eval:test_acc"), _final(bn_hi, "train:train_acc")
+    s_lo, s_hi = _final(sd_lo, FINAL_TEST), _final(sd_hi, FINAL_TEST)
+    b_hi, b_tr = _final(bn_hi, FINAL_TEST), _final(bn_hi, FINAL_TRAIN)
     chance = bn_hi[0].chance
     if any(math.isnan(v) for v in (s_lo, s_hi, b_hi, b_tr)):
         return c.result([Part(f"lr {fmt_g(hi)}", {}, None, note="accuracy missing")], notes)
@@ -162,7 +167,7 @@ def claim_3a(R: Results, c: Claim) -> ClaimResult:
     for lr in lrs:
         bn, nz, sd = groups[(BN, lr)], groups[("noisy_batch", lr)], groups[(STANDARD, lr)]
         notes.diverged(bn + nz + sd)
-        b, z, s = (_final(g, "train:train_acc") for g in (bn, nz, sd))
+        b, z, s = (_final(g, FINAL_TRAIN) for g in (bn, nz, sd))
         missing = any(math.isnan(v) for v in (b, z, s))
         parts.append(Part(f"lr {fmt_g(lr)}: noisy BN vs standard", {"final train acc noisy BN": z, "standard": s},
                           None if missing else z > s, "noisy BN better", "noisy BN not better"))
@@ -175,7 +180,7 @@ def claim_3a(R: Results, c: Claim) -> ClaimResult:
 def leaves_chance(r: LiveRun) -> float:
     """The first logged step at which the run's train accuracy (rolling median over LIVE_SMOOTH_WINDOWS
     windows, as liveness) is above chance + CHANCE_MARGIN; inf if never."""
-    s = r.series("train_acc").dropna()
+    s = r.series(TRAIN_ACC).dropna()
     if s.empty:
         return math.nan
     smooth = s.rolling(LIVE_SMOOTH_WINDOWS, center=True, min_periods=1).median()
@@ -200,14 +205,14 @@ def claim_3b(R: Results, c: Claim) -> ClaimResult:
     for lr in lrs:
         sn = groups[("noise", lr)]
         notes.diverged(sn)
-        s = _final(sn, "train:train_acc")
+        s = _final(sn, FINAL_TRAIN)
         thr = sn[0].chance + CHANCE_MARGIN
         parts.append(Part(f"lr {fmt_g(lr)}: standard+noise", {"final train acc": s, "leaves chance at step":
                                                               one(sn, leaves_chance)},
                           None if math.isnan(s) else s <= thr, "never trains", "trains",
                           kinds={"leaves chance at step": "step"}, note=f"chance + margin {thr:.2f}"))
         if (STANDARD, lr) in groups:
-            st = _final(groups[(STANDARD, lr)], "train:train_acc")
+            st = _final(groups[(STANDARD, lr)], FINAL_TRAIN)
             parts.append(Part(f"lr {fmt_g(lr)}: weaker reading (the suite's, not judged)",
                               {"standard minus standard+noise, final train acc": st - s},
                               None if math.isnan(st - s) else st - s >= NOISE_GAP - 1e-9,
@@ -229,13 +234,13 @@ def claim_6a(R: Results, c: Claim) -> ClaimResult:
     for lr in lrs:
         bn = groups[(BN, lr)]
         notes.diverged(bn)
-        b = _final(bn, "train:train_acc")
+        b = _final(bn, FINAL_TRAIN)
         for p in ("l1", "l2", "linf"):
             if (p, lr) not in groups:
                 parts.append(Part(f"lr {fmt_g(lr)} {p}", {}, None, note="not run"))
                 continue
             notes.diverged(groups[(p, lr)])
-            v = _final(groups[(p, lr)], "train:train_acc")
+            v = _final(groups[(p, lr)], FINAL_TRAIN)
             ok = None if math.isnan(v) or math.isnan(b) else v >= b - LP_TOL - 1e-12
             parts.append(Part(f"lr {fmt_g(lr)} {p}", {"final train acc": v, "BN": b}, ok, "comparable",
                               f"more than {LP_TOL} below BN"))
@@ -265,8 +270,8 @@ def l1_parts(R: Results, name: str, notes: Notes) -> list[Part]:
         l1, bn = groups[("l1", lr)], groups[(BN, lr)]
         notes.diverged(l1 + bn, "an infinite loss")
         planned = max(r.steps for r in l1 + bn)
-        row = curve_ratio(one(l1, lambda r: r.series("train_loss").dropna()),
-                          one(bn, lambda r: r.series("train_loss").dropna()), planned)
+        row = curve_ratio(one(l1, lambda r: r.series(TRAIN_LOSS).dropna()),
+                          one(bn, lambda r: r.series(TRAIN_LOSS).dropna()), planned)
         values = {f"l1/BN loss at {f:.0%}": row["at"].get(f, math.nan) for f in L1_CHECKPOINTS}
         values["median over the run"] = row["median"]
         ok = None if math.isnan(row["median"]) else row["median"] <= 1 - L1_BEATS_MARGIN

@@ -23,6 +23,10 @@ from bnstudy.claims.base import BN, PARAPHRASE, STANDARD, Claim, ClaimResult, No
 from bnstudy.claims.curves import MIN_COMMON_STEPS, SMOOTH_MIN_RATIO, compare
 from bnstudy.claims.liveness import LiveRun
 from bnstudy.claims.text import fmt_g
+from bnstudy.measures.curvature import BATCH_SHARPNESS, BETA_LIMIT, HESS_LMAX, HESS_RESIDUAL
+from bnstudy.measures.scale_invariance import SI_COS, SI_DNORM2, SI_DNORM2_PRED, SI_EFF_LR, SI_WNORM
+from bnstudy.measures.signal import SIG_GRAD_NORM, SIG_RANK
+from bnstudy.measures.theorem41 import THM41_LHS, THM41_RHS, THM41_RHS_PRINTED
 
 LMAX_TOL = 0.01
 """B1-B3: a step's λ_max counts only when Lanczos converged: its logged residual bound (``hess_residual_*``,
@@ -89,16 +93,14 @@ EPS = 1e-9
 
 CURVATURE = ("curvature_cnn", "curvature_dln")
 SIGNAL = ("signal_cnn", "signal_dln")
-LMAX = {"train": "hess_lmax_train", "eval": "hess_lmax_eval"}
-RESIDUAL = {"train": "hess_residual_train", "eval": "hess_residual_eval"}
 
 
 # ------------------------------------------------------------------------------------------- helpers
 def converged(r: LiveRun, mode: str, notes: Optional[Notes] = None) -> pd.Series:
     """λ_max of ``mode`` at the steps where Lanczos converged (residual <= LMAX_TOL x |λ|; no residual logged:
     not converged); the steps left out are noted."""
-    lam = r.series(LMAX[mode]).dropna()
-    res = r.series(RESIDUAL[mode]).reindex(lam.index)
+    lam = r.series(HESS_LMAX[mode]).dropna()
+    res = r.series(HESS_RESIDUAL[mode]).reindex(lam.index)
     ok = (res <= LMAX_TOL * lam.abs()).to_numpy()
     if notes is not None and (~ok).any():
         notes.add(f"{r.label}: λ_max ({mode} mode) not converged at {int((~ok).sum())}/{len(lam)} measured steps "
@@ -256,7 +258,7 @@ def claim_b3(R: Results, c: Claim) -> ClaimResult:
        rule=f"standard CNN (SGD), batch_sharpness = g'Hg/|g|² on each measured step's batch (one sample of the "
             f"expectation: the mean over steps estimates it): {EDGE_RULE}")
 def claim_b4(R: Results, c: Claim) -> ClaimResult:
-    return _edge(R, c, "curvature_cnn", lambda r, notes: r.series("batch_sharpness").dropna(), "batch sharpness")
+    return _edge(R, c, "curvature_cnn", lambda r, notes: r.series(BATCH_SHARPNESS).dropna(), "batch sharpness")
 
 
 @claim("B5", "BN lowers beta_limit, the η -> 0 limit of the paper's effective β", figure="curvature",
@@ -267,7 +269,7 @@ def claim_b4(R: Results, c: Claim) -> ClaimResult:
             f"live >= {SMOOTH_MIN_RATIO:g} (claims 5a-c's margin: BN's at least a fifth lower; >= "
             f"{MIN_COMMON_STEPS} common steps)")
 def claim_b5(R: Results, c: Claim) -> ClaimResult:
-    return lower_with_bn(R, c, "beta_limit", lambda r, notes: r.series("beta_limit").dropna())
+    return lower_with_bn(R, c, BETA_LIMIT, lambda r, notes: r.series(BETA_LIMIT).dropna())
 
 
 # ------------------------------------------------------------------------------------------- theory
@@ -300,7 +302,7 @@ THEOREM_41 = ("Theorem 4.1 (the effect of BatchNorm on the Lipschitzness of the 
             f"1e-5 against σ² >= 0.01 moves it by at most 1e-3)")
 def claim_b6(R: Results, c: Claim) -> ClaimResult:
     def judge(r: LiveRun) -> list[Part]:
-        err = _per_layer(r, "thm41_lhs", lambda r, L: (r.series("thm41_lhs", L) / r.series("thm41_rhs", L) - 1)
+        err = _per_layer(r, THM41_LHS, lambda r, L: (r.series(THM41_LHS, L) / r.series(THM41_RHS, L) - 1)
                          .abs().dropna())
         values = {"max |lhs/rhs - 1|": float(err.max()) if err.size else math.nan,
                   "median": float(np.median(err)) if err.size else math.nan, "(layer, step) values": float(err.size)}
@@ -316,7 +318,7 @@ def claim_b6(R: Results, c: Claim) -> ClaimResult:
             f"counts beyond B6's tolerance only)")
 def claim_b7(R: Results, c: Claim) -> ClaimResult:
     def judge(r: LiveRun) -> list[Part]:
-        ratio = _per_layer(r, "thm41_lhs", lambda r, L: (r.series("thm41_lhs", L) / r.series("thm41_rhs_printed", L))
+        ratio = _per_layer(r, THM41_LHS, lambda r, L: (r.series(THM41_LHS, L) / r.series(THM41_RHS_PRINTED, L))
                            .dropna())
         bad = ratio > (1 + THM41_EQ_TOL) * (1 + EPS)
         values = {"violated at": float(bad.sum()), "of (layer, step) values": float(ratio.size),
@@ -337,8 +339,8 @@ def claim_b7(R: Results, c: Claim) -> ClaimResult:
             f"(the median: a difference of two float32 squared norms cancels where a step is small)")
 def claim_b8(R: Results, c: Claim) -> ClaimResult:
     def judge(r: LiveRun) -> list[Part]:
-        cos = _per_layer(r, "si_cos", lambda r, L: r.series("si_cos", L).abs().dropna())
-        growth = _per_layer(r, "si_cos", lambda r, L: (r.series("si_dnorm2", L) / r.series("si_dnorm2_pred", L) - 1)
+        cos = _per_layer(r, SI_COS, lambda r, L: r.series(SI_COS, L).abs().dropna())
+        growth = _per_layer(r, SI_COS, lambda r, L: (r.series(SI_DNORM2, L) / r.series(SI_DNORM2_PRED, L) - 1)
                             .abs().dropna())
         g = {"max |cos(w, g)|": float(cos.max()) if cos.size else math.nan}
         n = {"median |measured/predicted - 1|": float(np.median(growth)) if growth.size else math.nan,
@@ -373,9 +375,9 @@ def claim_b9(R: Results, c: Claim) -> ClaimResult:
         return c.result([Part("theory", {}, None, note="BN at one lr only")], notes)
     lo, hi = one(groups[(BN, lrs[0])], lambda r: r), one(groups[(BN, lrs[-1])], lambda r: r)
     parts, judged = [], []
-    for layer in lo.layers("si_eff_lr"):
-        a, b = hi.series("si_eff_lr", layer).dropna(), lo.series("si_eff_lr", layer).dropna()
-        w = lo.series("si_wnorm", layer).dropna()
+    for layer in lo.layers(SI_EFF_LR):
+        a, b = hi.series(SI_EFF_LR, layer).dropna(), lo.series(SI_EFF_LR, layer).dropna()
+        w = lo.series(SI_WNORM, layer).dropna()
         if a.empty or b.empty or w.empty:
             continue
         ratio, growth = float(a.iloc[-1] / b.iloc[-1]), float(w.iloc[-1] / w.iloc[0])
@@ -407,16 +409,6 @@ def deepest(R: Results, name: str) -> tuple[str, dict[str, LiveRun]]:
     return f"VGG-{top}", {r.norm: r for r in runs if depth(r) == top}
 
 
-def at_init(r: Optional[LiveRun], metric: str) -> pd.Series:
-    """``metric`` per layer at the run's first measured step."""
-    if r is None:
-        return pd.Series(dtype=float)
-    df = r.metrics[(r.metrics["metric"] == metric) & r.metrics["layer"].notna()]
-    if df.empty:
-        return pd.Series(dtype=float)
-    return df[df["step"] == df["step"].min()].groupby("layer")["value"].mean().sort_index()
-
-
 def _signal(R: Results, c: Claim, metric: str, judge: Callable[[str, pd.Series, pd.Series], list[Part]]) -> ClaimResult:
     ran, notes, missing = _need(R, c, SIGNAL)
     if missing:
@@ -424,7 +416,8 @@ def _signal(R: Results, c: Claim, metric: str, judge: Callable[[str, pd.Series, 
     parts = []
     for name in ran:
         net, by_norm = deepest(R, name)
-        sd, bn = at_init(by_norm.get(STANDARD), metric), at_init(by_norm.get(BN), metric)
+        init = lambda norm: by_norm[norm].at_init(metric) if by_norm.get(norm) else pd.Series(dtype=float)
+        sd, bn = init(STANDARD), init(BN)
         if sd.empty or bn.empty:
             parts.append(Part(net, {}, None, note=f"no {metric} for both standard and BN"))
             continue
@@ -449,7 +442,7 @@ def claim_b10(R: Results, c: Claim) -> ClaimResult:
                   ("layers", float(len(bn)), "g")]
         return [Part(f"{net}: BN explodes", values, b >= EXPLODE_MIN * (1 - EPS), "explodes", "does not explode"),
                 Part(f"{net}: BN's growth above standard's", [], b > s, "above", "not above")]
-    return _signal(R, c, "sig_grad_norm", judge)
+    return _signal(R, c, SIG_GRAD_NORM, judge)
 
 
 @claim("B11", "At initialisation BN keeps the batch's representations from collapsing in rank with depth",
@@ -472,4 +465,4 @@ def claim_b11(R: Results, c: Claim) -> ClaimResult:
         return [Part(f"{net}: BN keeps the rank", values, keep >= RANK_KEEP * (1 - EPS) if collapses else None,
                      "keeps it", "does not keep it", note="" if collapses else "the standard network's rank does not collapse: "
                                                                     "too shallow to test")]
-    return _signal(R, c, "sig_rank", judge)
+    return _signal(R, c, SIG_RANK, judge)

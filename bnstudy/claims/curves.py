@@ -15,12 +15,18 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from bnstudy.claims.accuracy import DLN_SWEEP, dln_sweep_settings
+from bnstudy.claims.accuracy import dln_sweep_settings
 from bnstudy.claims.base import (BN, FAILS, HOLDS, INCONCLUSIVE, STANDARD, Claim, ClaimResult, Notes,
                                  Part, Results, claim, lrs_with_both, one)
 from bnstudy.claims.liveness import LiveRun
-from bnstudy.claims.text import fmt, fmt_g
+from bnstudy.claims.text import fmt_g
 from bnstudy.claims.text import ratio as safe_ratio
+from bnstudy.measures.beta_act import BETA_ACT
+from bnstudy.measures.grad_cos_prev import GRAD_COS_PREV
+from bnstudy.measures.ics import ICS_COS, ICS_L2
+from bnstudy.measures.landscape import BETA, GRAD_PRED_MAX, LANDSCAPE_LOSS_MAX, LANDSCAPE_LOSS_MIN
+from bnstudy.measures.loss_change import LOSS_CHANGE
+from bnstudy.runs import layers_of
 
 ICS_COS_TOL = 0.02
 """Claim 4a: one comparison finds ICS "similar, or even worse" with BN when BN's median cos(G, G') <=
@@ -121,11 +127,7 @@ def compare(label: str, std: list[LiveRun], bn: list[LiveRun], value: Callable[[
 
 
 def _band(r: LiveRun) -> pd.Series:
-    return (r.series("landscape_loss_max") - r.series("landscape_loss_min")).dropna()
-
-
-def _layers(runs: list[LiveRun], metric: str) -> list[float]:
-    return sorted(set().union(*[set(r.layers(metric)) for r in runs])) if runs else []
+    return (r.series(LANDSCAPE_LOSS_MAX) - r.series(LANDSCAPE_LOSS_MIN)).dropna()
 
 
 @claim("4a", "Gradient ICS is not lower with BN", figure="Fig. 3", experiments=("fig3_cnn", "fig3_dln"),
@@ -145,10 +147,10 @@ def claim_4a(R: Results, c: Claim) -> ClaimResult:
         groups = R.groups(name)
         for lr in lrs_with_both(groups, STANDARD, BN):
             sd, bn = groups[(STANDARD, lr)], groups[(BN, lr)]
-            for layer in _layers(sd + bn, "ics_cos"):
+            for layer in layers_of(sd + bn, ICS_COS):
                 label = f"{name} lr {fmt_g(lr)} layer {fmt_g(layer)}"
-                cos = compare(label, sd, bn, lambda r, L=layer: r.series("ics_cos", L), notes, "ICS")
-                l2 = compare(label, sd, bn, lambda r, L=layer: r.series("ics_l2", L), Notes(), "ICS")
+                cos = compare(label, sd, bn, lambda r, L=layer: r.series(ICS_COS, L), notes, "ICS")
+                l2 = compare(label, sd, bn, lambda r, L=layer: r.series(ICS_L2, L), Notes(), "ICS")
                 parts.append(Part(label, [("median cos(G,G') BN", cos.med_bn), ("standard", cos.med_std),
                                           ("median ||G-G'|| BN", l2.med_bn, "g"), ("standard", l2.med_std, "g")],
                                   cos.med_bn <= cos.med_std + ICS_COS_TOL if cos.conclusive else None,
@@ -174,7 +176,7 @@ def correlation(cos: float) -> str:
 def oscillating_steps(runs: list[LiveRun]) -> float:
     """The fraction of logged steps at which the run's successive training gradients point against each other
     (``grad_cos_prev`` < OSCILLATION_COS: a period-2 flip, not ICS); NaN when not logged."""
-    s = one(runs, lambda r: r.series("grad_cos_prev").dropna()) if runs else pd.Series(dtype=float)
+    s = one(runs, lambda r: r.series(GRAD_COS_PREV).dropna()) if runs else pd.Series(dtype=float)
     return float((s < OSCILLATION_COS).mean()) if len(s) else math.nan
 
 
@@ -186,8 +188,8 @@ def dln_ics_parts(R: Results, name: str, notes: Notes) -> list[Part]:
     for lr in lrs_with_both(groups, STANDARD, BN):
         sd, bn = groups[(STANDARD, lr)], groups[(BN, lr)]
         osc = {"standard oscillating steps": oscillating_steps(sd), "BN oscillating steps": oscillating_steps(bn)}
-        for layer in _layers(sd + bn, "ics_cos"):
-            fn = lambda r, L=layer: r.series("ics_cos", L)
+        for layer in layers_of(sd + bn, ICS_COS):
+            fn = lambda r, L=layer: r.series(ICS_COS, L)
             whole = {side: live_curve(runs, fn, notes, "ICS", use_live=False).dropna()
                      for side, runs in (("std", sd), ("bn", bn))}
             std = float(whole["std"].median()) if len(whole["std"]) >= MIN_COMMON_STEPS else math.nan
@@ -279,14 +281,14 @@ def claim_5a(R: Results, c: Claim) -> ClaimResult:
              "predictiveness of the gradients\"",
        rule=SMOOTH_RULE + "; the measure: max over eta of ||g(w) - g(w - eta g)||")
 def claim_5b(R: Results, c: Claim) -> ClaimResult:
-    return _smoothness(R, c, [("max ||g-g'||", lambda r: r.series("grad_pred_max").dropna())])
+    return _smoothness(R, c, [("max ||g-g'||", lambda r: r.series(GRAD_PRED_MAX).dropna())])
 
 
 @claim("5c", "With BN the effective beta-smoothness is smaller", figure="Fig. 4c", experiments=SMOOTH_EXPERIMENTS,
        paper="§3.1: \"In other words, the loss exhibits a significantly better “effective” β-smoothness.\"",
        rule=SMOOTH_RULE + "; the measure: max over eta of ||g(w) - g(w - eta g)|| / ||eta g||")
 def claim_5c(R: Results, c: Claim) -> ClaimResult:
-    return _smoothness(R, c, [("beta", lambda r: r.series("beta").dropna())])
+    return _smoothness(R, c, [("beta", lambda r: r.series(BETA).dropna())])
 
 
 @claim("5d", "The browser reproduction (small CNN): with BN the loss changes less between steps and the "
@@ -297,10 +299,10 @@ def claim_5c(R: Results, c: Claim) -> ClaimResult:
 def claim_5d(R: Results, c: Claim) -> ClaimResult:
     """The browser reproduction's version on its shallow CNN: loss change between steps and beta w.r.t. activations."""
     def beta_act(r: LiveRun) -> pd.Series:
-        layers = r.layers("beta_act")
-        return r.series("beta_act", layers[0]).dropna() if layers else pd.Series(dtype=float)
+        layers = r.layers(BETA_ACT)
+        return r.series(BETA_ACT, layers[0]).dropna() if layers else pd.Series(dtype=float)
 
-    return _smoothness(R, c, [("|loss change|", lambda r: r.series("loss_change").dropna()),
+    return _smoothness(R, c, [("|loss change|", lambda r: r.series(LOSS_CHANGE).dropna()),
                               ("beta (activations)", beta_act)])
 
 

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from bnstudy import runs
+from bnstudy.train import TRAIN_ACC, TRAIN_LOSS
 
 CHANCE_MARGIN = 0.05
 """A classifier is 'at chance' when its accuracy is <= 1/num_classes + this (0.15 for 10 classes).
@@ -67,7 +68,7 @@ class LiveRun(runs.Run):
 
     @cached_property
     def classify(self) -> bool:
-        return bool((self.metrics["metric"] == "train_acc").any()) or self.data in NUM_CLASSES
+        return bool((self.metrics["metric"] == TRAIN_ACC).any()) or self.data in NUM_CLASSES
 
     @property
     def chance(self) -> float:
@@ -100,10 +101,10 @@ class LiveRun(runs.Run):
     @cached_property
     def _windows(self) -> pd.DataFrame:
         """The training-log windows: step (end, exclusive), loss, acc, live, reason."""
-        loss = self.series("train_loss")
+        loss = self.series(TRAIN_LOSS)
         out = pd.DataFrame({"loss": loss})
         if self.classify:
-            out["acc"] = self.series("train_acc").reindex(out.index)
+            out["acc"] = self.series(TRAIN_ACC).reindex(out.index)
         reason = pd.Series("", index=out.index, dtype=object)
         bad = ~np.isfinite(out["loss"].to_numpy()) | (out["loss"].abs() > DIVERGENCE_LOSS).to_numpy()
         reason[bad] = f"loss not finite or > {DIVERGENCE_LOSS:g} (diverged)"

@@ -23,6 +23,7 @@ import pandas as pd
 
 from bnstudy.claims.base import BN, STANDARD, Claim, ClaimResult, Notes, Part, Results, claim
 from bnstudy.claims.text import fmt_g
+from bnstudy.train import TEST_ACC, TRAIN_ACC, TRAIN_EVAL_ACC
 
 UNSTABLE = "The Unstable World of Deep Learning"
 EXPLAINER = "the BatchNorm explainer"
@@ -83,18 +84,18 @@ def table(R: Results, name: str) -> pd.DataFrame:
         cfg = R.runset.config(r)
         settings = {col: default if cfg.get(key) is None else cfg[key] for col, (key, default) in SETTINGS.items()}
         batchstat = r.final_eval("test_batchstat_acc") if not r.series("test_batchstat_acc").empty else math.nan
-        rows.append(dict(norm=r.norm, lr=r.lr, seed=r.seed, steps=r.steps, **settings,
-                         test_acc=r.final_eval("test_acc"), train_eval_acc=r.final_eval("train_eval_acc"),
-                         batchstat_acc=batchstat, final_train=r.final_train("train_acc"),
-                         train_acc=r.series("train_acc").dropna(), run=r))
-    cols = ["norm", "lr", "seed", "steps", *SETTINGS, "test_acc", "train_eval_acc", "batchstat_acc", "final_train",
-            "train_acc", "run"]
+        rows.append({"norm": r.norm, "lr": r.lr, "seed": r.seed, "steps": r.steps, **settings,
+                     TEST_ACC: r.final_eval(TEST_ACC), TRAIN_EVAL_ACC: r.final_eval(TRAIN_EVAL_ACC),
+                     "batchstat_acc": batchstat, "final_train": r.final_train(TRAIN_ACC),
+                     TRAIN_ACC: r.series(TRAIN_ACC).dropna(), "run": r})
+    cols = ["norm", "lr", "seed", "steps", *SETTINGS, TEST_ACC, TRAIN_EVAL_ACC, "batchstat_acc", "final_train",
+            TRAIN_ACC, "run"]
     return pd.DataFrame(rows, columns=cols)
 
 
 def best_lr(df: pd.DataFrame, norm: str) -> Optional[float]:
     """The lr with the highest final test accuracy of ``norm`` (the mean over the table's seeds)."""
-    g = df[df["norm"] == norm].groupby("lr")["test_acc"].mean()
+    g = df[df["norm"] == norm].groupby("lr")[TEST_ACC].mean()
     return float(g.idxmax()) if len(g) else None
 
 
@@ -149,7 +150,7 @@ def speedup_part(label: str, std: pd.Series, bn: pd.Series, factor: float, judge
     rows of :func:`table`). Standard never there: the ratio is a lower bound (its planned steps / BN's), which
     decides only when it reaches ``factor``; BN never there: 0."""
     target = TARGET_FRAC * max(std["final_train"], bn["final_train"])
-    s, b = steps_to(std["train_acc"], target), steps_to(bn["train_acc"], target)
+    s, b = steps_to(std[TRAIN_ACC], target), steps_to(bn[TRAIN_ACC], target)
     if math.isinf(b):
         ratio, ok, note = (math.nan, None, "neither reaches it") if math.isinf(s) else (0.0, False, "BN never does")
     elif math.isinf(s):
@@ -215,7 +216,7 @@ def claim_t2(R: Results, c: Claim) -> ClaimResult:
     if missing:
         return missing
     grid = sorted(df["lr"].unique())
-    top = {n: largest_training_lr(df[df["norm"] == n].set_index("lr")["test_acc"].sort_index()) for n in (STANDARD, BN)}
+    top = {n: largest_training_lr(df[df["norm"] == n].set_index("lr")[TEST_ACC].sort_index()) for n in (STANDARD, BN)}
     ratio = top[BN] / top[STANDARD]
     above = [lr for lr in grid if lr > top[BN]]
     reach = (above[0] if above else math.inf) / top[STANDARD]  # the ratio had BN trained at its next grid lr
@@ -240,10 +241,10 @@ def claim_t3(R: Results, c: Claim) -> ClaimResult:
     df, notes, missing = _need(R, c, "tut_init")
     if missing:
         return missing
-    rng = {n: float(np.ptp(df[df["norm"] == n]["test_acc"].to_numpy())) for n in (STANDARD, BN)}
+    rng = {n: float(np.ptp(df[df["norm"] == n][TEST_ACC].to_numpy())) for n in (STANDARD, BN)}
     d = rng[STANDARD] - rng[BN]
     by_scale = lambda n: [(f"x{fmt_g(k)}", float(v)) for k, v in
-                          df[df["norm"] == n].set_index("init_scale")["test_acc"].sort_index().items()]
+                          df[df["norm"] == n].set_index("init_scale")[TEST_ACC].sort_index().items()]
     return c.result([Part("range of test accuracy over the init scales", {"standard": rng[STANDARD], "BN": rng[BN],
                                                                          "narrower with BN by": d},
                           d >= ACC_MARGIN - 1e-12, "narrower with BN", "not narrower",
@@ -272,13 +273,13 @@ def claim_t4a(R: Results, c: Claim) -> ClaimResult:
     cells = {n: _cell(df, n, 0.0) for n in (STANDARD, BN)} if not missing else {}
     if missing or any(v is None for v in cells.values()):
         return missing or c.not_run("tut_reg has no standard and BN runs without dropout", notes)
-    gap = {n: float(r["train_eval_acc"] - r["test_acc"]) for n, r in cells.items()}
+    gap = {n: float(r[TRAIN_EVAL_ACC] - r[TEST_ACC]) for n, r in cells.items()}
     d = gap[STANDARD] - gap[BN]
     return c.result([Part("train - test gap", {"standard": gap[STANDARD], "BN": gap[BN], "smaller with BN by": d},
                           d >= ACC_MARGIN - 1e-12, "smaller with BN", "not smaller",
                           kinds={"smaller with BN by": "pt"}),
-                     Part("test accuracy", {"standard": float(cells[STANDARD]["test_acc"]),
-                                            "BN": float(cells[BN]["test_acc"])}, info=True)], notes)
+                     Part("test accuracy", {"standard": float(cells[STANDARD][TEST_ACC]),
+                                            "BN": float(cells[BN][TEST_ACC])}, info=True)], notes)
 
 
 @claim("T4b", "BN reduces the need for dropout", figure="tutorials", experiments=("tut_reg",), group=GROUP,
@@ -292,7 +293,7 @@ def claim_t4b(R: Results, c: Claim) -> ClaimResult:
     cells = {(n, d): _cell(df, n, d) for n in (STANDARD, BN) for d in (0.0, 0.3)} if not missing else {}
     if missing or any(v is None for v in cells.values()):
         return missing or c.not_run("tut_reg needs standard and BN with and without dropout", notes)
-    gain = {n: float(cells[(n, 0.3)]["test_acc"] - cells[(n, 0.0)]["test_acc"]) for n in (STANDARD, BN)}
+    gain = {n: float(cells[(n, 0.3)][TEST_ACC] - cells[(n, 0.0)][TEST_ACC]) for n in (STANDARD, BN)}
     testable = max(gain.values()) >= ACC_MARGIN - 1e-12
     d = max(gain[STANDARD], 0.0) - max(gain[BN], 0.0)
     return c.result([Part("dropout's test-accuracy gain", {"standard": gain[STANDARD], "BN": gain[BN],
@@ -347,7 +348,7 @@ BATCH_SETUP = ("tut_batch (batch 2-128, the same 12,800 samples seen, lr 0.1 x b
 
 
 def by_batch(df: pd.DataFrame, norm: str) -> pd.Series:
-    return df[df["norm"] == norm].set_index("batch_size")["test_acc"].sort_index()
+    return df[df["norm"] == norm].set_index("batch_size")[TEST_ACC].sort_index()
 
 
 @claim("T6a", "BN's accuracy degrades at very small batches", figure="tutorials", experiments=("tut_batch",),
@@ -435,7 +436,7 @@ def claim_t7(R: Results, c: Claim) -> ClaimResult:
     df = df[(df["norm"] == BN) & df["batchstat_acc"].notna()].reset_index(drop=True)
     if df.empty:
         return c.not_run("no BN runs with train-mode test accuracy (make tutorials)", notes)
-    diff = (df["test_acc"] - df["batchstat_acc"]).astype(float).abs()
+    diff = (df[TEST_ACC] - df["batchstat_acc"]).astype(float).abs()
     i = int(diff.idxmax())
     return c.result([Part("largest |eval - train mode|", [("|difference|", float(diff[i]), "pt"),
                                                            ("settings", float(len(df)), "g")],
@@ -459,7 +460,7 @@ def claim_t8(R: Results, c: Claim) -> ClaimResult:
         return missing
     parts = []
     for lr in sorted(df["lr"].unique()):
-        at = df[df["lr"] == lr].set_index("position")["test_acc"]
+        at = df[df["lr"] == lr].set_index("position")[TEST_ACC]
         if not {"before", "after"} <= set(at.index):
             continue
         d = float(at["before"] - at["after"])

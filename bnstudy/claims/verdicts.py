@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Callable, Iterable, Optional
+from typing import Callable, Iterable
 
 from bnstudy.claims.base import (FAILS, HOLDS, INCONCLUSIVE, MIXED, NOT_RUN, Claim, ClaimResult, Notes, Part,
                                  Results, ordered)
@@ -43,7 +43,7 @@ def aggregate(verdicts: list[str]) -> str:
     return MIXED if h or f else INCONCLUSIVE
 
 
-def _spread(values: list[float], write: Callable[[float], str]) -> str:
+def median_range(values: list[float], write: Callable[[float], str]) -> str:
     """The seeds' values as their median and range, ``0.884 [0.880, 0.889]``; one value, or all written alike:
     that value."""
     vals = sorted(v for v in values if not (isinstance(v, float) and math.isnan(v)))
@@ -70,7 +70,7 @@ def merge_parts(per_seed: list[tuple[object, list[Part]]]) -> list[str]:
     for label in labels:
         got = by_label[label]
         first = max(got, key=lambda p: len(p.values))
-        nums = "; ".join(f"{entry[0]} {_spread([_at(p, i) for p in got], KINDS[first.kind(i)])}"
+        nums = "; ".join(f"{entry[0]} {median_range([_at(p, i) for p in got], KINDS[first.kind(i)])}"
                          for i, entry in enumerate(first.values))
         text = f"{label}: {nums}" if nums else label
         notes = {p.note for p in got}

@@ -1,4 +1,5 @@
-"""The figure of ``make tutorials``: one panel per tutorial claim, from the runs and CSVs alone.
+"""The figure of ``make tutorials``: one panel per tutorial claim, from the runs and CSVs alone (registered with
+``@figure``, shown in REPORT.md's tutorials section).
 
 Panels read the runs as the claims do (``bnstudy.claims.tutorials.table``: the runs each ``tut_*`` experiment
 means, with their final values): speed-up curves at each net's best lr, accuracy against lr and against init
@@ -9,17 +10,19 @@ their mean (the claims judge each seed alone).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
 from bnstudy.claims import tutorials as T
 from bnstudy.claims.base import BN, STANDARD, Results
+from bnstudy.figures.base import figure, footer, mark_empty, write_footer
 from bnstudy.norms import norm_look
+from bnstudy.runs import RunSet
+from bnstudy.train import TEST_ACC, TRAIN_ACC, TRAIN_EVAL_ACC
 
 CHANCE = 0.1  # 10 classes
+EXPERIMENTS = ("tut_lr", "tut_init", "tut_reg", "tut_batch", "tut_momentum", "tut_placement")
 
 
 def _label(norm: str) -> str:
@@ -41,7 +44,7 @@ def _speed(ax, df: pd.DataFrame) -> None:
         lr = T.best_lr(df, norm)
         if lr is None:
             continue
-        curves = [r for r in df[(df["norm"] == norm) & (df["lr"] == lr)]["train_acc"]]
+        curves = [r for r in df[(df["norm"] == norm) & (df["lr"] == lr)][TRAIN_ACC]]
         mean = pd.concat(curves, axis=1).mean(axis=1)
         ax.plot(mean.index, mean.to_numpy(), color=_colour(norm), label=f"{_label(norm)}, lr {lr:g}")
     ax.set(title="Speed-up: train acc at each net's best lr", xlabel="step", ylabel="train accuracy (window)")
@@ -49,7 +52,7 @@ def _speed(ax, df: pd.DataFrame) -> None:
 
 def _by(ax, df: pd.DataFrame, x: str, title: str, xlabel: str, norms=(STANDARD, BN)) -> None:
     for norm in norms:
-        g = df[df["norm"] == norm].groupby(x)["test_acc"].mean()
+        g = df[df["norm"] == norm].groupby(x)[TEST_ACC].mean()
         if len(g):
             ax.plot(g.index.astype(float), g.to_numpy(), "o-", color=_colour(norm), label=_label(norm))
     ax.set(title=title, xlabel=xlabel, ylabel="final test accuracy", xscale="log")
@@ -62,8 +65,8 @@ def _gap(ax, df: pd.DataFrame) -> None:
         for d in sorted(df["dropout"].astype(float).unique()):
             sel = df[(df["norm"] == norm) & np.isclose(df["dropout"].astype(float), d)]
             labels.append(f"{'BN' if norm == BN else 'std'}{' + drop ' + format(d, 'g') if d else ''}")
-            train.append(sel["train_eval_acc"].mean())
-            test.append(sel["test_acc"].mean())
+            train.append(sel[TRAIN_EVAL_ACC].mean())
+            test.append(sel[TEST_ACC].mean())
             colours.append(_colour(norm))
     x = np.arange(len(labels))
     ax.bar(x - 0.2, train, 0.4, color=colours, alpha=0.45, label="train (1,000 samples)")
@@ -89,14 +92,14 @@ def _gradients(ax, grads: pd.DataFrame) -> None:
 def _discrepancy(ax, df: pd.DataFrame) -> None:
     df = df[(df["norm"] == BN) & df["batchstat_acc"].notna()]
     for m, sel in df.groupby("momentum"):
-        g = (sel["test_acc"] - sel["batchstat_acc"]).groupby(sel["batch_size"]).mean()
+        g = (sel[TEST_ACC] - sel["batchstat_acc"]).groupby(sel["batch_size"]).mean()
         ax.plot(g.index.astype(float), 100 * g.to_numpy(), "o-", label=f"BN momentum {m:g}")
     ax.axhline(0, color="grey", lw=0.8)
     ax.set(title="Train/inference: eval - train mode test acc", xlabel="batch size", ylabel="points", xscale="log")
 
 
 def _placement(ax, df: pd.DataFrame) -> None:
-    piv = df.pivot_table(index="lr", columns="position", values="test_acc")
+    piv = df.pivot_table(index="lr", columns="position", values=TEST_ACC)
     x = np.arange(len(piv))
     for k, (pos, alpha) in enumerate((("before", 1.0), ("after", 0.5))):
         if pos in piv:
@@ -120,15 +123,16 @@ def _memory(ax, mem: pd.DataFrame) -> None:
     ax.set_xticklabels(metrics, fontsize=7)
 
 
-def tutorials(root: Path, scale: str = "quick"):
+@figure("tutorials", experiments=EXPERIMENTS, group="tutorials",
+        caption="What two BatchNorm tutorials say, measured on the small CNN: one panel per claim (T1a-T9).")
+def tutorials(runs: RunSet):
     """The nine panels; a panel whose experiment has not run says so. Always the quick-scale runs."""
-    R = Results(Path(root), T.SCALE)
+    R = Results(runs if runs.scale == T.SCALE else RunSet(runs.root, T.SCALE))
     grads = T.read_csv(R, T.GRADIENTS_CSV)
     mem = T.read_csv(R, T.MEMORY_CSV)
     fig, axes = plt.subplots(3, 3, figsize=(13, 11))
     a = axes.ravel()
-    tables = {name: T.table(R, name) for name in ("tut_lr", "tut_init", "tut_reg", "tut_batch", "tut_momentum",
-                                                  "tut_placement")}
+    tables = {name: T.table(R, name) for name in EXPERIMENTS}
     panels = [
         ("tut_lr", lambda ax, d: _speed(ax, d)),
         ("tut_lr", lambda ax, d: _by(ax, d, "lr", "Learning rate sweep", "learning rate")),
@@ -151,9 +155,7 @@ def tutorials(root: Path, scale: str = "quick"):
     seeds = len({s for d in tables.values() for s in d["seed"]})
     fig.suptitle(f"What the tutorials say, measured (small CNN, Fashion-MNIST; {seeds} seed(s))")
     fig.tight_layout()
-    from bnstudy.figures import footer, mark_empty
-
-    fig.text(0.01, 0.0, footer(R.runset, tuple(tables)), ha="left", va="top", fontsize=6, color="0.35")
+    write_footer(fig, footer(R.runset, tuple(tables)))
     if not any(len(d) for d in tables.values()) and grads is None and mem is None:
         mark_empty(fig)
     return fig
