@@ -1,7 +1,8 @@
 """REPORT.md from the claims' results: a title, then the registered sections in order.
 
 ``render_report(results, figures, scale)`` writes the title and summary line, then each section of
-:data:`SECTIONS` as ``## <title>`` and its body. Tables are DataFrames rendered by :func:`markdown_table`.
+:data:`SECTIONS` (registered with ``@section``, like every registry of the suite: ``bnstudy.registry``) as
+``## <title>`` and its body. Tables are DataFrames rendered by :func:`markdown_table`.
 
 **Adding a section.** Register a function of the :class:`ReportContext` that returns the section's
 markdown body (``""`` leaves the section out), placed before or after an existing one::
@@ -29,6 +30,7 @@ import pandas as pd
 from bnstudy.claims import FAILS, HOLDS, MIXED, VERDICTS, ClaimResult
 from bnstudy.claims.base import PARAPHRASE
 from bnstudy.claims.verdicts import SEED_RULE
+from bnstudy.registry import Registry
 
 
 @dataclass
@@ -42,30 +44,34 @@ class ReportContext:
     extra: dict = field(default_factory=dict)  # anything the caller passes on to its own sections
 
 
-SECTIONS: dict[str, Callable[[ReportContext], str]] = {}
-"""Section title -> body function, in report order."""
+@dataclass(frozen=True)
+class Section:
+    """A registered section: its title, its body ``body(ctx) -> markdown`` ("" leaves it out) and whether the
+    title is printed as ``## title`` (``heading=False``: its body alone, a warning block at the top, say)."""
 
-UNTITLED: set[str] = set()
-"""Sections printed without their ``## title`` (a warning block at the top, say)."""
+    title: str
+    body: Callable[[ReportContext], str]
+    heading: bool = True
+
+
+SECTIONS: Registry[Section] = Registry("report section")
+"""Every section by title, in report order."""
 
 
 def section(title: str, *, before: Optional[str] = None, after: Optional[str] = None, heading: bool = True):
-    """Decorator: register ``fn(ctx) -> markdown`` as the section ``title`` (at the end, or before/after
-    the named section; ``heading=False``: its body alone, no ``## title``). Registering a title again
-    replaces that section in place."""
+    """Decorator: register ``fn(ctx) -> markdown`` as the section ``title``: at the end, or before/after the
+    named section; ``heading=False``: its body alone, no ``## title``."""
     def register(fn: Callable[[ReportContext], str]):
         anchor = before or after
-        (UNTITLED.discard if heading else UNTITLED.add)(title)
-        if title in SECTIONS or anchor is None:
-            SECTIONS[title] = fn
-            return fn
-        if anchor not in SECTIONS:
-            raise ValueError(f"report section {anchor!r} is unknown; sections: {list(SECTIONS)}")
-        items = list(SECTIONS.items())
-        at = [t for t, _ in items].index(anchor) + (1 if after else 0)
-        items.insert(at, (title, fn))
-        SECTIONS.clear()
-        SECTIONS.update(items)
+        if anchor is not None and anchor not in SECTIONS:
+            raise ValueError(SECTIONS.unknown(anchor, "before" if before else "after"))
+        SECTIONS.add(title, Section(title, fn, heading))
+        if anchor is not None:  # move it to its place
+            items = list(SECTIONS.items())
+            entry = items.pop()
+            items.insert([t for t, _ in items].index(anchor) + (1 if after else 0), entry)
+            SECTIONS.clear()
+            SECTIONS.update(items)
         return fn
     return register
 
@@ -387,8 +393,8 @@ def render_report(results: list[ClaimResult], figures: list[Path], scale: str, d
            "only the steps where both runs are live (above chance + margin, finite and decreasing loss; 4b judges "
            "the DLN's whole run); a diverged run counts at chance accuracy in the accuracy claims.", ""]
     ctx = ReportContext(list(results), [Path(f) for f in figures], scale, Path(root) if root else None, extra)
-    for title, body in SECTIONS.items():
-        text = body(ctx)
+    for title, entry in SECTIONS.items():
+        text = entry.body(ctx)
         if text:
-            out += ([] if title in UNTITLED else [f"## {title}", ""]) + [text.rstrip(), ""]
+            out += ([f"## {title}", ""] if entry.heading else []) + [text.rstrip(), ""]
     return "\n".join(out).rstrip() + "\n"

@@ -176,9 +176,9 @@ curves.groupby(["metric"])["step"].nunique().rename("steps recorded").to_frame()
 # ## Re-draw a figure
 #
 # `bnstudy.figures.FIGURES` maps a figure name to its entry: its drawing function (`draw`) and the experiments
-# it reads (`experiments`); the function reads the runs each experiment means (`bnstudy.runs.RunSet`: printed below) and returns a
-# matplotlib Figure whose footer names the sweeps, seeds and steps it shows: the same code as
-# `python -m experiments.figures`. `RunSet(root, scale, sweeps=[...])` reads named sweep folders instead.
+# it reads (`experiments`); the function reads the runs each experiment means (`bnstudy.runs.RunSet`: printed
+# below) and returns a matplotlib Figure whose footer names the sweeps, seeds and steps it shows: the same code
+# as `python -m experiments.figures`. `RunSet(root, scale, sweeps=[...])` reads named sweep folders instead.
 
 # %%
 names = set(done["name"])

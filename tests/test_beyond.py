@@ -76,7 +76,8 @@ def test_edge_mean_within_two_standard_errors_of_an_edge_is_not_placed(tmp_path)
     the same mean with little noise is decided (does not hold)."""
     curv(tmp_path / "noisy", "curvature_cnn", "none", 0.1, sharp=edge(1.25, 0.1, noise=0.6))
     curv(tmp_path / "quiet", "curvature_cnn", "none", 0.1, sharp=edge(1.25, 0.1, noise=0.01))
-    noisy, quiet = by_id(check_group(tmp_path / "noisy", "beyond"))["B4"], by_id(check_group(tmp_path / "quiet", "beyond"))["B4"]
+    noisy = by_id(check_group(tmp_path / "noisy", "beyond"))["B4"]
+    quiet = by_id(check_group(tmp_path / "quiet", "beyond"))["B4"]
     assert noisy.verdict == INCONCLUSIVE and "within 2 SE of a band edge" in noisy.evidence
     assert quiet.verdict == FAILS
 
@@ -98,7 +99,8 @@ def test_edge_seeds_split(tmp_path):
         curv(tmp_path / "three", "curvature_dln", "none", 1e-6, lmax=edge(factor, 1e-6), seed=seed)
         if seed != 1:
             curv(tmp_path / "two", "curvature_dln", "none", 1e-6, lmax=edge(factor, 1e-6), seed=seed)
-    three, two = by_id(check_group(tmp_path / "three", "beyond"))["B1"], by_id(check_group(tmp_path / "two", "beyond"))["B1"]
+    three = by_id(check_group(tmp_path / "three", "beyond"))["B1"]
+    two = by_id(check_group(tmp_path / "two", "beyond"))["B1"]
     assert (three.verdict, three.seeds) == (HOLDS, "2/3")
     assert "mean λ_max x lr/2, second half 1 [1, 2]" in three.evidence  # median over seeds [range]
     assert (two.verdict, two.seeds) == (MIXED, "1/2") and "the seeds split" in two.why_not

@@ -32,6 +32,7 @@ package is imported) and register it; the report picks it up, in id order (numbe
 ..., 10a)::
 
     from bnstudy.claims.base import BN, STANDARD, Claim, ClaimResult, Part, Results, claim, experiment_groups, one
+    from bnstudy.measures.landscape import BETA  # a metric's name: the constant of the module that writes it
 
     @claim("7", "BN's effective beta is below standard's", figure="Fig. 4", experiments=("fig4_cnn",),
            paper='§3.1: "the loss exhibits a significantly better “effective” β-smoothness"',
@@ -40,15 +41,17 @@ package is imported) and register it; the report picks it up, in id order (numbe
         groups, notes = experiment_groups(R, c.experiments[0])   # {(norm, lr): [the seed's run]}, notes
         if (BN, 0.1) not in groups:
             return c.not_run("fig4_cnn has no BN run at lr 0.1", notes)
-        b = one(groups[(BN, 0.1)], lambda r: r.series("beta").median())
-        s = one(groups[(STANDARD, 0.1)], lambda r: r.series("beta").median())
+        b = one(groups[(BN, 0.1)], lambda r: r.series(BETA).median())
+        s = one(groups[(STANDARD, 0.1)], lambda r: r.series(BETA).median())
         return c.result([Part("lr 0.1", {"beta standard": s, "BN": b}, s / b >= 1.25, "BN smaller", "not")], notes)
 
-``paper`` holds the source's verbatim words in quotation marks with their section or figure; the suite's
-own wording is registered with ``quote=PARAPHRASE`` and labelled so. A ``LiveRun`` gives ``series(metric,
-layer)``, ``final_train(metric)``, ``final_eval(metric)`` and ``live_at(steps)``; thresholds are module
-constants whose docstring says why (the report cites the rule). Test it in ``tests/test_claims.py`` on a
-synthetic tree whose verdict is known: holds, does not hold, the border, and seeds that split.
+``paper`` holds the source's verbatim words in quotation marks with their section or figure; the suite's own
+wording is registered with ``quote=PARAPHRASE`` and labelled so; ``group="beyond"`` or ``"tutorials"`` reports
+a claim in its group's section, never among the paper's (docs/extending.md, "Adding a claim"). A ``LiveRun``
+gives ``series(metric, layer)``, ``final_train(metric)``, ``final_eval(metric)`` and ``live_at(steps)``;
+thresholds are module constants whose docstring says why (the report cites the rule). Test it in
+``tests/test_claims.py`` on a synthetic tree whose verdict is known: holds, does not hold, the border, and
+seeds that split.
 """
 
 from bnstudy.claims.base import (BN, CLAIMS, FAILS, GROUPS, HOLDS, INCONCLUSIVE, MIXED, NOT_RUN, PAPER, PARAPHRASE,

@@ -6,12 +6,7 @@ import math
 
 import numpy as np
 
-
-def fmt_g(x) -> str:
-    try:
-        return f"{float(x):g}"
-    except (TypeError, ValueError):
-        return str(x)
+from bnstudy.runs import fmt_g  # noqa: F401  (one definition: a number in its shortest form, as run labels write it)
 
 
 def fmt(x: float, digits: int = 3) -> str:
