@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from bnstudy.config import ConfigError, DataConf
+from bnstudy.registry import Registry
 
 FASHION_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")  # Debian package dataset-fashion-mnist
 DEFAULT_ROOT = "~/.cache/bnstudy/data"
@@ -298,6 +299,19 @@ def _idx_dataset(
     return replace(_image_data(name, *splits, cfg), files=tuple(files.values()))
 
 
+DATASETS: Registry[Callable[[DataConf], TensorData]] = Registry("dataset")
+"""Every dataset by name (the ``data`` config group's names): a loader registered with ``@dataset(name)``."""
+
+
+def dataset(name: str):
+    """Decorator: register ``load(cfg: DataConf) -> TensorData`` as dataset ``name``."""
+    def register(load: Callable[[DataConf], TensorData]):
+        DATASETS.add(name, load)
+        return load
+    return register
+
+
+@dataset("fashion_mnist")
 def load_fashion_mnist(cfg: DataConf) -> TensorData:
     """Fashion-MNIST, by default from the Debian package; ``data.root`` may hold the IDX files
     directly or in torchvision's layout (``<root>/FashionMNIST/raw``)."""
@@ -308,12 +322,14 @@ def load_fashion_mnist(cfg: DataConf) -> TensorData:
     return _idx_dataset("fashion_mnist", cfg, dirs, "Fashion-MNIST", FASHION_HINT, "FashionMNIST")
 
 
+@dataset("mnist")
 def load_mnist(cfg: DataConf) -> TensorData:
     """MNIST in torchvision's layout (``<root>/MNIST/raw``) or as IDX files directly in the root."""
     dirs = [_root(cfg) / "MNIST" / "raw", _root(cfg)]
     return _idx_dataset("mnist", cfg, dirs, "MNIST", DOWNLOAD_HINT, "MNIST")
 
 
+@dataset("cifar10")
 def load_cifar10(cfg: DataConf) -> TensorData:
     """CIFAR-10 from its binary batches (``<root>/cifar-10-batches-bin``, read without any pickle) when
     they are there, else from the python batches in ``<root>/cifar-10-batches-py`` (torchvision's
@@ -334,6 +350,7 @@ def load_cifar10(cfg: DataConf) -> TensorData:
     return replace(_image_data("cifar10", x_train, y_train, x_test, y_test, cfg), files=tuple(files.values()))
 
 
+@dataset("gaussian")
 def make_gaussian(cfg: DataConf) -> TensorData:
     """The deep linear network's regression y = A x, x ~ N(0, I), A_ij ~ N(0, 1); not normalised.
 
@@ -347,14 +364,6 @@ def make_gaussian(cfg: DataConf) -> TensorData:
     x_train = x_train[: _keep(cfg.train_size, cfg.num_train, "data.train_size")].clone()
     x_test = x_test[: _keep(cfg.test_size, cfg.num_test, "data.test_size")].clone()
     return TensorData("gaussian", x_train, x_train @ a.T, x_test, x_test @ a.T, None, target_matrix=a)
-
-
-DATASETS: dict[str, Callable[[DataConf], TensorData]] = {
-    "fashion_mnist": load_fashion_mnist,
-    "mnist": load_mnist,
-    "cifar10": load_cifar10,
-    "gaussian": make_gaussian,
-}
 
 
 def load_dataset(cfg: DataConf) -> TensorData:
