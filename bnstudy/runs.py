@@ -35,8 +35,8 @@ import pandas as pd
 
 from bnstudy import canonical
 from bnstudy.records import FINISHED, METRICS, SUMMARY, flatten, is_reference, write_text_atomic  # noqa: F401
-from bnstudy.status import (DUPLICATE_RULE, STATUSES, BadRunError, CutShortError, RunWarning,  # noqa: F401
-                            iter_run_dirs, load_metrics, run_status)
+from bnstudy.status import (DUPLICATE_RULE, BadRunError, RunWarning, iter_run_dirs, load_metrics,  # noqa: F401
+                            run_status)
 
 INDEX = "runs.csv"
 COLUMNS = ["path", "status", "step", "steps", "name", "scale", "model", "norm", "data", "lr", "seed",
@@ -177,6 +177,14 @@ class Run:
         if df.empty:
             return pd.Series(dtype=float)
         return df[df["step"] == df["step"].min()].groupby("layer")["value"].mean().sort_index()
+
+
+def by_norm_lr(runs: Iterable[Run]) -> dict[tuple[str, float], list[Run]]:
+    """The runs of each (norm, lr), in the order they come: a figure's curve, a claim's group (its seeds)."""
+    out: dict[tuple[str, float], list[Run]] = {}
+    for r in runs:
+        out.setdefault((r.norm, r.lr), []).append(r)
+    return out
 
 
 def layers_of(runs: Iterable[Run], metric: str) -> list[int]:

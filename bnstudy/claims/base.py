@@ -18,7 +18,7 @@ from typing import Callable, Iterable, Optional
 
 from bnstudy.claims.liveness import LiveRun
 from bnstudy.registry import Registry
-from bnstudy.runs import RunSet
+from bnstudy.runs import RunSet, by_norm_lr
 
 HOLDS, FAILS, MIXED, INCONCLUSIVE, NOT_RUN = "holds", "does not hold", "mixed", "inconclusive", "not run"
 VERDICTS = (HOLDS, FAILS, MIXED, INCONCLUSIVE, NOT_RUN)
@@ -225,10 +225,8 @@ class Results:
         return self.runset.experiment(name).notes if not self.replaced else []
 
     def groups(self, name: str) -> dict[tuple[str, float], list[LiveRun]]:
-        out: dict[tuple[str, float], list[LiveRun]] = {}
-        for run in self.runs(name):
-            out.setdefault((run.norm, run.lr), []).append(run)
-        return dict(sorted(out.items(), key=lambda kv: (kv[0][1], kv[0][0])))
+        """The experiment's runs by (norm, lr), in order of lr, then norm."""
+        return dict(sorted(by_norm_lr(self.runs(name)).items(), key=lambda kv: (kv[0][1], kv[0][0])))
 
 
 # --------------------------------------------------------------------------------------------- helpers

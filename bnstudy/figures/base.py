@@ -26,7 +26,7 @@ from bnstudy.norms import NORMS, norm_look
 from bnstudy.paths import FIGURE_RUNS_SUFFIX
 from bnstudy.records import write_atomic, write_text_atomic
 from bnstudy.registry import Registry
-from bnstudy.runs import Run, RunSet
+from bnstudy.runs import Run, RunSet, by_norm_lr
 
 plt.rcParams.update({"figure.dpi": 110, "savefig.dpi": 150, "font.size": 9, "axes.titlesize": 9,
                      "axes.grid": True, "grid.alpha": 0.3, "legend.fontsize": 7, "legend.framealpha": 0.7})
@@ -59,7 +59,8 @@ FIGURES: Registry[Figure] = Registry("figure")
 
 def figure(name: str, *, experiments: Sequence[str], caption: str = "", group: str = "paper"):
     """Decorator: register ``fn(R: RunSet) -> Figure`` as figure ``name``, drawn from the runs of
-    ``experiments``; ``caption``: what it shows, one or two sentences (default: its name)."""
+    ``experiments``; ``caption``: what it shows, one or two sentences (default: its name); ``group``: where
+    REPORT.md shows it (:data:`GROUPS`)."""
     if group not in GROUPS:
         raise ValueError(f"figure {name!r}: group={group!r}; valid: {', '.join(GROUPS)}")
     if not experiments:
@@ -87,14 +88,6 @@ def norm_order(norm: str) -> int:
     """A norm's place in the legends: its registration order."""
     names = list(NORMS)
     return names.index(norm) if norm in names else len(names)
-
-
-def by_norm_lr(runs: Iterable[Run]) -> dict[tuple[str, float], list[Run]]:
-    """The runs of each (norm, lr): one group per curve, its seeds together."""
-    out: dict[tuple[str, float], list[Run]] = {}
-    for r in runs:
-        out.setdefault((r.norm, r.lr), []).append(r)
-    return out
 
 
 def plot_metric(ax, runs: list[Run], metric: str, layer: int | None = None, label_lr: bool = False,

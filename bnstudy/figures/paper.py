@@ -8,8 +8,7 @@ from functools import partial
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from bnstudy.figures.base import (activation_histogram, by_norm_lr, empty, figure, finish, norm_order, pick,
-                                  plot_metric)
+from bnstudy.figures.base import activation_histogram, empty, figure, finish, norm_order, pick, plot_metric
 from bnstudy.measures.activations import ACT_SAMPLE, MOMENT_SHIFT_MEAN, MOMENT_SHIFT_VAR
 from bnstudy.measures.beta_act import BETA_ACT
 from bnstudy.measures.grad_cos_prev import GRAD_COS_PREV
@@ -17,7 +16,7 @@ from bnstudy.measures.ics import ICS_COS, ICS_L2
 from bnstudy.measures.landscape import BETA, GRAD_PRED, LANDSCAPE_LOSS_MAX, LANDSCAPE_LOSS_MIN
 from bnstudy.measures.loss_change import LOSS_CHANGE
 from bnstudy.norms import norm_look
-from bnstudy.runs import Run, RunSet, layers_of
+from bnstudy.runs import Run, RunSet, by_norm_lr, layers_of
 from bnstudy.train import TEST_ACC, TRAIN_ACC, TRAIN_LOSS
 
 FIG3, FIG4, FIG5 = ("fig3_cnn", "fig3_dln"), ("fig4_cnn", "fig4_dln"), ("fig5_cnn", "fig5_dln")
