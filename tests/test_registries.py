@@ -13,7 +13,7 @@ from bnstudy.data import DATASETS
 from bnstudy.figures import FIGURES
 from bnstudy.models import MODELS
 from bnstudy.norms import NORM_LOOK, NORMS
-from bnstudy.train import OPTIMIZERS
+from bnstudy.build import OPTIMIZERS
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 

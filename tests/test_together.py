@@ -16,7 +16,8 @@ from bnstudy.config import (ActivationsConf, Config, ConfigError, DataConf, ICSC
                             MeasureConf, NormConf, OptimConf, SmallCNNConf, TrainConf)
 from bnstudy.data import TensorData
 from bnstudy.measures import schedule
-from bnstudy.train import Trainer, trajectory_key
+from bnstudy.build import trajectory_key
+from bnstudy.train import Trainer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 ROOT = Path(__file__).resolve().parents[1]
