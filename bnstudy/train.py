@@ -169,11 +169,10 @@ class Trainer:
         model, optimizer, loss_fn, x_all, y_all = p.model, p.optimizer, p.loss_fn, p.data.x_train, p.data.y_train
         keep_threads(first.previous, cfg, first.out_dir)
         sink.check_environment(environment(p.device, p.data.files, t.flush_denormal))
-        self.sink, self.probes = sink, build_probes([o.cfg for o in sink.runs], p)
-        probes, self.chance_evals, self.train_latest, self.eval_latest = self.probes, 0, {}, {}
-        start, window, offsets = 0, None, None
-        if first.resumes:
-            start, window, offsets = self.load_checkpoint()
+        self.sink = sink
+        self.probes = probes = build_probes([o.cfg for o in sink.runs], p)
+        self.chance_evals, self.train_latest, self.eval_latest = 0, {}, {}
+        start, window, offsets = self.load_checkpoint() if first.resumes else (0, None, None)
         window = LogWindow(p.classify, window)
         sink.start(start, offsets)
         t0, status, step = time.time(), "completed", start

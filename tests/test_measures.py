@@ -387,7 +387,7 @@ def test_measurements_leave_training_bit_for_bit(tmp_path, norm, fix_noise, beta
     assert plain.equals(rows_off)  # training loss/accuracy and evaluations, every value bit-for-bit
     s_on, s_off = on.parts.model.state_dict(), off.parts.model.state_dict()
     assert s_on.keys() == s_off.keys() and all(torch.equal(s_on[k], s_off[k]) for k in s_on)  # BN running stats too
-    o_on, o_off = on.optimizer.state_dict()["state"], off.optimizer.state_dict()["state"]
+    o_on, o_off = on.parts.optimizer.state_dict()["state"], off.parts.optimizer.state_dict()["state"]
     assert all(torch.equal(o_on[k]["momentum_buffer"], o_off[k]["momentum_buffer"]) for k in o_off)
     assert torch.equal(rng_on, rng_off)  # the RNG stream (noisy BN's noise) is where training left it
     ics1 = rows_on[(rows_on["metric"] == "ics_l2") & (rows_on["layer"] == 1)]["value"]
