@@ -213,9 +213,9 @@ class Outputs:
     def trajectories(self, device: torch.device) -> list["Outputs"]:
         """The folders as they can go on: together when none has a checkpoint or all have one at one step,
         else one at a time."""
-        runs = self.runs
-        if len(runs) <= 1 or not any(o.resumes for o in runs) or (
-                all(o.resumes for o in runs) and len({o.read_checkpoint(device)["step"] for o in runs}) == 1):
+        runs, resumes = self.runs, [o.resumes for o in self.runs]
+        if len(runs) <= 1 or not any(resumes) or (
+                all(resumes) and len({o.read_checkpoint(device)["step"] for o in runs}) == 1):
             return [self] if runs else []
         for o in runs:
             log.info("%s: resuming on its own (its checkpoint is not at its companions' step)", o.out_dir)
