@@ -242,7 +242,7 @@ class Trainer:
         return rows
 
     def latest(self) -> dict:
-        """The last logged training and eval values (read back here: on the checkpoint schedule, and once at the end)."""
+        """The last logged training and eval values (read back here: at each checkpoint, and once at the end)."""
         return {**self.train_latest, **{metric: float(v) for metric, v in self.eval_latest.items()}}
 
     def label(self, sink: Outputs) -> str:

@@ -12,8 +12,8 @@ group is trained once by ``Trainer(also=...)``, which writes every job's folder 
 byte for byte. Groups of single-thread runs (``train.threads=1``: the DLN, and every run below paper scale)
 run ``--workers`` at a time in worker processes, the longest first (by default one per core, and one more
 per core another process keeps busy: ``bnstudy.threads.pool_size``); the others one after another in this
-process. ``--figures`` then draws those figures from these sweeps. A job that fails does not stop the others; the exit status is then 1
-and the same command (same ``--run-id``) resumes what did not finish.
+process. ``--figures`` then draws those figures from these sweeps. A job that fails does not stop the
+others; the exit status is then 1 and the same command (same ``--run-id``) resumes what did not finish.
 
 Ctrl-C or SIGTERM (a scheduler, ``timeout``) stops everything this process started: the workers ignore the
 terminal's Ctrl-C and are sent SIGTERM by this process instead, which stops the group each trains (its
