@@ -6,7 +6,7 @@ wrong type then fails at start with Hydra's own error naming it. Options with a 
 (``ranged``), checked in one place (``check_ranges``) before anything is written. Each group maps to one registry in
 code: ``model`` -> ``bnstudy.models.MODELS``, ``norm`` -> ``bnstudy.norms.NORMS`` (the model and norm schemas
 live beside those registries and are re-exported here), ``data`` ->
-``bnstudy.data.DATASETS``, ``optim`` -> ``bnstudy.train.OPTIMIZERS``, ``measure`` -> one node per entry of
+``bnstudy.data.DATASETS``, ``optim`` -> ``bnstudy.build.OPTIMIZERS``, ``measure`` -> one node per entry of
 ``bnstudy.measures.MEASURES``.
 """
 
@@ -58,7 +58,7 @@ class DataConf:
 # --------------------------------------------------------------------------------------------- optim
 @dataclass
 class OptimConf:
-    name: str = "sgd"  # key in bnstudy.train.OPTIMIZERS
+    name: str = "sgd"  # key in bnstudy.build.OPTIMIZERS
     lr: float = ranged(0.1, gt=0)
     momentum: float = ranged(0.0, ge=0, lt=1)
     weight_decay: float = ranged(0.0, ge=0)

@@ -31,7 +31,7 @@ from bnstudy.measures.functional import trainable_params
 from bnstudy.measures.signal import SIGNAL_METRICS, SignalHooks
 from bnstudy.measures.theorem41 import THM41_METRICS, Theorem41Hooks
 from bnstudy.models import build_model
-from bnstudy.train import LOSSES, loss_name
+from bnstudy.build import LOSSES, loss_name
 from bnstudy.records import (COLUMNS, FINAL, POSTHOC_CSV, POSTHOC_JSON, format_rows, read_json, write_json_atomic,
                              write_text_atomic)
 

@@ -2,7 +2,8 @@
 
 Norms (``bnstudy.norms.NORMS``), models (``bnstudy.models.MODELS``), datasets (``bnstudy.data.DATASETS``),
 measurements (``bnstudy.measures.MEASURES``), figures (``bnstudy.figures.FIGURES``), claims
-(``bnstudy.claims.CLAIMS``) and report sections (``bnstudy.report.SECTIONS``) are each a :class:`Registry`: a name -> entry mapping
+(``bnstudy.claims.CLAIMS``), report sections (``bnstudy.report.SECTIONS``), optimisers and losses
+(``bnstudy.build.OPTIMIZERS``, ``LOSSES``) are each a :class:`Registry`: a name -> entry mapping
 filled by a decorator placed on the code it describes, whose arguments are the entry's metadata (a norm's
 label, colour and scale invariance; a model's schema; a figure's experiments and caption; a claim's group).
 Optional metadata may be left out: each registry says what it means then.

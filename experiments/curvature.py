@@ -16,7 +16,7 @@ from bnstudy.data import DatasetFormatError, DatasetNotFoundError
 from bnstudy.measures.curvature import MODES
 from bnstudy.posthoc import POSTHOC_CSV, PosthocConf, PosthocError, measure_run
 from bnstudy.records import RunError
-from bnstudy.train import ConfigError
+from bnstudy.config import ConfigError
 
 EXIT_USER_ERROR = 2
 

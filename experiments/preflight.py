@@ -9,7 +9,8 @@ writes ``multirun.yaml`` or launches a job; ``Preflight`` (``hydra.callbacks.bns
 launcher will compose it, with ``load_sweep_config``):
 
 - ``hydra`` names no code but the launchers and sweeper the suite ships (``check_hydra_node``);
-- each job's config passes ``check_keys`` and ``validate`` (ranges, enums);
+- each job's config passes ``check_keys`` and ``validate`` (ranges, enums): ``bnstudy.build.checked``, the
+  one check of a job's config (``on_job_start`` tells the job, in whichever process runs it);
 - each job's folder may be used (``RunFolder.check``: not in use, no link, not another config, not
   foreign files), is writable, and Hydra's own files there are no links.
 
@@ -36,7 +37,7 @@ import io
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from hydra.core.global_hydra import GlobalHydra
 from hydra.experimental.callback import Callback
@@ -58,8 +59,22 @@ LOGGING_CLASSES = frozenset({"logging.StreamHandler", "logging.FileHandler"})  #
 LOGGING_EXTERNALS = frozenset({"ext://sys.stdout", "ext://sys.stderr"})  # the objects they name (``stream:``)
 HYDRA_FILES = ("config.yaml", "hydra.yaml", "overrides.yaml")
 # the running sweep's dir, for the Ctrl-C message (experiments.train); job_notes: {job number: what the
-# launcher knows of it} for the summary (the SLURM launcher: its SLURM id, how it ended, its log)
+# launcher knows of it} for the summary (the SLURM launcher: its SLURM id, how it ended, its log); in the
+# process running a job, job_before (folder_before) and job_checked (its config passed check_job)
 STATE: dict[str, Any] = {}
+
+
+@contextlib.contextmanager
+def planning() -> Iterator[None]:
+    """Within: sweeps are laid out for ``experiments.together``, which trains their jobs later: the folders
+    of every sweep laid out are claimed together (no two jobs of any of them share one), and no sweep
+    prints a summary of jobs that have not run yet."""
+    STATE["planning"] = True
+    try:
+        yield
+    finally:
+        STATE.pop("planning", None)
+        STATE.pop("claimed", None)
 
 
 class Refused(Exception):
@@ -175,20 +190,17 @@ def _task_config(config: DictConfig) -> DictConfig:
 def check_job(config: DictConfig, out_dir: Path) -> dict | None:
     """Everything that would refuse this job, decided before anything is written; returns what its dir
     holds (the summary of a run to resume or of a finished one), or None."""
+    from bnstudy.build import checked
     from bnstudy.config import ConfigError
     from bnstudy.records import RunError, RunFolder
-    from bnstudy.train import check_keys, validate
 
     check_hydra_node(config.hydra)
     existing = next((p for p in [out_dir, *out_dir.parents] if os.path.lexists(p)), None)
     if existing is not None and not existing.is_dir():
         raise Refused(f"cannot make the folder {out_dir}: {existing} exists and is not a folder; pick another folder "
                       f"(hydra.run.dir=... or hydra.sweep.dir=...)")
-    task = _task_config(config)
     try:
-        check_keys(task)
-        cfg = OmegaConf.to_object(task)
-        validate(cfg)
+        cfg = checked(_task_config(config))
         previous = RunFolder(out_dir).check(OmegaConf.to_container(OmegaConf.structured(cfg)), cfg.resume)
     except (ConfigError, RunError) as e:
         raise Refused(str(e)) from None
@@ -272,6 +284,7 @@ class Preflight(Callback):
         self.jobs: list[tuple[int, list[str], Path]] = []
         self.kept: dict[Path, bytes] = {}  # a resumed sweep's records, put back at its end
         self.before: dict[str, dict] = {}  # each job's folder as it was before Hydra wrote (folder_before)
+        self.checked: set[str] = set()  # the folders of the jobs whose configs passed check_job
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         out_dir = Path(str(config.hydra.run.dir)).absolute()
@@ -280,6 +293,7 @@ class Preflight(Callback):
         except Refused as e:
             refuse(str(e))
         self.before[os.path.abspath(out_dir)] = folder_before(config, out_dir)
+        self.checked.add(os.path.abspath(out_dir))
         if previous is not None:  # the dir's .hydra/ records the run as it started: keep it
             with read_write(config.hydra):
                 config.hydra.output_subdir = None
@@ -320,6 +334,7 @@ class Preflight(Callback):
                 if check_job(job_cfg, out_dir) is not None:
                     records = out_dir / (job_cfg.hydra.output_subdir or ".hydra")
                     self.kept.update({p: p.read_bytes() for p in (records / n for n in HYDRA_FILES) if p.is_file()})
+                self.checked.add(os.path.abspath(out_dir))
             except Refused as e:
                 errors.append(f"job #{num} ({' '.join(overrides)}): {e}")
         if errors:
@@ -333,8 +348,11 @@ class Preflight(Callback):
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         """In the process that runs the job (a launcher's worker too: Hydra sends it this callback): what
-        its folder held before, for ``experiments.train.remove_hydra_files``."""
-        STATE["job_before"] = self.before.get(os.path.abspath(str(config.hydra.runtime.output_dir)))
+        its folder held before, for ``experiments.train.remove_hydra_files``, and whether its config passed
+        ``check_job`` (``experiments.train.job_config`` then checks it no more)."""
+        out_dir = os.path.abspath(str(config.hydra.runtime.output_dir))
+        STATE["job_before"] = self.before.get(out_dir)
+        STATE["job_checked"] = out_dir in self.checked
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from bnstudy.records import FINISHED, write_atomic

@@ -2,17 +2,18 @@
 
     python -m experiments.together fig1 fig2 fig3_cnn --scale quick --seeds 0,1 --run-id ID [-- OVERRIDES]
 
-Each experiment is laid out by Hydra exactly as ``python -m experiments.train -m experiment=E scale=S
-seed=SEEDS hydra.sweep.dir=RESULTS/E/S/ID OVERRIDES`` would lay it out (the preflight's checks, ``.hydra/``
-records, ``multirun.yaml``, job numbers), but its jobs are not run there. Jobs whose configs differ only
-in what they measure (``bnstudy.train.TRAJECTORY_FREE``: fig1's and fig4's standard network at lr 0.1,
-say) follow the same trajectory, since a measurement never changes training; each such group is trained
-once by ``Trainer(also=...)``, which writes every job's folder as that job alone would, byte for byte.
-Groups of single-thread runs (``train.threads=1``: the DLN, and every run below paper scale) run
-``--workers`` at a time in worker processes, the longest first (by default one per core, and one more per
-core another process keeps busy: ``bnstudy.threads.pool_size``); the others one after another in this process. ``--figures`` then draws
-those figures from these sweeps. A job that fails does not stop the others; the exit status is then 1
-and the same command (same ``--run-id``) resumes what did not finish.
+Each experiment is laid out by Hydra's own sweep of ``experiments.train``'s config (``plan``: Hydra's API,
+started as ``hydra.main`` starts it), exactly as ``python -m experiments.train -m experiment=E scale=S
+seed=SEEDS hydra.sweep.dir=RESULTS/E/S/ID OVERRIDES`` would lay it out (the preflight's refusals and
+checks, ``.hydra/`` records, ``multirun.yaml``, job numbers), but its jobs are not run there. Jobs whose
+configs differ only in what they measure (``bnstudy.build.TRAJECTORY_FREE``: fig1's and fig4's standard
+network at lr 0.1, say) follow the same trajectory, since a measurement never changes training; each such
+group is trained once by ``Trainer(also=...)``, which writes every job's folder as that job alone would,
+byte for byte. Groups of single-thread runs (``train.threads=1``: the DLN, and every run below paper scale)
+run ``--workers`` at a time in worker processes, the longest first (by default one per core, and one more
+per core another process keeps busy: ``bnstudy.threads.pool_size``); the others one after another in this
+process. ``--figures`` then draws those figures from these sweeps. A job that fails does not stop the
+others; the exit status is then 1 and the same command (same ``--run-id``) resumes what did not finish.
 
 Ctrl-C or SIGTERM (a scheduler, ``timeout``) stops everything this process started: the workers ignore the
 terminal's Ctrl-C and are sent SIGTERM by this process instead, which stops the group each trains (its
@@ -42,7 +43,7 @@ from experiments.interrupt import (Terminated, deferred_signals, exit_status, pr
 
 log = logging.getLogger("bnstudy")
 
-Job = tuple  # (Config, out_dir, Sweep | None): what experiments.train records in plan mode
+Job = tuple  # (Config, out_dir): a job of a sweep as Hydra laid it out; (Config, out_dir, Sweep) once grouped
 
 
 def sweep_dir(results: Path, experiment: str, scale: str, run_id: str) -> Path:
@@ -51,32 +52,39 @@ def sweep_dir(results: Path, experiment: str, scale: str, run_id: str) -> Path:
 
 
 def plan(experiments: list[str], scale: str, seeds: str, results: Path, run_id: str, overrides: list[str]) -> list[Job]:
-    """Every job of the experiments' sweeps, laid out by Hydra (folders and records written, nothing run)."""
-    import experiments.train as entry
-    from experiments.preflight import STATE
+    """Every job of the experiments' sweeps, laid out by Hydra (folders and records written, nothing run).
+
+    Each sweep is Hydra's own multirun of ``experiments.train``'s config (its job name, search path and
+    ``hydra.mode=MULTIRUN``, as ``hydra.main`` starts it), with the preflight's refusals first and its
+    callback; the task function records the job's config and folder instead of training it."""
+    from hydra import initialize_config_dir
+    from hydra._internal.utils import run_and_report
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+
+    from experiments import preflight
+    from experiments.train import CONF_DIR, job_config
 
     jobs: list[Job] = []
-    argv = sys.argv
-    entry.PLAN, STATE["planning"] = jobs, True
-    try:
+
+    def record(cfg) -> None:
+        jobs.append((job_config(cfg), Path(HydraConfig.get().runtime.output_dir)))
+
+    with preflight.planning():
         for name in experiments:
-            sys.argv = ["experiments.train", "-m", f"experiment={name}", f"scale={scale}", f"seed={seeds}",
-                        f"hydra.sweep.dir={sweep_dir(results, name, scale, run_id)}", *overrides]
-            try:
-                entry.main()
-            except SystemExit as e:
-                if e.code:
-                    raise
-    finally:
-        sys.argv, entry.PLAN = argv, None
-        STATE.pop("planning", None)
-        STATE.pop("claimed", None)
+            args = [f"experiment={name}", f"scale={scale}", f"seed={seeds}",
+                    f"hydra.sweep.dir={sweep_dir(results, name, scale, run_id)}", *overrides]
+            preflight.refuse_code_overrides(args)
+            preflight.refuse_code_in_configs(["-m", *args], record, CONF_DIR, "config")
+            with initialize_config_dir(config_dir=CONF_DIR, job_name="train", version_base="1.3"):
+                hydra = GlobalHydra.instance().hydra
+                run_and_report(lambda: hydra.multirun("config", record, [*args, "hydra.mode=MULTIRUN"]))
     return jobs
 
 
 def group(jobs: list[Job]) -> list[list[Job]]:
     """Jobs with one trajectory (``trajectory_key``) together, in the order their first job was planned."""
-    from bnstudy.train import trajectory_key
+    from bnstudy.build import trajectory_key
 
     groups: dict[str, list[Job]] = {}
     for job in jobs:
@@ -119,7 +127,7 @@ def train_group(jobs: list[Job]) -> list[tuple[str, str]]:
     (cfg, out_dir, sweep), *also = jobs
     handlers = log_files(jobs)
     try:
-        trainer = Trainer(cfg, out_dir, sweep=sweep, also=also)
+        trainer = Trainer(cfg, out_dir, sweep=sweep, also=also, checked=True)  # the preflight checked them
         trainer.run()
         summaries = trainer.summaries
         for job, s in zip(jobs, summaries):
@@ -293,7 +301,7 @@ def run(a: argparse.Namespace, overrides: list[str]) -> int:
     console_logging()
     groups = group(jobs)
     folders = tuple(tuple(Path(job[1]) for job in g) for g in groups)
-    groups = [[(cfg, out_dir, Sweep(None, len(groups), i, folders)) for cfg, out_dir, _ in g]
+    groups = [[(cfg, out_dir, Sweep(None, len(groups), i, folders)) for cfg, out_dir in g]
               for i, g in enumerate(groups)]
     print(f"{len(jobs)} jobs of {len(a.experiments)} experiment(s) follow {len(groups)} training trajectories: "
           f"each trained once", file=sys.stderr)

@@ -30,12 +30,13 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-import bnstudy.config  # noqa: F401  (registers the structured configs)
 import bnstudy.paths  # noqa: F401  (registers ${unique:}, used by the run and sweep dir names)
+from bnstudy.build import checked
+from bnstudy.config import Config, ConfigError  # (importing it registers the structured configs)
 from bnstudy.data import DatasetFormatError, DatasetNotFoundError
 from bnstudy.progress import Sweep
-from bnstudy.records import write_atomic
-from bnstudy.train import ConfigError, RunError, check_keys, run
+from bnstudy.records import RunError, write_atomic
+from bnstudy.train import run
 from experiments.interrupt import exit_status, print_interrupted, sigterm_as_interrupt
 from experiments import preflight  # its STATE through the module: a job pickled by value (SLURM) shares it
 from experiments.preflight import EXIT_USER_ERROR, refuse_code_in_configs, refuse_code_overrides
@@ -43,9 +44,6 @@ from experiments.preflight import EXIT_USER_ERROR, refuse_code_in_configs, refus
 log = logging.getLogger("bnstudy")
 
 USER_ERRORS = (ConfigError, RunError, DatasetNotFoundError, DatasetFormatError)
-# experiments.together sets a list here: each job is then recorded (config, folder, place in its sweep)
-# instead of run; Hydra and the preflight do everything else as for a run
-PLAN: list | None = None
 
 
 def remove_hydra_files(out_dir: Path, before: dict | None) -> None:
@@ -132,17 +130,18 @@ def _out_of_requeues(e: BaseException) -> bool:
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")  # absolute: works with -m and when imported
 
 
+def job_config(cfg: DictConfig) -> Config:
+    """A job's config as a ``Config``: the preflight checked it before Hydra wrote anything (its
+    ``on_job_start`` says so, in whichever process runs the job), else it is checked here."""
+    return OmegaConf.to_object(cfg) if preflight.STATE.get("job_checked") else checked(cfg)
+
+
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def hydra_main(cfg: DictConfig) -> None:
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     sweep = HydraConfig.get().mode == RunMode.MULTIRUN
-    if PLAN is not None:
-        check_keys(cfg)
-        PLAN.append((OmegaConf.to_object(cfg), out_dir, sweep_of_job()))
-        return
     try:
-        check_keys(cfg)
-        summary = run(OmegaConf.to_object(cfg), out_dir, sweep=sweep_of_job())
+        summary = run(job_config(cfg), out_dir, sweep=sweep_of_job(), checked=True)
     except USER_ERRORS as e:
         remove_hydra_files(out_dir, preflight.STATE.get("job_before"))
         message = " ".join(str(e).split())  # one line
@@ -176,8 +175,6 @@ def main() -> None:
         try:
             hydra_main()
         except KeyboardInterrupt as e:  # a sweep's job, or while a parallel launcher waits for its jobs
-            if preflight.STATE.get("planning"):  # experiments.together says how to resume its work
-                raise
             where = f" and hydra.sweep.dir={preflight.STATE['sweep_dir']}" if preflight.STATE.get("sweep_dir") else ""
             print_interrupted(f"the same command{where}")
             sys.exit(exit_status(e))

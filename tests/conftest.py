@@ -81,14 +81,14 @@ def sweeping(monkeypatch, swept: dict[str, dict[str, tuple]]) -> None:
 @pytest.fixture
 def one_thread(monkeypatch):
     """torch on one thread for the test (tiny tensors; the CPU is shared), also for runs with
-    ``train.threads=0`` (PyTorch's default, ``bnstudy.train.PYTORCH_THREADS``); the count put back after."""
+    ``train.threads=0`` (PyTorch's default, ``bnstudy.build.PYTORCH_THREADS``); the count put back after."""
     import torch
 
-    import bnstudy.train
+    import bnstudy.build
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    monkeypatch.setattr(bnstudy.train, "PYTORCH_THREADS", 1)
+    monkeypatch.setattr(bnstudy.build, "PYTORCH_THREADS", 1)
     yield
     torch.set_num_threads(threads)
 

@@ -17,7 +17,7 @@ from bnstudy.measures.curvature import (chunks, gradient_curvature, hessian_top_
 from bnstudy.measures.functional import RNGState, trainable_params
 from bnstudy.measures.landscape import landscape
 from bnstudy.models import build_model
-from bnstudy.train import LOSSES
+from bnstudy.build import LOSSES
 
 DT = torch.float64
 CE = LOSSES["cross_entropy"]

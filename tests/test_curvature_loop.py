@@ -12,7 +12,8 @@ from bnstudy.measures.curvature import fixed_subset, hessian_top_eigenvalue
 from bnstudy.measures.functional import trainable_params
 from bnstudy.models import build_model
 from bnstudy.records import read_metrics
-from bnstudy.train import LOSSES, Trainer
+from bnstudy.build import LOSSES
+from bnstudy.train import Trainer
 
 BEYOND = ("hessian", "grad_curvature", "theorem41", "scale_invariance", "signal")
 
@@ -44,14 +45,14 @@ def test_beyond_measures_leave_training_bit_for_bit_and_log_the_library_values(t
     on = Trainer(_config(norm, True), tmp_path / "on", data=_data())
     torch.manual_seed(0)  # the same init as the trainer's (seed 0), for the step-0 Hessian below
     fresh = build_model(on.cfg.model, on.cfg.norm, (1, 10, 10), 3)
-    assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), on.model.state_dict().values()))
+    assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), on.parts.model.state_dict().values()))
     on.run()
     off = Trainer(_config(norm, False), tmp_path / "off", data=_data())
     off.run()
     rows_on, rows_off = read_metrics(tmp_path / "on" / "metrics.csv"), read_metrics(tmp_path / "off" / "metrics.csv")
     new = set(rows_on["metric"]) - set(rows_off["metric"])
     assert rows_on[~rows_on["metric"].isin(new)].reset_index(drop=True).equals(rows_off)
-    assert all(torch.equal(a, b) for a, b in zip(on.model.state_dict().values(), off.model.state_dict().values()))
+    assert all(torch.equal(a, b) for a, b in zip(on.parts.model.state_dict().values(), off.parts.model.state_dict().values()))
     get = lambda metric, step, layer=None: rows_on[(rows_on["metric"] == metric) & (rows_on["step"] == step) & (
         rows_on["layer"].isna() if layer is None else rows_on["layer"] == layer)]["value"].item()
     assert {"hess_lmax_train", "hess_lmax_eval", "batch_sharpness", "beta_limit", "sig_rank"} <= new
@@ -59,8 +60,8 @@ def test_beyond_measures_leave_training_bit_for_bit_and_log_the_library_values(t
     # step 0: the logged lambda_max is the library's on the initial weights and the same subset
     if norm != "noisy_batch":  # (noisy BN: the replayed noise is the step's, not reproducible here)
         with torch.no_grad():  # the step-0 training forward, which moved BN's running statistics before the probe
-            fresh(on.data.x_train[on.sampler.indices(0)])
-        x, y = fixed_subset(on.data.x_train, on.data.y_train, 24, 0)
+            fresh(on.parts.data.x_train[on.parts.sampler.indices(0)])
+        x, y = fixed_subset(on.parts.data.x_train, on.parts.data.y_train, 24, 0)
         params = {n: p.detach() for n, p in trainable_params(fresh).items()}
         for mode in ("train", "eval"):
             ref = hessian_top_eigenvalue(fresh, LOSSES["cross_entropy"], params, x, y, mode, 12, 30, 1e-8)

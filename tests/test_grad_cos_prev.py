@@ -85,7 +85,7 @@ def test_no_extra_pass_and_training_unchanged(tmp_path):
     for every in (0, 1):
         t = Trainer(_config(every), tmp_path / str(every), data=_regression())
         forwards[every] = 0
-        t.model.register_forward_hook(lambda *a, e=every: forwards.__setitem__(e, forwards[e] + 1))
+        t.parts.model.register_forward_hook(lambda *a, e=every: forwards.__setitem__(e, forwards[e] + 1))
         t.run()
         trainers[every] = read_metrics(tmp_path / str(every) / "metrics.csv")
     assert forwards[1] == forwards[0] == 8  # one forward per step, measured or not

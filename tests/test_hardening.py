@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import bnstudy.train
+import bnstudy.build
 import experiments.train as entry
 from conftest import fake_config, write_fake_run
 
@@ -468,7 +468,7 @@ def test_a_linked_hash_cache_is_left_alone(tmp_path, monkeypatch):
 def test_threads_0_after_threads_1_in_one_process_is_pytorchs_own_count(tmp_path, monkeypatch, capsys):
     """A basic-launcher sweep runs its jobs in one process: the job with train.threads=0 runs on PyTorch's own
     count (it ran on the 1 thread the job before had set), as it would alone."""
-    monkeypatch.setattr(bnstudy.train, "PYTORCH_THREADS", 3, raising=False)  # any count but 1
+    monkeypatch.setattr(bnstudy.build, "PYTORCH_THREADS", 3)  # any count but 1
     before = torch.get_num_threads()
     try:
         code, err = call_main(monkeypatch, capsys, "-m", *DLN, "train.threads=1,0", f"hydra.sweep.dir={tmp_path}")

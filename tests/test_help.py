@@ -61,14 +61,14 @@ def test_an_interrupted_run_shows_its_checkpoint_step_and_accuracy(tmp_path, mon
     x, y = torch.randn(48, 1, 10, 10, generator=g), torch.randint(0, 3, (48,), generator=g)
     data = TensorData("synthetic", x, y, x[:16].clone(), y[:16].clone(), 3)
     trainer = Trainer(_tiny(40), tmp_path / "tiny" / "none" / "run", data=data)
-    evals = trainer._eval_rows
+    evals = trainer.eval_rows
 
     def eval_then_stop(step):  # Ctrl-C at step 30, after the checkpoints at 10, 20 and 30
         if step == 30:
             raise KeyboardInterrupt
         return evals(step)
 
-    monkeypatch.setattr(trainer, "_eval_rows", eval_then_stop)
+    monkeypatch.setattr(trainer, "eval_rows", eval_then_stop)
     with pytest.raises(KeyboardInterrupt):
         trainer.run()
     runs.main([str(tmp_path), "--all"])

@@ -8,7 +8,7 @@ import torch
 
 from bnstudy.config import DLNConf, NormConf
 from bnstudy.models import build_model
-from bnstudy.train import LOSSES
+from bnstudy.build import LOSSES
 
 OUT = torch.tensor([[1.0, 2.0], [3.0, -1.0]])
 Y = torch.tensor([[0.0, 0.0], [1.0, 1.0]])

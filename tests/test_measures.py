@@ -26,7 +26,8 @@ from bnstudy.measures.registry import Context, enabled, node_of, schemas
 from bnstudy.measures.schedule import Probes
 from bnstudy.models import Block, BlockNet, build_model
 from bnstudy.records import read_metrics
-from bnstudy.train import LOSSES, Trainer
+from bnstudy.build import LOSSES
+from bnstudy.train import Trainer
 
 DT = torch.float64
 MSE_SUM = LOSSES["mse_sum"]
@@ -356,7 +357,7 @@ def _config(norm: str, measure: bool, fix_noise: bool = True, beta_wrt: str = "a
 def _train(cfg: Config, out_dir):
     trainer = Trainer(cfg, out_dir, data=_synthetic())
     trainer.run()
-    rng = torch.cuda.get_rng_state() if trainer.device.type == "cuda" else torch.get_rng_state()
+    rng = torch.cuda.get_rng_state() if trainer.parts.device.type == "cuda" else torch.get_rng_state()
     return trainer, read_metrics(out_dir / "metrics.csv"), rng
 
 
@@ -384,9 +385,9 @@ def test_measurements_leave_training_bit_for_bit(tmp_path, norm, fix_noise, beta
     plain = rows_on[~rows_on["metric"].isin(measured)].reset_index(drop=True)
     assert {"train_loss", "test_loss", "train_eval_acc"} <= set(plain["metric"])
     assert plain.equals(rows_off)  # training loss/accuracy and evaluations, every value bit-for-bit
-    s_on, s_off = on.model.state_dict(), off.model.state_dict()
+    s_on, s_off = on.parts.model.state_dict(), off.parts.model.state_dict()
     assert s_on.keys() == s_off.keys() and all(torch.equal(s_on[k], s_off[k]) for k in s_on)  # BN running stats too
-    o_on, o_off = on.optimizer.state_dict()["state"], off.optimizer.state_dict()["state"]
+    o_on, o_off = on.parts.optimizer.state_dict()["state"], off.parts.optimizer.state_dict()["state"]
     assert all(torch.equal(o_on[k]["momentum_buffer"], o_off[k]["momentum_buffer"]) for k in o_off)
     assert torch.equal(rng_on, rng_off)  # the RNG stream (noisy BN's noise) is where training left it
     ics1 = rows_on[(rows_on["metric"] == "ics_l2") & (rows_on["layer"] == 1)]["value"]
@@ -410,8 +411,8 @@ def test_loop_reads_tensors_back_only_on_its_schedules(tmp_path, monkeypatch, no
         _every(cfg.measure, 5)
     trainer = Trainer(cfg, tmp_path, data=_synthetic())
     now: dict = {"step": None}
-    indices = trainer.sampler.indices
-    monkeypatch.setattr(trainer.sampler, "indices", lambda step: (now.update(step=step), indices(step))[1])
+    indices = trainer.parts.sampler.indices
+    monkeypatch.setattr(trainer.parts.sampler, "indices", lambda step: (now.update(step=step), indices(step))[1])
     reads: list[tuple] = []
     for name in HOST_READS:
         def read(self, *a, _orig=getattr(torch.Tensor, name), _name=name, **k):

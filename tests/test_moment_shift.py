@@ -9,7 +9,7 @@ import torch
 from bnstudy.config import ActivationsConf, DLNConf, MeasureConf, NormConf
 from bnstudy.measures.schedule import Probes
 from bnstudy.models import build_model
-from bnstudy.train import LOSSES
+from bnstudy.build import LOSSES
 
 MSE = LOSSES["mse_sum"]
 F32 = dict(rel=1e-5, abs=1e-7)  # the measurement sums float32 activations; the spy averages them in float64

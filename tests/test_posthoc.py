@@ -10,7 +10,8 @@ from bnstudy.measures.curvature import fixed_subset, hessian_top_eigenvalue
 from bnstudy.measures.functional import trainable_params
 from bnstudy.posthoc import POSTHOC_CSV, POSTHOC_JSON, PosthocConf, measure_run
 from bnstudy.records import read_json
-from bnstudy.train import LOSSES, Trainer
+from bnstudy.build import LOSSES
+from bnstudy.train import Trainer
 from experiments import curvature as cli
 
 
@@ -32,7 +33,7 @@ def _run(tmp_path, norm: str, save_final: bool = True):
 def test_final_weights_are_saved_and_load_weights_only(tmp_path):
     trainer = _run(tmp_path / "on", "batch")
     state = torch.load(tmp_path / "on" / "final.pt", weights_only=True)
-    ref = trainer.model.state_dict()
+    ref = trainer.parts.model.state_dict()
     assert state.keys() == ref.keys() and all(torch.equal(state[k], ref[k]) for k in ref)  # running stats too
     _run(tmp_path / "off", "batch", save_final=False)
     assert not (tmp_path / "off" / "final.pt").exists()
@@ -49,7 +50,7 @@ def test_posthoc_measures_a_finished_run_without_touching_it(tmp_path, norm):
     got = rows.set_index(["metric", rows["layer"].fillna(0)])["value"]
     assert set(rows["step"]) == {5}
     # the same numbers from the library on the trainer's own final model
-    m, data = trainer.model, trainer.data
+    m, data = trainer.parts.model, trainer.parts.data
     x, y = fixed_subset(data.x_train, data.y_train, 64, 0)
     params = {n: p.detach() for n, p in trainable_params(m).items()}
     for mode_name in ("train", "eval"):

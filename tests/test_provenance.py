@@ -19,7 +19,7 @@ import torch
 import experiments.train as entry
 from bnstudy import provenance
 from bnstudy.records import MetricsWriter, write_json_atomic
-from bnstudy.train import CHECKPOINT
+from bnstudy.records import CHECKPOINT
 
 from test_data import write_idx_dataset  # noqa: E402  (tests/ is on sys.path under pytest)
 

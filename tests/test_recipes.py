@@ -28,7 +28,7 @@ from bnstudy.measures.scale_invariance import SCALE_METRICS
 from bnstudy.measures.schedule import Probes
 from bnstudy.models import MODELS, VGGConf, build_model, glorot_init
 from bnstudy.norms import NORMS, NormConf, norm_look
-from bnstudy.train import LOSSES
+from bnstudy.build import LOSSES
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "extending.md"

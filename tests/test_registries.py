@@ -14,7 +14,7 @@ from bnstudy.data import DATASETS
 from bnstudy.figures import FIGURES
 from bnstudy.models import MODELS
 from bnstudy.norms import NORMS, norm_look
-from bnstudy.train import OPTIMIZERS
+from bnstudy.build import OPTIMIZERS
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 

@@ -16,7 +16,8 @@ from bnstudy.measures.registry import (PHASES, Cost, Measurement, Step, build_me
                                        ordered, schemas)
 from bnstudy.measures.schedule import Probes
 from bnstudy.models import build_model
-from bnstudy.train import LOSSES, LOOP_METRICS, validate
+from bnstudy.build import LOSSES, validate
+from bnstudy.train import LOOP_METRICS
 
 MSE = LOSSES["mse_sum"]
 

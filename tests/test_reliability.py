@@ -29,7 +29,8 @@ import experiments.train as entry
 from bnstudy.data import TensorData
 from bnstudy.records import MetricsWriter, RunLock, read_metrics, write_json_atomic
 from bnstudy.runs import find_runs, run_status, write_index
-from bnstudy.train import CHECKPOINT, RunError, run
+from bnstudy.records import CHECKPOINT, RunError
+from bnstudy.train import run
 
 ROOT = Path(__file__).resolve().parents[1]
 DLN = ["model=dln", "model.num_layers=6", "data=gaussian", "norm=batch", "data.num_train=256",

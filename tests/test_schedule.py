@@ -9,7 +9,7 @@ from bnstudy.config import ActivationsConf, DLNConf, ICSConf, LandscapeConf, Los
 from bnstudy.measures.loss_change import LOSS_CHANGE
 from bnstudy.measures.schedule import Probes, is_due
 from bnstudy.models import build_model
-from bnstudy.train import LOSSES
+from bnstudy.build import LOSSES
 
 MSE = LOSSES["mse_sum"]
 

@@ -13,7 +13,7 @@ from bnstudy.measures.scale_invariance import is_scale_invariant, scale_step
 from bnstudy.measures.signal import SignalHooks, effective_rank
 from bnstudy.measures.theorem41 import Theorem41Hooks, is_plain_batchnorm, theorem41
 from bnstudy.models import build_model
-from bnstudy.train import LOSSES
+from bnstudy.build import LOSSES
 
 DT = torch.float64
 

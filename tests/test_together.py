@@ -16,7 +16,8 @@ from bnstudy.config import (ActivationsConf, Config, ConfigError, DataConf, ICSC
                             MeasureConf, NormConf, OptimConf, SmallCNNConf, TrainConf)
 from bnstudy.data import TensorData
 from bnstudy.measures import schedule
-from bnstudy.train import Trainer, trajectory_key
+from bnstudy.build import trajectory_key
+from bnstudy.train import Trainer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 ROOT = Path(__file__).resolve().parents[1]
@@ -181,8 +182,14 @@ def test_together_lays_out_and_writes_what_make_fig_targets_write(tmp_path):
     assert len(csvs) == 6
     for rel in csvs:
         assert (tmp_path / "together" / rel).read_bytes() == (tmp_path / "alone" / rel).read_bytes()
-    assert (tmp_path / "together" / "fig4_dln" / "tiny" / "r" / "multirun.yaml").is_file()
-    assert (tmp_path / "together" / "fig4_dln" / "tiny" / "r" / "1" / ".hydra" / "config.yaml").is_file()
+    # Hydra's records (multirun.yaml, each job's .hydra/): the same text but for the results folder's path
+    records = sorted(p.relative_to(tmp_path / "alone") for p in (tmp_path / "alone").rglob("*.yaml"))
+    assert len(records) == 2 + 6 * 3
+    assert records == sorted(p.relative_to(tmp_path / "together") for p in (tmp_path / "together").rglob("*.yaml"))
+    for rel in records:
+        text = {side: (tmp_path / side / rel).read_text().replace(str(tmp_path / side), "RESULTS")
+                for side in ("together", "alone")}
+        assert text["together"] == text["alone"], rel
 
 
 def test_together_refuses_a_launcher(tmp_path):

@@ -7,13 +7,14 @@ an entry runs probe passes, torch's RNG is captured and put back, so training wi
 bit-for-bit training with them off. It knows no measurement by name.
 
 Runs that share a training trajectory (``bnstudy.train.Trainer`` with ``also=``: the same model, data,
-optimiser and seed, other measurements) each have their own ``Probes``; given one ``SharedEntries``, an
-entry with the same config in several of them is built once and its rows computed once per phase and step.
+optimiser and seed, other measurements) each have their own ``Probes``, which the loop calls as one
+``ProbeSet``; given one ``SharedEntries``, an entry with the same config in several of them is built once
+and its rows computed once per phase and step.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Optional
 
 import torch
@@ -24,7 +25,7 @@ from bnstudy.measures.registry import Context, Measurement, Row, Step, checks, e
 if TYPE_CHECKING:
     from bnstudy.models import BlockNet
 
-__all__ = ["Due", "Probes", "Row", "is_due"]
+__all__ = ["Due", "Probes", "ProbeSet", "Row", "is_due"]
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class Due:
 
 
 NOTHING_DUE = Due()
+DUE_FLAGS = [f.name for f in fields(Due)]
 
 
 class SharedEntries:
@@ -155,3 +157,50 @@ class Probes:
     def load_state_dict(self, state: dict) -> None:
         for m in self.entries:
             m.load_state_dict(state[m.name])
+
+
+class ProbeSet:
+    """The ``Probes`` of the runs on one trajectory, called by the loop once per phase: what is due is the
+    union of what each run needs, and each phase returns each run's rows apart (a list per run, in order).
+
+    Each run is served as it would be alone: its measurements get the step's RNG state or snapshot only
+    where its own schedule asks for them, and with several runs every run's forward hooks come off right
+    after the training forward, so one run's probe passes never reach another's hooks.
+    """
+
+    def __init__(self, probes: list[Probes]):
+        self.probes = probes
+        self._dues: list[Due] = [NOTHING_DUE] * len(probes)
+
+    def due(self, step: int) -> Due:
+        self._dues = dues = [p.due(step) for p in self.probes]
+        if len(dues) == 1 or all(d is NOTHING_DUE for d in dues):
+            return dues[0]
+        return Due(*(any(getattr(d, flag) for d in dues) for flag in DUE_FLAGS))
+
+    def before_forward(self, step: int) -> None:
+        for p, due in zip(self.probes, self._dues):
+            p.before_forward(step, due)
+
+    def after_forward(self) -> None:
+        if len(self.probes) > 1:
+            for p in self.probes:
+                p.detach_hooks()
+
+    def after_backward(self, step: int, x, y, loss: torch.Tensor, rng: Optional[RNGState]) -> list[list[Row]]:
+        return [p.after_backward(step, x, y, loss, rng if due.rng else None) if due.after_backward else []
+                for p, due in zip(self.probes, self._dues)]
+
+    def snapshot(self) -> tuple[Params, Params]:
+        return self.probes[0].snapshot()  # the model's, whichever run asks
+
+    def after_step(self, step: int, x, y, before, rng: Optional[RNGState]) -> list[list[Row]]:
+        return [p.after_step(step, x, y, before if due.snapshot else None, rng if due.rng else None)
+                if due.after_step else [] for p, due in zip(self.probes, self._dues)]
+
+    def state_dicts(self) -> list[dict]:
+        return [p.state_dict() for p in self.probes]
+
+    def load_state_dicts(self, states: list[dict]) -> None:
+        for p, state in zip(self.probes, states):
+            p.load_state_dict(state)

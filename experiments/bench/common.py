@@ -17,10 +17,10 @@ import torch
 
 import bnstudy.config  # noqa: F401  (registers the structured configs)
 import bnstudy.train as train_mod
+from bnstudy.build import build
 from bnstudy.config import DataConf
 from bnstudy.data import FASHION_SYSTEM_DIR, BatchSampler, TensorData, load_dataset
-from bnstudy.models import build_model
-from bnstudy.train import LOSSES, OPTIMIZERS, Trainer, loss_name
+from bnstudy.train import Trainer
 
 ROOT = Path(__file__).resolve().parents[2]
 CONF = str(ROOT / "conf")
@@ -221,7 +221,8 @@ def timed_suite_loop(sync: Callable[[], None]) -> Iterator[None]:
 
 def suite_run(bench: Bench, cfg, data: TensorData) -> tuple[float, float, int]:
     """(loop seconds, seconds of run() outside the loop, steps done) of one fresh ``Trainer(cfg).run()``."""
-    trainer = Trainer(cfg, bench.out_dir(), data=data)
+    out_dir = bench.out_dir()
+    trainer = Trainer(cfg, out_dir, data=data)
     _LOOP_TIMES.clear()
     with timed_suite_loop(bench.sync):
         bench.sync()
@@ -233,7 +234,7 @@ def suite_run(bench: Bench, cfg, data: TensorData) -> tuple[float, float, int]:
         loop, steps = _LOOP_TIMES[-1]
     else:  # the loop ended early (a diverged run breaks out of it): count the whole run
         loop, steps = total, int(summary.get("step", cfg.train.steps))
-    shutil.rmtree(trainer.out_dir, ignore_errors=True)
+    shutil.rmtree(out_dir, ignore_errors=True)
     return loop, total - loop, steps
 
 
@@ -244,20 +245,13 @@ def bare_run(bench: Bench, cfg, data: TensorData, steps: int,
     ``after_backward(captured)``, if given, runs after every backward on the outputs of the probes of
     blocks ``layers`` (kept by forward hooks), for a measurement's floor."""
     t = cfg.train
-    bench.set_threads(t.threads)  # the process-wide switches Trainer.__init__ sets, set the same way
-    torch.set_flush_denormal(t.flush_denormal)
-    train_mod.set_tf32(t.tf32)
-    train_mod.seed_everything(cfg.seed, t.deterministic)
-    model = build_model(cfg.model, cfg.norm, data.input_shape, data.num_classes).to(bench.device)
+    parts = build(cfg, data)  # the process-wide switches, model, optimiser and loss the suite's run builds
+    model, opt, loss_fn = parts.model, parts.optimizer, parts.loss_fn
     channels_last = t.channels_last and data.x_train.dim() == 4
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
     captured: dict = {}
     if after_backward is not None:
         for i in (i for i in layers if i <= len(model.blocks)):  # a floor may name every block there may be
             model.block(i).probe.register_forward_hook(lambda m, i_, o, i=i: captured.__setitem__(i, o.detach()))
-    opt = OPTIMIZERS[cfg.optim.name](list(model.parameters()), cfg.optim)
-    loss_fn = LOSSES[loss_name(cfg, data)]
     x_all, y_all = data.x_train, data.y_train
     n, b = len(x_all), t.batch_size
     per_epoch = n // b

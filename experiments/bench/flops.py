@@ -5,10 +5,9 @@ from __future__ import annotations
 import torch
 from torch.utils import benchmark
 
-import bnstudy.train as train_mod
 from bnstudy.data import TensorData
 from bnstudy.models import build_model
-from bnstudy.train import LOSSES, loss_name
+from bnstudy.build import LOSSES, loss_name, set_tf32
 from experiments.bench.common import Bench
 
 def matmul_peak(bench: Bench) -> tuple[float, int]:
@@ -16,7 +15,7 @@ def matmul_peak(bench: Bench) -> tuple[float, int]:
     not a typical speed), with the run's TF32 setting."""
     n = 8192 if bench.device.type == "cuda" else bench.sizes.matmul_n_cpu
     bench.set_threads(None)
-    train_mod.set_tf32(bench.args.tf32)
+    set_tf32(bench.args.tf32)
     a = torch.randn(n, n, device=bench.device)
     b = torch.randn(n, n, device=bench.device)
     timer = benchmark.Timer("a @ b", globals={"a": a, "b": b}, num_threads=torch.get_num_threads())

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-import bnstudy.train as train_mod
+from bnstudy.build import set_tf32
 from experiments.bench.common import RATIO_TARGET, Bench, alternate, bare_run, med, model_cases, suite_run
 
 # ------------------------------------------------------------------------------------------ 1. step
@@ -82,6 +82,6 @@ def section_switches(bench: Bench) -> None:
             bench.row("switches", case.name, f"{switch.split('.')[1]}_speedup", speedup, "x", note=note)
             print(f"  switches {case.name:16s} {switch:20s} off {med(off):8.3f} ms  on {med(on):8.3f} ms  "
                   f"speed-up {speedup:.3f}x", flush=True)
-    train_mod.set_tf32(bench.args.tf32)  # the process-wide flag back to the bench's own setting
+    set_tf32(bench.args.tf32)  # the process-wide flag back to the bench's own setting
 
 
