@@ -356,16 +356,17 @@ def _figures(ctx: ReportContext) -> str:
                         f"*{caption(Path(f).stem, ctx.scale, runs, Path(f))}*" for f in figures)
 
 
-def whose_runs(root: Optional[Path]) -> str:
+def whose_runs(root: Optional[Path], shown_as: Optional[Path] = None) -> str:
     """Whose runs the verdicts are about: yours under ``root`` (the committed reference is never among them),
-    or the committed reference itself."""
+    or the committed reference itself. ``shown_as``: the folder named instead of ``root`` (``make reference``
+    writes into a folder aside that then takes the reference's place)."""
     from bnstudy.runs import is_reference
 
     if root is None:
         return ""
     if is_reference(root):
-        return f"The runs judged are the committed reference's, in `{root}`."
-    return (f"The runs judged are yours, in `{root}`; the committed reference (`results/reference/quick`) is not "
+        return f"The runs judged are the committed reference's, in `{shown_as or root}`."
+    return (f"The runs judged are yours, in `{shown_as or root}`; the committed reference (`results/reference/quick`) is not "
             f"among them (`make verify` compares your runs with it; `make report RESULTS=results/reference/quick` "
             f"reports it).")
 
@@ -381,7 +382,7 @@ def render_report(results: list[ClaimResult], figures: list[Path], scale: str, d
     counts = {v: sum(r.verdict == v for r in canonical) for v in VERDICTS}
     exploratory = len(results) - len(canonical)
     out = [f"# bnstudy: claims of Santurkar et al. 2018 — scale `{scale}`", "",
-           f"Generated {date} by `python -m experiments.report`. " + whose_runs(root), "",
+           f"Generated {date} by `python -m experiments.report`. " + whose_runs(root, extra.get("shown_as")), "",
            f"**{counts[HOLDS]} of the paper's {len(results)} claims hold** on the runs of the experiments as "
            f"configured (canonical runs): " + ", ".join(f"{counts[v]} {v}" for v in VERDICTS) + f". "
            f"{len(canonical)} of {len(results)} verdicts rest on canonical runs"

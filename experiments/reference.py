@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
             for path in draw(names, new, a.scale, new / "figures"):
                 if path.suffix == ".pdf":
                     path.unlink()  # the PNGs are committed; `make figures` makes the PDFs again
-            if report.main(["--results", str(new), "--scale", a.scale]) != 0:
+            if report.main(["--results", str(new), "--scale", a.scale, "--shown-as", str(out)]) != 0:
                 raise ReferenceError(f"the report of {new} could not be written")
             size = folder_size(new)
             if size > SIZE_BUDGET:

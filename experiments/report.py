@@ -34,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="sweep folders to check their experiments on (default: each experiment's newest sweep and "
                         "the sweeps with its settings)")
     p.add_argument("--out", default=None, help="where to write the report (default: <results>/REPORT.md)")
+    p.add_argument("--shown-as", default=None, type=Path, metavar="DIR",
+                   help="the folder the report names as its runs' (default: --results; make reference writes aside)")
     args = p.parse_args(argv)
     results = Path(args.results)
     if not results.is_dir():
@@ -48,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     claims = check_claims(runs)
     out = Path(args.out) if args.out else results / "REPORT.md"
     figures = find_figures(results, args.scale)
-    write_text_atomic(out, render_report(claims, figures, args.scale, root=results, runs=runs))
+    write_text_atomic(out, render_report(claims, figures, args.scale, root=results, runs=runs,
+                                           shown_as=args.shown_as))
     print(render_table(claims))
     print(f"\nwrote {out}")
     return 0

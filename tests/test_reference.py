@@ -154,6 +154,8 @@ def test_an_export_replaces_the_old_one_whole_with_the_runs_figures_read(made, t
     assert not (ref / "fig1" / "quick" / STAMPS[0]).exists()
     assert sorted(p.name for p in ref.iterdir()) == ["REPORT.md", "fig1", "figures", MANIFEST]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ref", "results"]
+    # written aside, the report still names the folder it ends up in
+    assert f"The runs judged are the committed reference's, in `{ref}`." in (ref / "REPORT.md").read_text()
 
 
 # ------------------------------------------------------------------------------------------- reading
