@@ -102,7 +102,9 @@ def lock_state() -> dict[str, Any]:
     if not LOCK_FILE.is_file():
         return {"sha256": None, "matches": None, "differs": []}
     pins = read_lock(LOCK_FILE)
-    installed = {_norm(d.metadata["Name"] or ""): d.version for d in metadata.distributions()}
+    installed: dict[str, str] = {}
+    for d in metadata.distributions():  # the first on sys.path is the one imported (a vendored copy comes later)
+        installed.setdefault(_norm(d.metadata["Name"] or ""), d.version)
     differs = [f"{n}=={v} (installed: {installed.get(n, 'none')})" for n, v in sorted(pins.items())
                if installed.get(n) != v]
     return {"sha256": hashlib.sha256(LOCK_FILE.read_bytes()).hexdigest(), "matches": not differs,

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from bnstudy.measures import MEASURES
 
@@ -132,19 +133,43 @@ def test_bench_help_and_bad_section():
     assert done.returncode == 2 and "unknown sections" in done.stderr
 
 
-def test_tiny_make_all_run_times_make_all_idle_and_beside_a_busy_process(tmp_path):
-    """Section make_all_run at --tiny (make all SCALE=tiny): both walls, their ratio against the 1.5 target,
-    and every metrics.csv of the busy run byte-identical to the idle run's."""
-    out = tmp_path / "bench.csv"
-    cmd = [sys.executable, "-m", "experiments.bench", "--tiny", "--sections", "make_all_run", "--busy", "--out", str(out)]
-    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
+def test_make_all_run_times_make_all_against_a_baseline_and_beside_a_busy_process(tmp_path, monkeypatch, capsys):
+    """Section make_all_run with --baseline and --busy, make all itself replaced by a stand-in that writes three
+    runs' CSVs (the real make all runs end to end in test_together and test_hardening; here the section's
+    bookkeeping): each wall, both ratios against their targets, and the CSVs compared with the baseline's and
+    between the idle and busy runs, counting a file that differs."""
+    from experiments.bench import cli, walls
+
+    calls = []
+
+    def make_all(root: Path, results, make_args):
+        where = results if results is not None else root / "results"
+        calls.append((root, results, list(make_args)))
+        for job in range(3):
+            run = where / "fig1" / "tiny" / "bench" / str(job)
+            run.mkdir(parents=True, exist_ok=True)
+            busy = len(calls) == 3 and job == 2  # the busy run's last CSV differs
+            (run / "metrics.csv").write_text(f"step,value\n0,{job + busy}\n")
+        return (100.0, 104.0, 130.0)[len(calls) - 1]
+
+    monkeypatch.setattr(walls, "_time_make_all", make_all)
+    out, threads = tmp_path / "bench.csv", torch.get_num_threads()
+    try:
+        assert cli.main(["--tiny", "--sections", "make_all_run", "--baseline", "HEAD", "--busy", "--out", str(out)]) == 0
+    finally:
+        torch.set_num_threads(threads)  # the bench sets this process's count; the next test gets it back
+    (base_root, base_results, base_args), (this_root, this_results, _), (busy_root, busy_results, _) = calls
+    assert base_results is None and base_root != ROOT and not base_root.exists()  # a worktree, removed after
+    assert this_root == busy_root == ROOT and this_results != busy_results and base_args == ["SCALE=tiny"]
     with open(out, newline="") as f:
         rows = {(r["case"], r["metric"]): r for r in csv.DictReader(f) if r["section"] == "make_all_run"}
-    idle, busy = float(rows[("this checkout", "wall_s")]["value"]), float(rows[("beside a busy process", "wall_s")]["value"])
-    assert idle > 0 and busy > 0
-    ratio = rows[("busy / idle", "ratio")]
-    assert float(ratio["value"]) == pytest.approx(busy / idle, rel=1e-3) and ratio["target"] == "<= 1.5"
-    same = rows[("busy vs idle CSVs", "identical")]
-    assert float(same["value"]) == 36 and same["note"] == "of 36 metrics.csv"  # make all's 36 runs
-    assert "make all, run end to end: this checkout" in done.stdout and "n/a (the bench ran its own busy" in done.stdout
+    assert float(rows[("baseline HEAD", "wall_s")]["value"]) == 100.0
+    assert float(rows[("this checkout", "wall_s")]["value"]) == 104.0
+    assert float(rows[("beside a busy process", "wall_s")]["value"]) == 130.0
+    refactor, busy = rows[("this / baseline", "ratio")], rows[("busy / idle", "ratio")]
+    assert float(refactor["value"]) == pytest.approx(1.04) and refactor["target"] == "<= 1.05"
+    assert float(busy["value"]) == pytest.approx(1.25) and busy["target"] == "<= 1.5"
+    same_base, same_busy = rows[("this vs baseline CSVs", "identical")], rows[("busy vs idle CSVs", "identical")]
+    assert float(same_base["value"]) == 3 and same_base["note"] == "of 3 metrics.csv"
+    assert float(same_busy["value"]) == 2 and same_busy["note"] == "of 3 metrics.csv"
+    assert "CSVs identical to the baseline's: 3 of 3" in capsys.readouterr().out
