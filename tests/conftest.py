@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import copy
 import os
+import sys
 from pathlib import Path
 from typing import Iterable, Optional
 
 import pytest
 
+import experiments.train as entry
 from bnstudy.records import MetricsWriter, write_json_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,3 +113,19 @@ def compose_config():
             return compose(config_name="config", overrides=list(overrides))
 
     return _compose
+
+
+def call_main(monkeypatch, capsys, *args) -> tuple[int, str]:
+    """The training entry point in-process: (exit code, stderr)."""
+    monkeypatch.setattr(sys, "argv", ["train", *args])
+    try:
+        entry.main()
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    return code, capsys.readouterr().err
+
+
+def one_line(err: str) -> bool:
+    """An error the suite reports: one line, no traceback."""
+    return err.count("\n") == 1 and "Traceback" not in err

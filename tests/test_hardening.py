@@ -22,28 +22,13 @@ import torch
 
 import bnstudy.build
 import experiments.train as entry
-from conftest import fake_config, write_fake_run
+from conftest import call_main, fake_config, one_line, write_fake_run
 
 ROOT = Path(__file__).resolve().parents[1]
 DLN = ["model=dln", "model.num_layers=3", "data=gaussian", "norm=batch", "data.num_train=64",
        "data.num_test=64", "train.batch_size=16", "train.log_every=5", "train.eval_every=10",
        "train.threads=1", "progress=false", "optim.lr=1e-4", "train.deterministic=false", "train.steps=10"]
 ENV = {**{k: v for k, v in os.environ.items() if k != "BNSTUDY_RESUME"}, "TQDM_DISABLE": "1"}
-
-
-def call_main(monkeypatch, capsys, *args) -> tuple[int, str]:
-    """The entry point in-process: (exit code, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["train", *args])
-    try:
-        entry.main()
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    return code, capsys.readouterr().err
-
-
-def one_line(err: str) -> bool:
-    return err.count("\n") == 1 and "Traceback" not in err
 
 
 def status(run_dir: Path) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import experiments.train as entry
+from conftest import call_main
 from bnstudy import provenance
 from bnstudy.records import MetricsWriter, write_json_atomic
 from bnstudy.records import CHECKPOINT
@@ -33,16 +33,6 @@ DLN = ["model=dln", "model.num_layers=6", "data=gaussian", "norm=batch", "data.n
 def _cache(tmp_path, monkeypatch):
     monkeypatch.setenv("BNSTUDY_CACHE_DIR", str(tmp_path / "cache"))
     provenance._HASHES.clear()
-
-
-def call_main(monkeypatch, capsys, *args) -> tuple[int, str]:
-    monkeypatch.setattr(sys, "argv", ["train", *args])
-    try:
-        entry.main()
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    return code, capsys.readouterr().err
 
 
 def summary(run_dir: Path) -> dict:

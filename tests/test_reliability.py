@@ -25,7 +25,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 import experiments.clean_results as clean_results
-import experiments.train as entry
+from conftest import call_main
 from bnstudy.data import TensorData
 from bnstudy.records import MetricsWriter, RunLock, read_metrics, write_json_atomic
 from bnstudy.runs import find_runs, run_status, write_index
@@ -82,17 +82,6 @@ def _env(**extra) -> dict:
 def cli(*args, cwd: Path, code: str | None = None, **env) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-c", code] if code else [sys.executable, "-m", "experiments.train"]
     return subprocess.run([*cmd, *args], cwd=cwd, env=_env(**env), capture_output=True, text=True, timeout=240)
-
-
-def call_main(monkeypatch, capsys, *args) -> tuple[int, str]:
-    """The entry point in-process: (exit code, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["train", *args])
-    try:
-        entry.main()
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    return code, capsys.readouterr().err
 
 
 def summary(run_dir: Path) -> dict:

@@ -18,26 +18,12 @@ import torch
 
 import bnstudy.train
 import experiments.train as entry
+from conftest import call_main, one_line
 from bnstudy.records import LinkRefusedError, MetricsWriter, RunFolder, write_atomic, write_json_atomic
 
 DLN = ["model=dln", "model.num_layers=3", "data=gaussian", "norm=batch", "data.num_train=64",
        "data.num_test=64", "train.batch_size=16", "train.log_every=5", "train.eval_every=10",
        "train.threads=1", "progress=false", "optim.lr=1e-4", "train.deterministic=false", "train.steps=10"]
-
-
-def call_main(monkeypatch, capsys, *args) -> tuple[int, str]:
-    """The entry point in-process: (exit code, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["train", *args])
-    try:
-        entry.main()
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    return code, capsys.readouterr().err
-
-
-def one_line(err: str) -> bool:
-    return err.count("\n") == 1 and "Traceback" not in err
 
 
 def summary(run_dir: Path) -> dict:
