@@ -7,6 +7,7 @@ commands are composed (`--cfg job`, sweeps reduced to their first value); other 
 `--help`; and the main job, `make quick`, runs for real at a tiny size.
 """
 
+import json
 import re
 import shlex
 import subprocess
@@ -77,21 +78,59 @@ def _first_of_sweeps(args: list[str]) -> list[str]:
     return out
 
 
-@pytest.mark.parametrize("command", COMMANDS)
-def test_readme_command(command):
+# Every python command of the documents in one process (each module run as __main__ with its argv, one after
+# another): a process per command spent ~3 s each importing torch, about 3 minutes of the suite.
+CHECK_ALL = r"""
+import contextlib, io, json, runpy, sys
+results, todo = {}, json.loads(sys.stdin.read())
+for command, module, argv in todo:
+    buf, code = io.StringIO(), 0
+    sys.argv = [module, *argv]
+    with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
+        try:
+            runpy.run_module(module, run_name="__main__", alter_sys=True)
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else int(e.code is not None)
+        except BaseException as e:  # noqa: BLE001 - reported as the command's failure
+            code = 1
+            buf.write(f"{type(e).__name__}: {e}")
+    results[command] = [code, buf.getvalue()[-3000:]]
+with open(OUT, "w") as f:
+    json.dump(results, f)
+"""
+
+
+def python_check(command: str) -> tuple[str, list[str]]:
+    """The module and argv a document's ``python -m`` command is checked with: ``experiments.train`` composed
+    (``--cfg job``, sweeps reduced to their first value), any other entry point ``--help``."""
     args = shlex.split(command)
-    if args[0] == "make":
-        done = subprocess.run(["make", "-n", *args[1:]], cwd=ROOT, capture_output=True, text=True, timeout=60)
-    elif args[2] == "experiments.train":
-        rest = _first_of_sweeps(args[3:])
-        if "--help" not in rest and "--cfg" not in rest:
-            rest += ["--cfg", "job"]
-        done = subprocess.run([sys.executable, "-m", "experiments.train", *rest], cwd=ROOT,
-                              capture_output=True, text=True, timeout=120)
-    else:
-        done = subprocess.run([sys.executable, "-m", args[2], "--help"], cwd=ROOT, capture_output=True,
-                              text=True, timeout=120)
-    assert done.returncode == 0, f"{command}\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
+    if args[2] != "experiments.train":
+        return args[2], ["--help"]
+    rest = _first_of_sweeps(args[3:])
+    if "--help" not in rest and "--cfg" not in rest:
+        rest += ["--cfg", "job"]
+    return "experiments.train", rest
+
+
+@pytest.fixture(scope="module")
+def python_commands(tmp_path_factory) -> dict[str, list]:
+    out = tmp_path_factory.mktemp("readme") / "results.json"
+    todo = [[c, *python_check(c)] for c in COMMANDS if not c.startswith("make")]
+    done = subprocess.run([sys.executable, "-c", f"OUT = {str(out)!r}\n" + CHECK_ALL], input=json.dumps(todo),
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(out.read_text())
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_readme_command(command, request):
+    if command.startswith("make"):
+        done = subprocess.run(["make", "-n", *shlex.split(command)[1:]], cwd=ROOT, capture_output=True, text=True,
+                              timeout=60)
+        assert done.returncode == 0, f"{command}\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
+        return
+    code, output = request.getfixturevalue("python_commands")[command]
+    assert code == 0, f"{command}\n{output}"
 
 
 def test_main_job_runs_for_real(tmp_path):
