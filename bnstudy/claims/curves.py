@@ -130,6 +130,19 @@ def _band(r: LiveRun) -> pd.Series:
     return (r.series(LANDSCAPE_LOSS_MAX) - r.series(LANDSCAPE_LOSS_MIN)).dropna()
 
 
+def standard_bn_pairs(R: Results, c: Claim, notes: Notes, ran: list[str]):
+    """(experiment, lr, standard's runs, BN's runs) for each of the claim's experiments that ran and each lr with
+    both networks (one seed); the experiments walked go into ``ran``, their excluded runs into ``notes``."""
+    for name in c.experiments:
+        if not R.runs(name):
+            continue
+        ran.append(name)
+        notes.extend(R.notes(name))
+        groups = R.groups(name)
+        for lr in lrs_with_both(groups, STANDARD, BN):
+            yield name, lr, groups[(STANDARD, lr)], groups[(BN, lr)]
+
+
 @claim("4a", "Gradient ICS is not lower with BN", figure="Fig. 3", experiments=("fig3_cnn", "fig3_dln"),
        paper="§2.2: \"networks with BatchNorm often exhibit an increase in ICS\"; Fig. 3 caption: \"Models with "
              "BatchNorm have similar, or even worse, internal covariate shift, despite performing better in terms "
@@ -139,22 +152,15 @@ def _band(r: LiveRun) -> pd.Series:
             f"than {ICS_MAJORITY:.0%} of the comparisons are (\"often\": a majority, not every one)")
 def claim_4a(R: Results, c: Claim) -> ClaimResult:
     notes, parts, ran = Notes(), [], []
-    for name in c.experiments:
-        if not R.runs(name):
-            continue
-        ran.append(name)
-        notes.extend(R.notes(name))
-        groups = R.groups(name)
-        for lr in lrs_with_both(groups, STANDARD, BN):
-            sd, bn = groups[(STANDARD, lr)], groups[(BN, lr)]
-            for layer in layers_of(sd + bn, ICS_COS):
-                label = f"{name} lr {fmt_g(lr)} layer {fmt_g(layer)}"
-                cos = compare(label, sd, bn, lambda r, L=layer: r.series(ICS_COS, L), notes, "ICS")
-                l2 = compare(label, sd, bn, lambda r, L=layer: r.series(ICS_L2, L), Notes(), "ICS")
-                parts.append(Part(label, [("median cos(G,G') BN", cos.med_bn), ("standard", cos.med_std),
-                                          ("median ||G-G'|| BN", l2.med_bn, "g"), ("standard", l2.med_std, "g")],
-                                  cos.med_bn <= cos.med_std + ICS_COS_TOL if cos.conclusive else None,
-                                  "not lower with BN", "lower with BN"))
+    for name, lr, sd, bn in standard_bn_pairs(R, c, notes, ran):
+        for layer in layers_of(sd + bn, ICS_COS):
+            label = f"{name} lr {fmt_g(lr)} layer {fmt_g(layer)}"
+            cos = compare(label, sd, bn, lambda r, L=layer: r.series(ICS_COS, L), notes, "ICS")
+            l2 = compare(label, sd, bn, lambda r, L=layer: r.series(ICS_L2, L), Notes(), "ICS")
+            parts.append(Part(label, [("median cos(G,G') BN", cos.med_bn), ("standard", cos.med_std),
+                                      ("median ||G-G'|| BN", l2.med_bn, "g"), ("standard", l2.med_std, "g")],
+                              cos.med_bn <= cos.med_std + ICS_COS_TOL if cos.conclusive else None,
+                              "not lower with BN", "lower with BN"))
     if not ran:
         return c.not_run("; ".join(f"{n} not run" for n in c.experiments), notes)
     decided = [p.ok for p in parts if p.ok is not None]
@@ -240,26 +246,19 @@ def _smoothness(R: Results, c: Claim, measures: list[tuple[str, Callable[[LiveRu
     """Standard's median / BN's median of each measure over their common live steps, in each of the
     claim's experiments and lrs (one seed); holds when every conclusive ratio reaches SMOOTH_MIN_RATIO."""
     notes, parts, ran = Notes(), [], []
-    for name in c.experiments:
-        if not R.runs(name):
-            continue
-        ran.append(name)
-        notes.extend(R.notes(name))
-        groups = R.groups(name)
-        for lr in lrs_with_both(groups, STANDARD, BN):
-            sd, bn = groups[(STANDARD, lr)], groups[(BN, lr)]
-            for mname, fn in measures:
-                if not any(len(fn(r)) for r in sd + bn):
-                    continue
-                label = f"{name} lr {fmt_g(lr)} {mname}"
-                cmp = compare(label, sd, bn, fn, notes, "landscape")
-                ok = cmp.ratio >= SMOOTH_MIN_RATIO if cmp.conclusive else None
-                parts.append(Part(label, {"median standard": cmp.med_std, "BN": cmp.med_bn, "standard/BN": cmp.ratio,
-                                          f"first {EARLY_FRAC:.0%} of steps standard/BN": cmp.early_ratio},
-                                  ok, "BN smoother", "BN not smoother",
-                                  kinds={"median standard": "g", "BN": "g", "standard/BN": "x",
-                                         f"first {EARLY_FRAC:.0%} of steps standard/BN": "x"},
-                                  lenient=None if ok is None else cmp.ratio > 1))
+    for name, lr, sd, bn in standard_bn_pairs(R, c, notes, ran):
+        for mname, fn in measures:
+            if not any(len(fn(r)) for r in sd + bn):
+                continue
+            label = f"{name} lr {fmt_g(lr)} {mname}"
+            cmp = compare(label, sd, bn, fn, notes, "landscape")
+            ok = cmp.ratio >= SMOOTH_MIN_RATIO if cmp.conclusive else None
+            parts.append(Part(label, {"median standard": cmp.med_std, "BN": cmp.med_bn, "standard/BN": cmp.ratio,
+                                      f"first {EARLY_FRAC:.0%} of steps standard/BN": cmp.early_ratio},
+                              ok, "BN smoother", "BN not smoother",
+                              kinds={"median standard": "g", "BN": "g", "standard/BN": "x",
+                                     f"first {EARLY_FRAC:.0%} of steps standard/BN": "x"},
+                              lenient=None if ok is None else cmp.ratio > 1))
     if not ran:
         return c.not_run("; ".join(f"{n} not run" for n in c.experiments), notes)
     return c.result(parts, notes)
