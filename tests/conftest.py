@@ -129,3 +129,19 @@ def call_main(monkeypatch, capsys, *args) -> tuple[int, str]:
 def one_line(err: str) -> bool:
     """An error the suite reports: one line, no traceback."""
     return err.count("\n") == 1 and "Traceback" not in err
+
+
+def killed_after_checkpoint(monkeypatch, make) -> None:
+    """Run ``make()`` (a Trainer) until its first checkpoint is saved, then stop it as Ctrl-C would."""
+    from bnstudy.train import Trainer
+
+    save = Trainer.save_checkpoint
+
+    def save_then_die(self, *a, **k):
+        save(self, *a, **k)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        make().run()
+    monkeypatch.undo()

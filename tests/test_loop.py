@@ -18,6 +18,7 @@ from bnstudy.config import ActivationsConf, Config, DataConf, MeasureConf, NormC
 from bnstudy.data import TensorData
 from bnstudy.records import read_metrics
 from bnstudy.train import LOOP_METRICS, Trainer
+from conftest import killed_after_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -56,26 +57,13 @@ def test_final_values_are_the_last_logged_ones_and_the_csv_is_not_read_back(tmp_
     assert summary["final"] == _last_logged(tmp_path)  # exactly the values in the CSV
 
 
-def _killed_after_checkpoint(monkeypatch, make) -> None:
-    save = Trainer.save_checkpoint
-
-    def save_then_die(self, *a, **k):
-        save(self, *a, **k)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(Trainer, "save_checkpoint", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        make().run()
-    monkeypatch.undo()
-
-
 def test_a_resumed_run_keeps_the_values_logged_before_its_checkpoint(tmp_path, monkeypatch):
     """Evaluated at step 0 only, checkpointed at step 2, diverged at the log row of step 4: the resumed process
     logs no eval, yet its final values are the uninterrupted run's (the eval's come with the checkpoint)."""
     cfg = _config(eval_every=100, log_every=4, checkpoint_every=2, divergence_loss=1e-9)
     alone = Trainer(cfg, tmp_path / "alone", data=_data()).run()
     assert alone["status"] == "diverged" and alone["step"] == 4 and "test_loss" in alone["final"]
-    _killed_after_checkpoint(monkeypatch, lambda: Trainer(cfg, tmp_path / "resumed", data=_data()))
+    killed_after_checkpoint(monkeypatch, lambda: Trainer(cfg, tmp_path / "resumed", data=_data()))
     resumed = Trainer(cfg, tmp_path / "resumed", data=_data()).run()
     assert resumed["resumed_from"] == 2 and resumed["status"] == "diverged"
     assert resumed["final"] == alone["final"] == _last_logged(tmp_path / "alone")
@@ -92,7 +80,7 @@ def test_folders_resumed_one_at_a_time_do_not_reenter_the_trainer(tmp_path, monk
         Trainer(cfg, tmp_path / "alone" / str(i), data=_data()).run()
     dirs = [tmp_path / "shared" / str(i) for i in range(2)]
     make = lambda: Trainer(cfgs[0], dirs[0], data=_data(), also=[(cfgs[1], dirs[1], None)])
-    _killed_after_checkpoint(monkeypatch, make)
+    killed_after_checkpoint(monkeypatch, make)
     (dirs[0] / "checkpoint.pt").unlink()
     trainer = make()
     runs = []

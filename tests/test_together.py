@@ -18,6 +18,7 @@ from bnstudy.data import TensorData
 from bnstudy.measures import schedule
 from bnstudy.build import trajectory_key
 from bnstudy.train import Trainer
+from conftest import killed_after_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 ROOT = Path(__file__).resolve().parents[1]
@@ -103,19 +104,6 @@ def test_runs_of_other_trajectories_are_refused(tmp_path):
         Trainer(a, tmp_path / "a", data=_data(), also=[(b, tmp_path / "b", None)])
 
 
-def _killed_after_checkpoint(monkeypatch, make):
-    save = Trainer.save_checkpoint
-
-    def save_then_die(self, *a, **k):
-        save(self, *a, **k)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(Trainer, "save_checkpoint", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        make().run()
-    monkeypatch.undo()
-
-
 @pytest.mark.parametrize("lose_one", [False, True])
 def test_a_killed_shared_run_resumes_byte_for_byte(tmp_path, monkeypatch, lose_one):
     """Killed after its checkpoint at step 3 (and, lose_one: one folder's checkpoint gone, as if killed
@@ -130,7 +118,7 @@ def test_a_killed_shared_run_resumes_byte_for_byte(tmp_path, monkeypatch, lose_o
     def make():
         return Trainer(cfgs[0], dirs[0], data=_data(), also=[(c, d, None) for c, d in zip(cfgs[1:], dirs[1:])])
 
-    _killed_after_checkpoint(monkeypatch, make)
+    killed_after_checkpoint(monkeypatch, make)
     if lose_one:
         (dirs[1] / "checkpoint.pt").unlink()
     trainer = make()
