@@ -65,7 +65,8 @@ sweep_opt = $(if $(strip $(SWEEP)),--sweep $(SWEEP))
 
 .PHONY: help install lock test test-cluster quick fig1 fig2 fig3 fig3_cnn fig3_dln fig4 fig4_cnn fig4_dln fig5 fig5_cnn \
 	fig5_dln browser dln_sweep all curvature curvature_cnn curvature_dln theory signal \
-	signal_cnn signal_dln beyond figures report verify reference bench notebook clean-results tutorials
+	signal_cnn signal_dln beyond figures report verify reference bench notebook clean-results tutorials \
+	modern resnet resnet_curvature resnet_signal vit vit_adam vit_warmup vit_curvature vit_signal
 
 help:  ## list the targets and the variables
 	@echo "Targets (make TARGET [VARIABLE=value ...]):"
@@ -179,6 +180,44 @@ signal: signal_cnn signal_dln  ## signal propagation at initialisation: both exp
 	$(call figure,signal,signal_cnn signal_dln)
 
 beyond: curvature theory signal  ## the three experiments beyond the paper (quick: about 5 min on 2 idle cores)
+
+# The paper's question for residual networks and transformers (docs/modern.md): not part of `make all`; `make report`
+# adds their section when their runs exist. Each experiment is a target; `make modern` runs them all in one process
+# (experiments.together: the curvature runs follow resnet's and vit's trajectories, trained once) and draws the figures.
+MODERN_EXPERIMENTS = resnet resnet_curvature resnet_signal vit vit_adam vit_warmup vit_curvature vit_signal
+MODERN_FIGURES = modern_resnet modern_vit modern_warmup modern_signal
+resnet:  ## ResNet-20 standard/BN/Fixup/SkipInit at lr 0.1/0.5: curves, landscape, predictiveness, beta, ICS (train only)
+	$(call train,resnet,$(cnn_launcher))
+
+resnet_curvature:  ## ResNet-20's lambda_max in train mode against 2/lr (train only)
+	$(call train,resnet_curvature,$(cnn_launcher))
+
+resnet_signal:  ## ResNet-8/20/56/110 at init: branch/skip ratio, |dL/dW|, effective rank (train only)
+	$(call train,resnet_signal,$(cnn_launcher))
+
+vit:  ## ViT pre-LN/post-LN/pre-RMSNorm/none at lr 0.1/0.5 (SGD): curves, landscape, predictiveness, beta, ICS (train only)
+	$(call train,vit,$(cnn_launcher))
+
+vit_adam:  ## the ViT under Adam at lr 0.003/0.01, no warm-up (train only)
+	$(call train,vit_adam,$(cnn_launcher))
+
+vit_warmup:  ## the same with a linear lr warm-up over the first tenth of training (train only)
+	$(call train,vit_warmup,$(cnn_launcher))
+
+vit_curvature:  ## the ViT's lambda_max against 2/lr (train only)
+	$(call train,vit_curvature,$(cnn_launcher))
+
+vit_signal:  ## the ViT at init with 2/4/8/16 layers: |dL/dW| per unit, branch/skip ratio, effective rank (train only)
+	$(call train,vit_signal,$(cnn_launcher))
+
+ifneq (,$(findstring hydra/launcher,$(ARGS))$(on_slurm))
+modern: $(MODERN_EXPERIMENTS)  ## every experiment above, then the four figures (quick: about 9 min on 2 idle cores, one seed)
+	$(PY) -m experiments.figures $(MODERN_FIGURES) --scale $(SCALE) --results $(RESULTS) --sweep $(foreach e,$(MODERN_EXPERIMENTS),$(call sweep_dir,$(e)))
+else
+modern:
+	$(resume) $(PY) -m experiments.together $(MODERN_EXPERIMENTS) --scale $(SCALE) --seeds $(seed_list) --results $(RESULTS) \
+		--run-id $(RUN_ID) $(if $(strip $(LAUNCHER)),,--workers 1) --figures $(MODERN_FIGURES) -- $(ARGS)
+endif
 
 # The tutorials' claims (README, "What the tutorials say"): always quick scale, single-threaded jobs two
 # at a time; not part of `make all`. `make report` adds their section when their runs exist.

@@ -46,6 +46,14 @@ log = logging.getLogger("bnstudy")
 OPTIMIZERS: Registry[Callable[[list, OptimConf], torch.optim.Optimizer]] = Registry("optimizer")
 OPTIMIZERS.add("sgd", lambda params, c: torch.optim.SGD(params, lr=c.lr, momentum=c.momentum,
                                                         weight_decay=c.weight_decay))
+OPTIMIZERS.add("adam", lambda params, c: torch.optim.Adam(params, lr=c.lr, betas=tuple(c.betas),
+                                                          weight_decay=c.weight_decay))
+
+
+def lr_at(optim: OptimConf, step: int) -> float:
+    """The lr of training step ``step`` (0-based): ``optim.lr`` x (step + 1) / warmup during the linear warm-up's
+    first ``optim.warmup`` steps, then ``optim.lr``. A function of the step alone, so a resumed run goes on alike."""
+    return optim.lr * min(1.0, (step + 1) / optim.warmup) if optim.warmup else optim.lr
 
 LOSSES: Registry[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = Registry("loss")
 LOSSES.add("cross_entropy", F.cross_entropy)
@@ -112,6 +120,9 @@ def validate(cfg: Config, n_train: int | None = None, n_layers: int | None = Non
          f"name={cfg.name!r}: a run's name is a folder name (letters, digits, '_', '.', '-'; not starting with "
          f"'.' or '-'), not a path: results/<name>/... must stay inside results/"),
         (cfg.optim.name in OPTIMIZERS, f"optim.name={cfg.optim.name!r} is unknown; valid: {sorted(OPTIMIZERS)}"),
+        (len(cfg.optim.betas) == 2, f"optim.betas={list(cfg.optim.betas)}: give two values, [beta1, beta2]"),
+        (cfg.optim.name != "adam" or cfg.optim.momentum == 0,
+         f"optim.momentum={cfg.optim.momentum} is SGD's: Adam's momentum is optim.betas (now {list(cfg.optim.betas)})"),
         (m.landscape.eta_min <= m.landscape.eta_max,
          f"measure.landscape.eta_min={m.landscape.eta_min} exceeds eta_max={m.landscape.eta_max}"),
         (not t.eval_batch_stats or t.eval_size >= t.batch_size,

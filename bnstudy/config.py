@@ -19,7 +19,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
 from bnstudy.measures import MeasureConf
-from bnstudy.models import MODELS, DLNConf, ModelConf, SmallCNNConf, VGGConf  # noqa: F401  (re-exported)
+from bnstudy.models import MODELS, DLNConf, ModelConf, ResNetConf, SmallCNNConf, VGGConf, ViTConf  # noqa: F401
 from bnstudy.norms import NoiseWhere, NormConf, Position  # noqa: F401  (re-exported)
 from bnstudy.measures.activations import ActivationsConf  # noqa: F401  (the measure schemas, re-exported)
 from bnstudy.measures.ics import ICSConf  # noqa: F401
@@ -58,10 +58,12 @@ class DataConf:
 # --------------------------------------------------------------------------------------------- optim
 @dataclass
 class OptimConf:
-    name: str = "sgd"  # key in bnstudy.build.OPTIMIZERS
-    lr: float = ranged(0.1, gt=0)
-    momentum: float = ranged(0.0, ge=0, lt=1)
+    name: str = "sgd"  # key in bnstudy.build.OPTIMIZERS: sgd | adam
+    lr: float = ranged(0.1, gt=0)  # the lr after any warm-up (measurements read this one: 2/lr, the landscape's eta)
+    momentum: float = ranged(0.0, ge=0, lt=1)  # SGD's
     weight_decay: float = ranged(0.0, ge=0)
+    betas: list[float] = ranged(factory=lambda: [0.9, 0.999], ge=0, lt=1)  # Adam's (beta1, beta2)
+    warmup: int = ranged(0, ge=0)  # steps of linear lr warm-up: lr x (step + 1) / warmup, then lr (0 = none)
 
 
 # ------------------------------------------------------------------------------------------- measure

@@ -23,8 +23,9 @@ from bnstudy.claims.verdicts import KINDS
 REFERENCE = Path("results/reference/quick")
 
 BLOCKS: dict[str, tuple[str, ...]] = {
-    "README.md": ("headline", "quick-findings", "beyond-summary", "tutorial-summary"),
+    "README.md": ("headline", "quick-findings", "beyond-summary", "tutorial-summary", "modern-findings"),
     "docs/beyond.md": ("beyond-claims", "tutorial-claims"),
+    "docs/modern.md": ("modern-summary", "modern-claims"),
 }
 """Which generated blocks each document holds (paths relative to the repository root)."""
 
@@ -151,6 +152,43 @@ def quick_findings(C: dict[str, ClaimResult]) -> str:
     return "\n".join(lines)
 
 
+def modern_findings(C: dict[str, ClaimResult]) -> str:
+    """What make modern found, in words; every number from the claims' evidence (medians over seeds, range)."""
+    if not C:
+        return "No runs of make modern in the reference yet."
+    g = lambda cid, label, i=0: value(C[cid], label, i) if cid in C else "n/a"
+    v = lambda cid: f"{cid}: {verdict(C[cid])}" if cid in C else f"{cid}: not run"
+    band = lambda exp, a, b: f"{exp} lr 0.1 loss band: {a} / {b}"
+    dead = lambda cid, run: [n for n in C[cid].excluded.splitlines() if n.startswith(run) and "not live" in n] \
+        if cid in C else []
+    not_live = lambda cid, run: f"{len(dead(cid, run))} run(s)"
+    why_not_live = lambda cid, run: ", ".join(sorted({n.split(": ")[2].split(" - ")[0] for n in dead(cid, run)
+                                                      if n.count(": ") >= 2})) or "none"
+    lines = [
+        f"- **ResNet-20** ({v('M6')}; {v('M7')}; {v('M1')}): at lr 0.1 BN ends at test accuracy "
+        f"{g('M6', 'resnet lr 0.1', 1)}, SkipInit at {g('M6', 'resnet lr 0.1', 0)}, Fixup at "
+        f"{g('M7', 'resnet lr 0.1', 0)}, and the network with neither (He init) at {g('M6', 'resnet lr 0.1', 2)} "
+        f"(chance: 0.1). At lr 0.5 Fixup ends at {g('M7', 'resnet lr 0.5', 0)} (SkipInit "
+        f"{g('M6', 'resnet lr 0.5', 0)}, BN {g('M6', 'resnet lr 0.5', 1)}). BN's loss band along the gradient is "
+        f"{g('M1', band('resnet', 'SkipInit', 'BN'), 2)} narrower than SkipInit's and "
+        f"{g('M1', band('resnet', 'Fixup', 'BN'), 2)} than Fixup's at lr 0.1.",
+        f"- **De & Smith** ({v('M5')}): at initialisation BN's branch adds {g('M5', 'ResNet-110: BN below standard at the last unit', 2)} "
+        f"of the skip path's RMS at ResNet-110's first unit and {g('M5', 'ResNet-110: BN below standard at the last unit', 0)} "
+        f"at its last (the standard network's: {g('M5', 'ResNet-110: BN below standard at the last unit', 1)}); the fitted "
+        f"exponent of ratio ~ unit^-a is {g('M5', 'ResNet-110: BN' + chr(39) + 's exponent', 0)} (1/2: √depth).",
+        f"- **ViT** ({v('M2')}): under plain SGD {not_live('M2', 'vit none')} of the ViT without a norm are left out "
+        f"(not live: {why_not_live('M2', 'vit none')}); against SkipInit's ViT at lr 0.1 the loss band is {g('M2', band('vit', 'SkipInit', 'pre-LN'), 2)} wider than pre-LN's, "
+        f"{g('M2', band('vit', 'SkipInit', 'post-LN'), 2)} than post-LN's and "
+        f"{g('M2', band('vit', 'SkipInit', 'pre-RMSNorm'), 2)} than pre-RMSNorm's.",
+        f"- **Xiong et al.** ({v('M3')}; {v('M4')}): at initialisation post-LN's gradient at the last unit is "
+        f"{g('M3', 'ViT, 4 layers', 2)} pre-LN's with 4 layers and {g('M3', 'ViT, 16 layers', 2)} with 16. Under "
+        f"Adam at lr 0.01 post-LN ends at test accuracy {g('M4', 'post-LN, Adam lr 0.01', 0)} without warm-up and "
+        f"{g('M4', 'post-LN, Adam lr 0.01', 1)} with it; pre-LN at {g('M4', 'pre-LN, Adam lr 0.01', 0)} and "
+        f"{g('M4', 'pre-LN, Adam lr 0.01', 1)}.",
+    ]
+    return "\n".join(lines)
+
+
 def claim_list(results: list[ClaimResult]) -> str:
     """One line per claim: its verdict, and its first comparisons' numbers (medians over seeds, range)."""
     lines = []
@@ -182,6 +220,7 @@ def render(reference: Path = REFERENCE) -> dict[str, str]:
     paper = {r.id: r for r in check_claims(runs)}
     beyond = [r for r in check_group(runs, "beyond") if r.verdict != "not run"]
     tutorials = _tutorials(runs)
+    modern = [r for r in check_group(runs, "modern") if r.verdict != "not run"]
     return {
         "headline": headline(paper),
         "quick-findings": quick_findings(paper),
@@ -189,6 +228,9 @@ def render(reference: Path = REFERENCE) -> dict[str, str]:
         "tutorial-summary": summary(tutorials, "tutorial sentences", "[docs/beyond.md](docs/beyond.md)"),
         "beyond-claims": claim_list(beyond),
         "tutorial-claims": claim_list(tutorials),
+        "modern-summary": summary(modern, "claims on residual networks and transformers", "the list below"),
+        "modern-claims": claim_list(modern),
+        "modern-findings": modern_findings({r.id: r for r in modern}),
     }
 
 

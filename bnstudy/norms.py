@@ -34,7 +34,8 @@ NoiseWhere = Choice("NoiseWhere", {"after_affine": "after_affine", "before_affin
 class NormConf:
     """One switch for every model. ``name`` is the key in :data:`NORMS`."""
 
-    name: str = "none"  # none | batch | noisy_batch | noise | l1 | l2 | linf | layer | group | instance
+    name: str = "none"  # none | batch | noisy_batch | noise | l1 | l2 | linf | layer | group | instance | rms
+    #                     | post_layer | fixup | skipinit (the last three: residual networks only, RESIDUAL)
     position: Position = Position.before  # the norm before or after the activation
     eps: float = ranged(1e-5, gt=0)
     momentum: float = ranged(0.1, ge=0, le=1)  # running-statistics momentum (PyTorch convention)
@@ -227,7 +228,9 @@ Factory = Callable[["NormConf", int, bool], nn.Module]
 class Norm:
     """A registered norm: its factory and what figures and measurements need to know about it. ``label`` and
     ``colour`` None: its name, and a colour of its own (:func:`norm_look`); ``scale_invariant`` and
-    ``batch_statistics`` None: derived from the module it builds (:func:`derived`)."""
+    ``batch_statistics`` None: derived from the module it builds (:func:`derived`). ``residual``: None for a
+    norm that sits where a plain network has it (in a residual network: inside each branch), else how a residual
+    network uses it (:data:`RESIDUAL`); such a norm means nothing without a residual branch."""
 
     name: str
     build: Factory
@@ -235,6 +238,7 @@ class Norm:
     colour: Optional[str] = None
     invariant: Optional[bool] = None
     batch_stats: Optional[bool] = None
+    residual: Optional[str] = None
 
     def __call__(self, cfg: "NormConf", num_features: int, spatial: bool) -> nn.Module:
         return self.build(cfg, num_features, spatial)
@@ -254,13 +258,24 @@ NORMS: Registry[Norm] = Registry("norm")
 """Every norm by name (the ``norm`` config group's options), in registration order."""
 
 
+RESIDUAL = {"post": "the norm after the residual addition (post-LN), not inside the branch",
+            "fixup": "no normalisation: Fixup's initialisation, scalar biases and multiplier (Zhang et al. 2019)",
+            "skipinit": "no normalisation: a learnable scalar on each residual branch, initialised to 0 (De & Smith "
+                        "2020)"}
+"""How a residual network uses a norm registered with ``residual=`` (``bnstudy.models`` reads it)."""
+
+
 def norm(name: str, *, label: Optional[str] = None, colour: Optional[str] = None,
-         scale_invariant: Optional[bool] = None, batch_statistics: Optional[bool] = None):
+         scale_invariant: Optional[bool] = None, batch_statistics: Optional[bool] = None,
+         residual: Optional[str] = None):
     """Decorator: register ``factory(cfg, num_features, spatial) -> nn.Module`` as norm ``name``. Optional:
     ``label`` and ``colour`` (how figures draw it), ``scale_invariant`` and ``batch_statistics`` (default:
-    derived from the module it builds)."""
+    derived from the module it builds), ``residual`` (a key of :data:`RESIDUAL`: a residual network's scheme)."""
+    if residual is not None and residual not in RESIDUAL:
+        raise ValueError(f"norm {name!r}: residual={residual!r}; valid: {', '.join(RESIDUAL)}")
+
     def register(factory: Factory) -> Factory:
-        NORMS.add(name, Norm(name, factory, label, colour, scale_invariant, batch_statistics))
+        NORMS.add(name, Norm(name, factory, label, colour, scale_invariant, batch_statistics, residual))
         return factory
     return register
 
@@ -373,6 +388,50 @@ def _instance(cfg: NormConf, num_features: int, spatial: bool) -> nn.Module:
             "over a single value (e.g. it cannot be used with the DLN)"
         )
     return nn.GroupNorm(num_features, num_features, eps=cfg.eps, affine=cfg.affine)
+
+
+class RMSNorm(nn.Module):
+    """Root mean square layer normalisation (Zhang & Sennrich 2019): ``g * a / sqrt(mean(a^2) + eps)``, no
+    centring. Linear inputs ``(..., C)``: the mean over the last dimension (a transformer's tokens); spatial
+    ``(N, C, H, W)``: over C x H x W per sample, with a per-channel gain (as ``layer`` uses GroupNorm(1))."""
+
+    def __init__(self, num_features: int, eps: float = 1e-5, affine: bool = True, spatial: bool = False):
+        super().__init__()
+        self.num_features, self.eps, self.spatial = num_features, eps, spatial
+        self.weight = nn.Parameter(torch.ones(num_features)) if affine else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dims = tuple(range(1, x.dim())) if self.spatial else (-1,)
+        y = x * torch.rsqrt(x.pow(2).mean(dims, keepdim=True) + self.eps)
+        if self.weight is None:
+            return y
+        return y * (_unit_view(self.weight, x.dim()) if self.spatial else self.weight)
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, eps={self.eps}, affine={self.weight is not None}, spatial={self.spatial}"
+
+
+@norm("rms", label="RMSNorm", colour="#6b6ecf")
+def _rms(cfg: NormConf, num_features: int, spatial: bool) -> nn.Module:
+    return RMSNorm(num_features, eps=cfg.eps, affine=cfg.affine, spatial=spatial)
+
+
+@norm("post_layer", label="Post-LN", colour="#ad494a", residual="post")
+def _post_layer(cfg: NormConf, num_features: int, spatial: bool) -> nn.Module:
+    """LayerNorm after each residual addition (the original transformer's place); ``layer`` is pre-LN there."""
+    return _layer(cfg, num_features, spatial)
+
+
+@norm("fixup", label="Fixup", colour="#e6a700", residual="fixup")
+def _fixup(cfg: NormConf, num_features: int, spatial: bool) -> nn.Module:
+    """No normalisation in the layer's slot: the residual network adds Fixup's scalars and initialisation."""
+    return nn.Identity()
+
+
+@norm("skipinit", label="SkipInit", colour="#00a087", residual="skipinit")
+def _skipinit(cfg: NormConf, num_features: int, spatial: bool) -> nn.Module:
+    """No normalisation in the layer's slot: the residual network scales each branch by alpha (init 0)."""
+    return nn.Identity()
 
 
 SPARE_COLOURS = ("#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd", "#e6550d", "#31a354",

@@ -252,7 +252,7 @@ def _tutorials(ctx: ReportContext) -> str:
     if all(r.verdict == NOT_RUN for r in results):
         return ""
     df = claims_frame(results).rename(columns={"The paper says": "The tutorial says"})
-    figures = [f for f in ctx.figures if tutorial_figure(f, ctx.scale)]
+    figures = [f for f in ctx.figures if figure_group(f, ctx.scale) == "tutorials"]
     return (f"Two tutorials state the common wisdom about BatchNorm with numbers attached: \"{UNSTABLE}\" and "
             f"{EXPLAINER}. `make tutorials` turns each sentence into a measurement on the small CNN (Fashion-MNIST, "
             "plain SGD, a few hundred steps), judged the same way (each seed alone; rules and thresholds in "
@@ -261,12 +261,39 @@ def _tutorials(ctx: ReportContext) -> str:
             + "".join(f"\n\n![{Path(f).stem}](figures/{Path(f).name})" for f in figures))
 
 
-def tutorial_figure(path: Path, scale: str) -> bool:
-    """The tutorials' figures (registered in their group) are shown in their section, not among the figures."""
+OWN_SECTION = ("tutorials", "modern")
+"""Figure groups shown in their own section (with their claims), not among the figures."""
+
+
+def figure_group(path: Path, scale: str) -> str:
+    """The group a drawn figure was registered in (``bnstudy.figures.GROUPS``); "" for a file of no figure."""
     from bnstudy.figures import FIGURES
 
     name = figure_name(Path(path).stem, scale)
-    return name in FIGURES and FIGURES[name].group == "tutorials"
+    return FIGURES[name].group if name in FIGURES else ""
+
+
+@section("Residual networks and transformers", after="Beyond the paper")
+def _modern(ctx: ReportContext) -> str:
+    """Claims of later work on ResNets and transformers, and the paper's thesis carried over to them, judged on
+    ``make modern`` runs (``bnstudy/claims/modern.py``), with their figures; left out when none of them ran."""
+    from bnstudy.claims import NOT_RUN, check_group
+
+    runs = ctx.extra.get("runs")
+    if runs is None:
+        return ""
+    results = check_group(runs, "modern")
+    if all(r.verdict == NOT_RUN for r in results):
+        return ""
+    df = claims_frame(results).rename(columns={"The paper says": "Who says it"})
+    figures = [f for f in ctx.figures if figure_group(f, ctx.scale) == "modern"]
+    return ("The paper's question asked of the networks trained today (`make modern`, docs/modern.md): a CIFAR "
+            "ResNet-20 with BatchNorm, without a norm, with Fixup and with SkipInit, and a small vision transformer "
+            "with pre-LN, post-LN, pre-RMSNorm, no norm and SkipInit. What later work says of them, and whether each "
+            "normalisation smooths the landscape the way BatchNorm does the VGG's, checked the same way (each seed "
+            "alone). They are not among the paper's claims counted above.\n\n" + markdown_table(df)
+            + why_not_lines(results)
+            + "".join(f"\n\n![{Path(f).stem}](figures/{Path(f).name})" for f in figures))
 
 
 @section("Runs")
@@ -348,7 +375,7 @@ def caption(stem: str, scale: str, runs=None, figure: Optional[Path] = None) -> 
 
 @section("Figures")
 def _figures(ctx: ReportContext) -> str:
-    figures = [f for f in ctx.figures if not tutorial_figure(f, ctx.scale)]
+    figures = [f for f in ctx.figures if figure_group(f, ctx.scale) not in OWN_SECTION]
     if not figures:
         return f"No figures found (results/figures/*_{ctx.scale}.png)."
     runs = ctx.extra.get("runs")

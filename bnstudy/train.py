@@ -23,7 +23,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from bnstudy.build import build, build_probes, check_one_trajectory, keep_threads, validate
+from bnstudy.build import build, build_probes, check_one_trajectory, keep_threads, lr_at, validate
 from bnstudy.config import Config
 from bnstudy.data import TensorData
 from bnstudy.measures.functional import RNGState, forward_at
@@ -177,6 +177,7 @@ class Trainer:
         sink.start(start, offsets)
         t0, status, step = time.time(), "completed", start
         channels_last = t.channels_last and x_all.dim() == 4
+        warmup = cfg.optim.warmup
         bar = tqdm(range(start, t.steps), initial=start, total=t.steps, disable=not progress_enabled(cfg.progress),
                    label=self.label(sink), sweep=first.sweep, leave=False)
         for step in bar:
@@ -197,6 +198,9 @@ class Trainer:
             if due.after_backward:
                 sink.add_each(probes.after_backward(step, x, y, loss, rng))
             before = probes.snapshot() if due.snapshot else None
+            if step <= warmup:  # the lr of a linear warm-up (its last step sets optim.lr back for good)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr_at(cfg.optim, step)
             optimizer.step()
             if due.after_step:
                 sink.add_each(probes.after_step(step, x, y, before, rng))

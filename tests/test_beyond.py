@@ -285,7 +285,7 @@ def test_b11_border_and_no_collapse_to_avoid(tmp_path, std_ranks, bn_last, expec
 def test_every_claim_beyond_the_paper_quotes_its_source_or_says_it_paraphrases():
     BEYOND = {k: c for k, c in CLAIMS.items() if c.group == "beyond"}
     assert set(BEYOND) == {f"B{i}" for i in range(1, 12)} and {c.group for c in CLAIMS.values()} == {
-        "paper", "beyond", "tutorials"}
+        "paper", "beyond", "tutorials", "modern"}
     for c in [c for c in CLAIMS.values() if c.group != "paper"]:
         assert c.rule and c.paper, c.id
         assert c.quote == PARAPHRASE or c.paper.count('"') >= 2, (c.id, c.paper)

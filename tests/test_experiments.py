@@ -40,7 +40,24 @@ def test_every_experiment_composes(experiment, scale):
         return
     assert obj.scale == scale  # runs are filed under the chosen scale
     assert "norm" in hydra_cfg.sweeper.params
-    if experiment.startswith("signal_"):  # at initialisation: one step of the scale's model (or the DLN)
+    if experiment.startswith(("resnet", "vit")):  # make modern: the residual network or the transformer
+        model = experiment.split("_")[0]
+        data = "cifar10" if scale == "paper" else "fashion_mnist"
+        assert (obj.model.name, obj.data.name) == (model, data)
+        if experiment.endswith("_signal"):  # at initialisation, one step at every scale; the sweep varies the depth
+            assert obj.train.steps == 1 and obj.measure.signal.every == 1 and "model.depth" in hydra_cfg.sweeper.params
+        else:
+            steps = {"paper": 15000, "tiny": 20}.get(scale) or (400 if model == "resnet" or "adam" in experiment
+                                                               or "warmup" in experiment else 600)
+            assert obj.train.steps == steps
+        if model == "resnet":
+            assert experiment.endswith("_signal") or obj.model.depth == {"tiny": 8}.get(scale, 20)
+            assert obj.model.width == (1.0 if scale == "paper" else 0.25)
+        else:
+            assert obj.model.patch == (4 if scale == "paper" else 7)  # 32x32 CIFAR, 28x28 Fashion-MNIST
+        assert obj.optim.name == ("adam" if experiment in ("vit_adam", "vit_warmup") else "sgd")
+        assert obj.optim.warmup == ({"paper": 1500, "quick": 40, "tiny": 5}[scale] if experiment == "vit_warmup" else 0)
+    elif experiment.startswith("signal_"):  # at initialisation: one step of the scale's model (or the DLN)
         assert obj.train.steps == 1 and obj.measure.signal.every == 1
         assert (obj.model.name, obj.data.name) == (("dln", "gaussian") if experiment.endswith("_dln") else
                                                    ("vgg", {"paper": "cifar10"}.get(scale, "fashion_mnist")))
@@ -61,7 +78,8 @@ def test_every_experiment_composes(experiment, scale):
     from bnstudy.measures import MEASURES
 
     measured = [m for m in MEASURES if getattr(getattr(obj.measure, m, None), "every", 0)]
-    assert measured, "every experiment measures something beyond accuracy"
+    if experiment not in ("vit_adam", "vit_warmup"):  # those two: what warm-up does to accuracy and loss, only
+        assert measured, "every experiment measures something beyond accuracy"
 
 
 PAPER_LAYERS = {  # (experiment, measurement): (the paper's layers, quick scale's proportional ones)

@@ -30,7 +30,7 @@ def test_help_lists_options_not_schemas():
     assert out.returncode == 0, out.stderr
     groups = dict(line.split(": ", 1) for line in out.stdout.split("== Config ==")[0].splitlines()
                   if ": " in line and not line.startswith(("Compose", "train is")))
-    assert groups["model"].split(", ")[:2] == ["dln", "small_cnn"] and "fig1" in groups["experiment"]
+    assert groups["model"].split(", ")[:3] == ["dln", "resnet", "small_cnn"] and "fig1" in groups["experiment"]
     assert "batch" in groups["norm"].split(", ") and "sgd" in groups["optim"]
     assert not any(o.endswith("_schema") or o.startswith("_") for v in groups.values() for o in v.split(", "))
     assert "== Config ==" in out.stdout and "lr: 0.1" in out.stdout  # the rest of Hydra's help stays

@@ -380,8 +380,9 @@ def test_measurements_leave_training_bit_for_bit(tmp_path, norm, fix_noise, beta
     assert expected <= measured and ("beta_act" in measured) == (beta_wrt == "activations")
     declared = {m for c in enabled(on.cfg.measure) for m in c.metrics(node_of(on.cfg.measure, c))}
     # each registered measurement writes only the metrics it declares, and all of them but the per-layer ones of
-    # layers this model lacks (Theorem 4.1 needs plain BN layers, scale invariance normalised ones)
-    assert measured <= declared and all(m.startswith(("thm41_", "si_")) for m in declared - measured)
+    # layers this model lacks (Theorem 4.1 needs plain BN layers, scale invariance normalised ones, the branch ratio
+    # residual units)
+    assert measured <= declared and all(m.startswith(("thm41_", "si_", "sig_branch")) for m in declared - measured)
     plain = rows_on[~rows_on["metric"].isin(measured)].reset_index(drop=True)
     assert {"train_loss", "test_loss", "train_eval_acc"} <= set(plain["metric"])
     assert plain.equals(rows_off)  # training loss/accuracy and evaluations, every value bit-for-bit

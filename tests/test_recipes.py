@@ -32,7 +32,7 @@ from bnstudy.build import LOSSES
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "extending.md"
-RECIPE_FILES = {"bnstudy/norms.py", "conf/norm/rms.yaml", "bnstudy/measures/weight_norm.py",
+RECIPE_FILES = {"bnstudy/norms.py", "conf/norm/meanabs.yaml", "bnstudy/measures/weight_norm.py",
                 "conf/experiment/weight_norm.yaml", "bnstudy/figures/weight_norm.py", "bnstudy/claims/weight_norm.py"}
 
 
@@ -54,7 +54,7 @@ def test_the_page_shows_one_file_per_step_and_nothing_else():
 
 
 # ------------------------------------------------------------------------------------------ the norm
-def _rms_norm():
+def _meanabs_norm():
     """The page's norm registered in NORMS (call inside ``NORMS.restored()``)."""
     import bnstudy.norms
 
@@ -66,20 +66,21 @@ def test_a_norm_registered_without_optional_metadata_is_drawn_measured_and_built
     own, every model builds with it, and its blocks are scale-invariant (asked of the module), so the
     scale-invariance measurement writes its rows (a list of known norm classes gave it none)."""
     with NORMS.restored():
-        _rms_norm()
-        entry = NORMS["rms"]
+        _meanabs_norm()
+        entry = NORMS["meanabs"]
         assert (entry.label, entry.colour, entry.scale_invariant, entry.batch_statistics) == (None, None, True, False)
-        label, colour = norm_look("rms")
-        assert label == "rms" and colour not in {n.colour for n in NORMS.values() if n.colour}
+        label, colour = norm_look("meanabs")
+        assert label == "meanabs" and colour not in {n.colour for n in NORMS.values() if n.colour}
         for name, model in MODELS.items():
             cfg = model.schema(**({"width": 0.125} if name == "vgg" else {}))
             shape = (10,) if name == "dln" else (1, 28, 28)
-            net = build_model(cfg, NormConf(name="rms"), shape, None if name == "dln" else 10)
-            assert all(b.scale_invariant for b in net.blocks), name
+            net = build_model(cfg, NormConf(name="meanabs"), shape, None if name == "dln" else 10)
+            # (a ViT's units are not: the skip path carries the unscaled input past the norm)
+            assert name == "vit" or all(b.scale_invariant for b in net.blocks), name
             assert net(torch.randn(4, *shape)).shape[0] == 4
 
         torch.manual_seed(0)
-        net = build_model(VGGConf(depth=11, width=0.125), NormConf(name="rms"), (1, 28, 28), 10)
+        net = build_model(VGGConf(depth=11, width=0.125), NormConf(name="meanabs"), (1, 28, 28), 10)
         glorot_init(net)
         measure = build_measure_conf()()
         measure.scale_invariance.every = 1
@@ -95,7 +96,7 @@ def test_a_norm_registered_without_optional_metadata_is_drawn_measured_and_built
         opt.step()
         rows = probes.after_step(0, x, y, before, None)
         assert {(r.metric, r.layer) for r in rows} == {(m, i) for m in SCALE_METRICS for i in range(1, 9)}
-    assert "rms" not in NORMS
+    assert "meanabs" not in NORMS
 
 
 # ------------------------------------------------------------------------------------------ end to end
@@ -132,10 +133,10 @@ def test_the_recipes_as_written_train_draw_judge_and_report(tmp_path):
     jobs = {}
     for summary in sorted((suite / "results" / "weight_norm" / "tiny" / "s").glob("*/summary.json")):
         jobs[json.loads(summary.read_text())["config"]["norm"]["name"]] = summary.parent
-    assert sorted(jobs) == ["batch", "none", "rms"]
+    assert sorted(jobs) == ["batch", "meanabs", "none"]
     rows = {norm: (d / "metrics.csv").read_text() for norm, d in jobs.items()}
     assert all(",weight_norm,1,," in text and ",weight_norm,2,," in text for text in rows.values())
-    assert ",si_wnorm,8,," in rows["rms"] and ",si_wnorm,8,," in rows["batch"]  # scale-invariant blocks
+    assert ",si_wnorm,8,," in rows["meanabs"] and ",si_wnorm,8,," in rows["batch"]  # scale-invariant blocks
     assert ",si_wnorm," not in rows["none"]
 
     run("-m", "experiments.figures", "weight_norm", "--scale", "tiny", "--results", "results")

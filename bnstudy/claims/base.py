@@ -128,7 +128,9 @@ order."""
 
 GROUPS = {"paper": "the paper's claims (counted in REPORT.md's headline)",
           "beyond": "claims of later work that the measurements beyond the paper test (make curvature theory signal)",
-          "tutorials": "what two BatchNorm tutorials say, judged on make tutorials' runs"}
+          "tutorials": "what two BatchNorm tutorials say, judged on make tutorials' runs",
+          "modern": "claims of later work on residual networks and transformers, and the paper's thesis carried over "
+                    "to them (make modern)"}
 """The groups a claim may belong to: the paper's, and those reported apart, each in its own section."""
 
 

@@ -31,9 +31,9 @@ from bnstudy.runs import Run, RunSet, by_norm_lr
 plt.rcParams.update({"figure.dpi": 110, "savefig.dpi": 150, "font.size": 9, "axes.titlesize": 9,
                      "axes.grid": True, "grid.alpha": 0.3, "legend.fontsize": 7, "legend.framealpha": 0.7})
 
-GROUPS = ("paper", "beyond", "tutorials")
-"""Where REPORT.md shows a figure: among the figures (the paper's and those beyond it), or in the tutorials'
-own section."""
+GROUPS = ("paper", "beyond", "tutorials", "modern")
+"""Where REPORT.md shows a figure: among the figures (the paper's and those beyond it), or in the tutorials' or the
+modern networks' own section."""
 
 
 # ------------------------------------------------------------------------------------------ registry

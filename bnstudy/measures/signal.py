@@ -2,8 +2,11 @@
 
 Bjorck et al. 2018 trace BN's benefit to gradients that neither explode nor vanish with depth;
 Daneshmand et al. 2020 show BN keeps a batch's representations from collapsing towards rank one.
-Both are read off the training step: forward hooks keep each block's output, the weight gradients are
-already in ``.grad``: zero extra passes (one N x N eigendecomposition per layer).
+De & Smith 2020 show BatchNorm downscales a residual network's branches relative to their skip paths at
+initialisation: for each residual unit (``BlockNet.residual_units``), the RMS of what its branch adds over the RMS
+of what its skip path carries. All are read off the training step: forward hooks keep each block's output (and
+each unit's two sides), the weight gradients are already in ``.grad``: zero extra passes (one N x N
+eigendecomposition per layer).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ SIG_GRAD_NORM = "sig_grad_norm"  # per layer: ||dL/dW||
 SIG_RANK = "sig_rank"  # per layer: the effective rank of the batch's outputs
 SIG_ACT_NORM = "sig_act_norm"  # per layer: the RMS of the batch's outputs
 SIGNAL_METRICS = (SIG_GRAD_NORM, SIG_RANK, SIG_ACT_NORM)
+SIG_BRANCH = "sig_branch_ratio"  # per residual unit (the layer column: its 1-based index): RMS(branch) / RMS(skip)
 
 
 @dataclass
@@ -42,23 +46,36 @@ def effective_rank(h: torch.Tensor) -> torch.Tensor:
     return torch.exp(entropy)
 
 
-class SignalHooks:
-    """Forward hooks that keep each block's output on one training forward (``attach`` / ``collect``)."""
+def rms(t: torch.Tensor) -> torch.Tensor:
+    return t.detach().double().pow(2).mean().sqrt()
 
-    def __init__(self, blocks: list[nn.Module]):
-        self.blocks = blocks
+
+class SignalHooks:
+    """Forward hooks that keep each block's output, and each residual unit's skip and branch RMS, on one training
+    forward (``attach`` / ``collect``)."""
+
+    def __init__(self, blocks: list[nn.Module], units: list[nn.Module] = ()):
+        self.blocks, self.units = blocks, list(units)
         self._handles: list = []
-        self._outs: dict[int, torch.Tensor] = {}
+        self._outs: dict[object, torch.Tensor] = {}
 
     def attach(self) -> None:
-        """Hook the next forward of each block only (the training forward), not later probe passes."""
-        handles: dict[int, object] = {}
-        for i, block in enumerate(self.blocks, 1):
-            def keep(_module, _inputs, output, i=i):
-                handles[i].remove()
-                self._outs[i] = output.detach()
-            handles[i] = block.register_forward_hook(keep)
-            self._handles.append(handles[i])
+        """Hook the next forward of each block (and unit side) only (the training forward), not later probe passes."""
+        handles: dict[object, object] = {}
+        targets = [(i, b, lambda out: out.detach()) for i, b in enumerate(self.blocks, 1)]
+        for j, unit in enumerate(self.units, 1):
+            targets += [(("skip", j), unit.skip, rms), (("branch", j), unit.branch, rms)]
+        for key, module, keep_what in targets:
+            def keep(_module, _inputs, output, key=key, keep_what=keep_what):
+                handles[key].remove()
+                self._outs[key] = keep_what(output)
+            handles[key] = module.register_forward_hook(keep)
+            self._handles.append(handles[key])
+
+    def branch_ratios(self) -> dict[int, torch.Tensor]:
+        """Per residual unit (1-based): RMS(branch) / RMS(skip) on the hooked forward (call before ``collect``)."""
+        return {j: self._outs[("branch", j)] / self._outs[("skip", j)] for j in range(1, len(self.units) + 1)
+                if ("skip", j) in self._outs and ("branch", j) in self._outs}
 
     def collect(self) -> dict[int, list[torch.Tensor]]:
         """Per layer (1-based): [||dL/dW||, effective rank, RMS activation], after the backward."""
@@ -72,14 +89,15 @@ class SignalHooks:
             grad = block.layer.weight.grad
             gnorm = torch.linalg.vector_norm(grad).double() if grad is not None else torch.tensor(float("nan"))
             act = self._outs[i]
-            out[i] = [gnorm, effective_rank(act), act.double().pow(2).mean().sqrt()]
+            out[i] = [gnorm, effective_rank(act), rms(act)]
         self._outs.clear()
         return out
 
 
 @register
 class Signal(Measurement):
-    """Per block (``sig_*``): ||dL/dW||, the effective rank and RMS of its batch outputs, on the training step."""
+    """Per block (``sig_*``): ||dL/dW||, the effective rank and RMS of its batch outputs; per residual unit, its
+    branch's RMS over its skip path's; on the training step."""
 
     name = "signal"
     Conf = SignalConf
@@ -88,7 +106,7 @@ class Signal(Measurement):
 
     def __init__(self, conf: SignalConf, ctx):
         super().__init__(conf, ctx)
-        self.hooks = SignalHooks(list(ctx.model.blocks))
+        self.hooks = SignalHooks(list(ctx.model.blocks), getattr(ctx.model, "residual_units", []))
 
     @classmethod
     def cost(cls, conf: SignalConf) -> Cost:
@@ -96,7 +114,7 @@ class Signal(Measurement):
 
     @classmethod
     def metrics(cls, conf: SignalConf) -> list[str]:
-        return list(SIGNAL_METRICS)
+        return [*SIGNAL_METRICS, SIG_BRANCH]
 
     @classmethod
     def bench_floor(cls, conf: SignalConf):
@@ -116,5 +134,7 @@ class Signal(Measurement):
         self.hooks.attach()
 
     def after_backward(self, s: Step) -> list[Row]:
+        ratios = self.hooks.branch_ratios()
         return [Row(s.step, name, v, layer=i) for i, vals in self.hooks.collect().items()
-                for name, v in zip(SIGNAL_METRICS, vals)]
+                for name, v in zip(SIGNAL_METRICS, vals)] + [Row(s.step, SIG_BRANCH, v, layer=j)
+                                                             for j, v in ratios.items()]

@@ -111,7 +111,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--channels-last", action="store_true", help="train.channels_last=true (both loops)")
     p.add_argument("--tf32", action="store_true", help="train.tf32=true (both loops, and the matmul peak)")
     p.add_argument("--sections", default="step,data,measure,flops,switches", help="comma-separated subset")
-    p.add_argument("--models", default="", help="only these models (small_cnn,vgg_quick,vgg16,dln)")
+    p.add_argument("--models", default="", help="only these models (small_cnn,vgg_quick,vgg16,dln,resnet_quick,vit_quick)")
     p.add_argument("--repeats", type=int, default=0, help="override the repeats of sections 1-3 (slurm: its pairs)")
     p.add_argument("--make-all", action="store_true", help="add the make-all wall times read from --results")
     p.add_argument("--results", default=str(ROOT / "results"))

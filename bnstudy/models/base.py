@@ -1,13 +1,16 @@
-"""The three models of the protocol, all built from numbered ``Block``s and one norm factory, and their
-registry ``MODELS`` (the ``model`` config group): a builder registered with ``@model(name, schema=...)``, its
-config schema (a dataclass subclassing :class:`ModelConf`) beside it. A new model is its schema, its
-registration here and ``conf/model/<name>.yaml``.
+"""What every model is built from: numbered ``Block``s, one norm factory, the registry ``MODELS`` (the ``model``
+config group) and ``build_model``. A builder is registered with ``@model(name, schema=...)``, its config schema
+(a dataclass subclassing :class:`ModelConf`) beside it, in a module of this package (``plain``: the paper's
+small CNN, VGG and DLN; ``resnet``; ``vit``). A new model is its schema, its registration in a module here and
+``conf/model/<name>.yaml``.
 
 A ``Block`` is ``layer -> norm -> activation`` (or ``layer -> activation -> norm`` with
 ``norm.position=after``), then dropout when ``model.dropout > 0``. Its ``probe`` (an ``nn.Identity``)
 sits right after the norm: the point whose values the paper's activation histograms show, where noisy
 BN injects its noise, and where the activation-variant of effective beta perturbs. Measurements address
-blocks by their 1-based index, as the paper numbers layers.
+blocks by their 1-based index, as the paper numbers layers. A residual network's blocks sit inside its residual
+units (``BlockNet.blocks`` finds them in forward order); each unit marks its skip path and its branch's
+contribution with :class:`ResidualProbes`, where the signal measurement reads their sizes.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import torch
 from omegaconf import MISSING
 from torch import nn
 
-from bnstudy.norms import NORMS, NormConf, make_norm
+from bnstudy.norms import NORMS, RESIDUAL, NormConf, make_norm
 from bnstudy.registry import Registry
 from bnstudy.schema import ConfigError, ranged
 
@@ -29,40 +32,11 @@ class ModelConf:
     """Fields shared by every model. ``name`` is the key in :data:`MODELS`."""
 
     name: str = MISSING
-    activation: str = "relu"  # relu | identity
-    init: str = "glorot"  # glorot | default (PyTorch's own)
+    activation: str = "relu"  # relu | identity | gelu
+    init: str = "glorot"  # glorot | he | default (PyTorch's own)
     init_scale: float = ranged(1.0, gt=0)  # conv/linear weights x this after init (the tutorials' init sweep)
     bias: bool = True
     dropout: float = ranged(0.0, ge=0, lt=1)  # dropout probability after every block (0 = no dropout module)
-
-
-@dataclass
-class SmallCNNConf(ModelConf):
-    """Seed 001's CNN: conv 5x5 (8) -> pool -> conv 5x5 (16) -> pool -> linear."""
-
-    name: str = "small_cnn"
-    channels: list[int] = ranged(factory=lambda: [8, 16], ge=1)
-    kernel_size: int = ranged(5, ge=1)
-
-
-@dataclass
-class VGGConf(ModelConf):
-    """CIFAR VGG: 3x3 convs with max-pools, one linear classifier. depth in {11, 13, 16, 19}."""
-
-    name: str = "vgg"
-    depth: int = ranged(16, ge=11, le=19)  # 11, 13, 16 or 19 (VGG_LAYOUTS)
-    width: float = ranged(1.0, gt=0)  # channel multiplier (quick scale uses narrow nets)
-
-
-@dataclass
-class DLNConf(ModelConf):
-    """Deep linear network: ``num_layers`` square ``dim`` x ``dim`` linear layers, no non-linearity."""
-
-    name: str = "dln"
-    num_layers: int = ranged(25, ge=1)
-    dim: int = ranged(10, ge=1)
-    activation: str = "identity"
-    norm_last: bool = False  # [open] normalise after the output layer too (default: hidden layers only)
 
 
 # ------------------------------------------------------------------------------------------ registry
@@ -95,10 +69,11 @@ def model(name: str, *, schema: type):
     return register
 
 
-ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {"relu": lambda: nn.ReLU(), "identity": nn.Identity}
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {"relu": lambda: nn.ReLU(), "identity": nn.Identity,
+                                                  "gelu": lambda: nn.GELU()}
 
 
-def _activation(name: str) -> nn.Module:
+def activation(name: str) -> nn.Module:
     if name not in ACTIVATIONS:
         raise ConfigError(f"model.activation={name!r} is unknown; valid: {sorted(ACTIVATIONS)}")
     return ACTIVATIONS[name]()
@@ -127,6 +102,19 @@ class Block(nn.Module):
         return x if self.dropout is None else self.dropout(x)
 
 
+class ResidualProbes(nn.Module):
+    """A residual unit's two marks (``nn.Identity``, no parameters): ``skip`` on what the skip path carries to the
+    addition, ``branch`` on what the residual branch adds to it (after any multiplier). A unit calls
+    ``add(skip, branch)``; forward hooks on the two read the sizes De & Smith (2020) compare."""
+
+    def __init__(self):
+        super().__init__()
+        self.skip, self.branch = nn.Identity(), nn.Identity()
+
+    def add(self, skip: torch.Tensor, branch: torch.Tensor) -> torch.Tensor:
+        return self.skip(skip) + self.branch(branch)
+
+
 class BlockNet(nn.Module):
     """A stack of Blocks (with pooling in between for CNNs) and a head. ``blocks[i-1]`` is layer i."""
 
@@ -134,7 +122,9 @@ class BlockNet(nn.Module):
         super().__init__()
         self.body = nn.Sequential(*body)
         self.head = head
-        self.blocks = [m for m in self.body if isinstance(m, Block)]  # views, not new submodules
+        # views, not new submodules: every Block in forward order (a residual unit's inside it)
+        self.blocks = [m for m in self.body.modules() if isinstance(m, Block)]
+        self.residual_units = [m for m in self.body.modules() if isinstance(m, ResidualProbes)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.body(x))
@@ -146,64 +136,19 @@ class BlockNet(nn.Module):
         return self.blocks[index - 1]
 
 
-def _block(layer: nn.Module, cfg: ModelConf, norm: NormConf, features: int, spatial: bool) -> Block:
-    return Block(layer, make_norm(norm, features, spatial), _activation(cfg.activation), norm.position == "after",
-                 cfg.dropout, NORMS[norm.name].scale_invariant)
-
-
-@model("small_cnn", schema=SmallCNNConf)
-def small_cnn(cfg: SmallCNNConf, norm: NormConf, input_shape: tuple, num_classes: int) -> BlockNet:
-    """Seed 001's MNIST CNN: [conv 5x5 -> norm -> ReLU -> max-pool 2] x 2 -> linear."""
-    c, h, w = input_shape
-    body: list[nn.Module] = []
-    for out in cfg.channels:
-        body += [_block(nn.Conv2d(c, out, cfg.kernel_size, bias=cfg.bias), cfg, norm, out, True), nn.MaxPool2d(2)]
-        c, h, w = out, (h - cfg.kernel_size + 1) // 2, (w - cfg.kernel_size + 1) // 2
-    return BlockNet(body, nn.Sequential(nn.Flatten(), nn.Linear(c * h * w, num_classes)))
-
-
-VGG_LAYOUTS = {  # channels per conv, "M" = 2x2 max-pool (the CIFAR forms of VGG-11/13/16/19)
-    11: [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
-    13: [64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
-    16: [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
-    19: [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M"],
-}
-
-
-@model("vgg", schema=VGGConf)
-def vgg(cfg: VGGConf, norm: NormConf, input_shape: tuple, num_classes: int) -> BlockNet:
-    """CIFAR VGG: 3x3 convs, norm before ReLU, max-pools, one linear classifier."""
-    if cfg.depth not in VGG_LAYOUTS:
-        raise ConfigError(f"model.depth={cfg.depth} is unknown; valid: {sorted(VGG_LAYOUTS)}")
-    c, h = input_shape[0], input_shape[1]
-    body: list[nn.Module] = []
-    for item in VGG_LAYOUTS[cfg.depth]:
-        if item == "M":
-            if h >= 2:  # small inputs (28x28) run out of resolution before the last pools
-                body.append(nn.MaxPool2d(2))
-                h //= 2
-            continue
-        out = max(1, round(item * cfg.width))
-        body.append(_block(nn.Conv2d(c, out, 3, padding=1, bias=cfg.bias), cfg, norm, out, True))
-        c = out
-    head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, num_classes))
-    return BlockNet(body, head)
-
-
-@model("dln", schema=DLNConf)
-def dln(cfg: DLNConf, norm: NormConf, input_shape: tuple, num_classes: int | None) -> BlockNet:
-    """Deep linear network: W_L ... W_1 x. Hidden layers are Blocks; the output layer is the head."""
-    d = cfg.dim
-    if len(input_shape) != 1:  # images: the DLN is a regression on Gaussian vectors
-        raise ConfigError(f"model=dln needs vector data, not images of shape {input_shape}: add data=gaussian, "
-                          f"or run a DLN experiment (experiment=fig3_dln, fig4_dln or fig5_dln)")
-    if input_shape != (d,):
-        raise ConfigError(f"the DLN needs inputs of shape ({d},), got {input_shape}: set data.dim={d} "
-                          f"or model.dim={input_shape[0]}")
-    hidden = cfg.num_layers if cfg.norm_last else cfg.num_layers - 1
-    body = [_block(nn.Linear(d, d, bias=cfg.bias), cfg, norm, d, False) for _ in range(hidden)]
-    head = nn.Identity() if cfg.norm_last else nn.Linear(d, d, bias=cfg.bias)
-    return BlockNet(body, head)
+def block(layer: nn.Module, cfg: ModelConf, norm: NormConf, features: int, spatial: bool,
+          act: str | None = None, residual: bool = False) -> Block:
+    """``layer`` -> the configured norm -> the activation (``act``, default ``cfg.activation``) as one Block. A norm
+    that only a residual network can place (``residual=`` in its registration) is refused unless the block is
+    inside a residual branch (``residual=True``: the residual network then does what the norm's scheme says)."""
+    entry = NORMS.get(norm.name)
+    if entry is not None and entry.residual is not None and not residual:
+        only = [n for n, e in NORMS.items() if e.residual is not None]
+        raise ConfigError(f"norm={norm.name} is a residual network's ({RESIDUAL[entry.residual]}): model={cfg.name} "
+                          f"has no residual branch; use it with model=resnet or model=vit, or pick a norm other than "
+                          f"{', '.join(only)}")
+    return Block(layer, make_norm(norm, features, spatial), activation(act or cfg.activation),
+                 norm.position == "after", cfg.dropout, NORMS[norm.name].scale_invariant)
 
 
 def glorot_init(model: nn.Module) -> None:
@@ -215,6 +160,18 @@ def glorot_init(model: nn.Module) -> None:
                 nn.init.zeros_(m.bias)
 
 
+def he_init(model: nn.Module) -> None:
+    """He (Kaiming) normal weights, std sqrt(2 / fan_in), and zero biases for every conv/linear layer."""
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
+INITS: dict[str, Callable[[nn.Module], None]] = {"glorot": glorot_init, "he": he_init, "default": lambda m: None}
+
+
 def scale_weights(model: nn.Module, factor: float) -> None:
     """Multiply every conv/linear weight (not biases, not norm parameters) by ``factor``."""
     with torch.no_grad():
@@ -224,18 +181,20 @@ def scale_weights(model: nn.Module, factor: float) -> None:
 
 
 def build_model(cfg: ModelConf, norm: NormConf, input_shape: tuple, num_classes: int | None) -> BlockNet:
-    """Build ``cfg.name`` from the registry with the norm factory, the configured init and its scale."""
+    """Build ``cfg.name`` from the registry with the norm factory, the configured init (then the model's own
+    ``after_init``, if it has one) and its scale."""
     if cfg.name not in MODELS:
         raise ConfigError(f"model={cfg.name!r} is unknown; valid: {sorted(MODELS)}")
     if not 0.0 <= cfg.dropout < 1.0:
         raise ConfigError(f"model.dropout={cfg.dropout} must lie in [0, 1)")
     if not cfg.init_scale > 0:
         raise ConfigError(f"model.init_scale={cfg.init_scale} must be > 0")
+    if cfg.init not in INITS:
+        raise ConfigError(f"model.init={cfg.init!r} is unknown; valid: {sorted(INITS)}")
     model = MODELS[cfg.name].build(cfg, norm, tuple(input_shape), num_classes)
-    if cfg.init == "glorot":
-        glorot_init(model)
-    elif cfg.init != "default":
-        raise ConfigError(f"model.init={cfg.init!r} is unknown; valid: ['default', 'glorot']")
+    INITS[cfg.init](model)
+    if hasattr(model, "after_init"):  # a scheme that overrides parts of the init (Fixup's zeros and rescaling)
+        model.after_init()
     if cfg.init_scale != 1.0:  # 1.0 touches nothing: weights stay bit-identical
         scale_weights(model, cfg.init_scale)
     return model
