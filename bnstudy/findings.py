@@ -165,26 +165,26 @@ def modern_findings(C: dict[str, ClaimResult]) -> str:
     why_not_live = lambda cid, run: ", ".join(sorted({n.split(": ")[2].split(" - ")[0] for n in dead(cid, run)
                                                       if n.count(": ") >= 2})) or "none"
     lines = [
-        f"- **ResNet-20** ({v('M6')}; {v('M7')}; {v('M1')}): at lr 0.1 BN ends at test accuracy "
+        f"- **ResNet-20** ({v('M6')}; {v('M7')}; {v('M1')}; {v('M5')}): at lr 0.1 BN ends at test accuracy "
         f"{g('M6', 'resnet lr 0.1', 1)}, SkipInit at {g('M6', 'resnet lr 0.1', 0)}, Fixup at "
-        f"{g('M7', 'resnet lr 0.1', 0)}, and the network with neither (He init) at {g('M6', 'resnet lr 0.1', 2)} "
-        f"(chance: 0.1). At lr 0.5 Fixup ends at {g('M7', 'resnet lr 0.5', 0)} (SkipInit "
-        f"{g('M6', 'resnet lr 0.5', 0)}, BN {g('M6', 'resnet lr 0.5', 1)}). BN's loss band along the gradient is "
-        f"{g('M1', band('resnet', 'SkipInit', 'BN'), 2)} narrower than SkipInit's and "
-        f"{g('M1', band('resnet', 'Fixup', 'BN'), 2)} than Fixup's at lr 0.1.",
-        f"- **De & Smith** ({v('M5')}): at initialisation BN's branch adds {g('M5', 'ResNet-110: BN below standard at the last unit', 2)} "
-        f"of the skip path's RMS at ResNet-110's first unit and {g('M5', 'ResNet-110: BN below standard at the last unit', 0)} "
-        f"at its last (the standard network's: {g('M5', 'ResNet-110: BN below standard at the last unit', 1)}); the fitted "
-        f"exponent of ratio ~ unit^-a is {g('M5', 'ResNet-110: BN' + chr(39) + 's exponent', 0)} (1/2: √depth).",
-        f"- **ViT** ({v('M2')}): under plain SGD {not_live('M2', 'vit none')} of the ViT without a norm are left out "
-        f"(not live: {why_not_live('M2', 'vit none')}); against SkipInit's ViT at lr 0.1 the loss band is {g('M2', band('vit', 'SkipInit', 'pre-LN'), 2)} wider than pre-LN's, "
-        f"{g('M2', band('vit', 'SkipInit', 'post-LN'), 2)} than post-LN's and "
-        f"{g('M2', band('vit', 'SkipInit', 'pre-RMSNorm'), 2)} than pre-RMSNorm's.",
-        f"- **Xiong et al.** ({v('M3')}; {v('M4')}): at initialisation post-LN's gradient at the last unit is "
-        f"{g('M3', 'ViT, 4 layers', 2)} pre-LN's with 4 layers and {g('M3', 'ViT, 16 layers', 2)} with 16. Under "
-        f"Adam at lr 0.01 post-LN ends at test accuracy {g('M4', 'post-LN, Adam lr 0.01', 0)} without warm-up and "
-        f"{g('M4', 'post-LN, Adam lr 0.01', 1)} with it; pre-LN at {g('M4', 'pre-LN, Adam lr 0.01', 0)} and "
-        f"{g('M4', 'pre-LN, Adam lr 0.01', 1)}.",
+        f"{g('M7', 'resnet lr 0.1', 0)}, the network with neither (He init) at {g('M6', 'resnet lr 0.1', 2)} (chance: "
+        f"0.1); at lr 0.5 Fixup ends at {g('M7', 'resnet lr 0.5', 0)}, SkipInit at {g('M6', 'resnet lr 0.5', 0)}, BN at "
+        f"{g('M6', 'resnet lr 0.5', 1)}. The loss band along the gradient at lr 0.1, SkipInit's over BN's: "
+        f"{g('M1', band('resnet', 'SkipInit', 'BN'), 2)}; Fixup's over BN's: {g('M1', band('resnet', 'Fixup', 'BN'), 2)} "
+        f"(the rule asks >= 1.25x). At initialisation BN's branch adds "
+        f"{g('M5', 'ResNet-110: BN below standard at the last unit', 2)} of the skip path's RMS at ResNet-110's first "
+        f"unit and {g('M5', 'ResNet-110: BN below standard at the last unit', 0)} at its last (without a norm: "
+        f"{g('M5', 'ResNet-110: BN below standard at the last unit', 1)}), falling as unit^-"
+        f"{g('M5', 'ResNet-110: BN' + chr(39) + 's exponent', 0)} (De & Smith: 1/2).",
+        f"- **ViT** ({v('M2')}; {v('M3')}; {v('M4')}): under plain SGD {not_live('M2', 'vit none')} of the ViT without "
+        f"a norm are left out (not live: {why_not_live('M2', 'vit none')}); the loss band at lr 0.1, SkipInit's ViT "
+        f"over the normalised one's: {g('M2', band('vit', 'SkipInit', 'pre-LN'), 2)} for pre-LN, "
+        f"{g('M2', band('vit', 'SkipInit', 'post-LN'), 2)} for post-LN, "
+        f"{g('M2', band('vit', 'SkipInit', 'pre-RMSNorm'), 2)} for pre-RMSNorm (the rule asks >= 1.25x). At "
+        f"initialisation post-LN's gradient at the last unit is {g('M3', 'ViT, 4 layers', 2)} pre-LN's with 4 layers "
+        f"and {g('M3', 'ViT, 16 layers', 2)} with 16. Under Adam at lr 0.01 post-LN ends at test accuracy "
+        f"{g('M4', 'post-LN, Adam lr 0.01', 0)} without warm-up and {g('M4', 'post-LN, Adam lr 0.01', 1)} with it; "
+        f"pre-LN at {g('M4', 'pre-LN, Adam lr 0.01', 0)} and {g('M4', 'pre-LN, Adam lr 0.01', 1)}.",
     ]
     return "\n".join(lines)
 

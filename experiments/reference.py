@@ -5,7 +5,7 @@
 Copies the runs of every experiment that figures and the report read (``bnstudy.runs.RunSet``'s selection;
 ``summary.json``, ``metrics.csv`` gzipped) with a manifest of sha256s (``reference.json``), redraws the
 figures and REPORT.md from the copied numbers alone, exactly as ``make figures report RESULTS=<out>`` does,
-and checks the folder against its size budget (20 MB). All of it is written in a folder beside ``--out``
+and checks the folder against its size budget (24 MiB). All of it is written in a folder beside ``--out``
 and swapped in whole when it is complete; any failure leaves the old reference as it was. ``--out`` may not
 be the results folder, hold it, or lie among its runs (``results/reference/...`` is fine), nor hold
 anything the suite did not write. ``make verify`` compares later runs against it.

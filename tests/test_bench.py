@@ -17,8 +17,8 @@ import torch
 from bnstudy.measures import MEASURES
 
 ROOT = Path(__file__).resolve().parents[1]
-STEP_CASES = [f"{m}/{n}" for m in ("small_cnn", "vgg_quick", "vgg16", "dln", "resnet_quick") for n in ("none", "batch")]
-STEP_CASES += ["vit_quick/none", "vit_quick/layer"]
+STEP_CASES = [f"{m}/{n}" for m in ("small_cnn", "vgg_quick", "vgg16", "dln") for n in ("none", "batch")]
+STEP_CASES += ["resnet_quick/skipinit", "resnet_quick/batch", "vit_quick/skipinit", "vit_quick/layer"]
 MEASUREMENTS = list(MEASURES)  # every registered measurement
 MAKE_ALL = ["fig1", "fig2", "fig3_cnn", "fig3_dln", "fig4_cnn", "fig4_dln", "fig5_cnn", "fig5_dln", "browser"]
 

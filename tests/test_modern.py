@@ -25,9 +25,9 @@ from bnstudy.measures.registry import schemas
 from bnstudy.measures.signal import SIG_BRANCH
 from bnstudy.models import build_model
 from bnstudy.models.resnet import BasicUnit, option_a
-from bnstudy.models.vit import Unit
 from bnstudy.norms import NORMS, RMSNorm
 from bnstudy.records import read_metrics
+from bnstudy.runs import RunSet
 from bnstudy.schema import ConfigError
 from bnstudy.train import Trainer
 
@@ -241,3 +241,28 @@ def test_branch_ratio_is_the_rms_of_what_the_branch_adds_over_the_skip_path(tmp_
             by_hand.append((branch.double().pow(2).mean().sqrt() / skip.double().pow(2).mean().sqrt()).item())
             h = unit(h)
     assert logged == pytest.approx(by_hand, rel=1e-6)
+
+
+# ------------------------------------------------------------------------------------------ end to end
+@pytest.mark.conf_spec  # the runs judged as conf/ composes the experiments (their depths told apart)
+def test_the_signal_experiments_run_draw_and_are_judged(tmp_path):
+    """make modern's two at-initialisation sweeps at tiny scale through experiments.together (as make modern runs
+    them): every job finishes, the figure is written, and M3 and M5 are judged on the runs (not "not run")."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from bnstudy.claims import NOT_RUN, check_group
+
+    root = Path(__file__).resolve().parents[1]
+    cmd = [sys.executable, "-m", "experiments.together", "resnet_signal", "vit_signal", "--scale", "tiny", "--seeds", "0",
+           "--results", str(tmp_path), "--run-id", "t", "--workers", "1", "--figures", "modern_signal", "--",
+           "progress=false"]
+    done = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert len(list(tmp_path.glob("*_signal/tiny/t/*/summary.json"))) == 32
+    assert (tmp_path / "figures" / "modern_signal_tiny.png").stat().st_size > 10_000
+    results = {r.id: r for r in check_group(RunSet(tmp_path, "tiny"), "modern")}
+    assert results["M3"].verdict != NOT_RUN and "ViT, 4 layers" in results["M3"].evidence
+    assert "ViT, 16 layers" in results["M3"].evidence
+    assert results["M5"].verdict != NOT_RUN and "ResNet-110" in results["M5"].evidence

@@ -255,6 +255,14 @@ def test_the_export_carries_the_dln_sweep_and_the_tutorial_tables(tmp_path):
     assert manifest["experiments"]["dln_sweep"] == [f"dln_sweep/paper/{STAMPS[0]}/0"]
     assert str(tables()[0]) in manifest["files"] and (out / tables()[0]).read_text() == table.read_text()
     assert set(load_reference(out)) == {*EXPERIMENTS, "dln_sweep"}
+    from bnstudy.reference import check_output, foreign, remove_suite_files
+    assert foreign(out) == []  # the tables it lists are its own: a later make reference replaces them with the rest
+    check_output(results, out)
+    (out / "stray.txt").write_text("mine\n")
+    assert remove_suite_files(out) == [out / "stray.txt"] and not (out / tables()[0]).exists()
+    (out / "stray.txt").unlink()
+    out.mkdir(exist_ok=True)
+    export(results, "quick", out)
     (out / tables()[0]).write_text("altered\n")
     with pytest.raises(Exception, match="altered"):
         load_reference(out)

@@ -121,7 +121,7 @@ def compare(label: str, std: list[LiveRun], bn: list[LiveRun], value: Callable[[
         if len(early):
             c.early_std, c.early_bn = float(early["s"].median()), float(early["b"].median())
     if not c.conclusive:
-        notes.add(f"{label}: {c.n_common} measured step(s) where both standard and BN are live "
+        notes.add(f"{label}: {c.n_common} measured step(s) where both runs are live "
                   f"(need {MIN_COMMON_STEPS}) - comparison left out")
     return c
 
