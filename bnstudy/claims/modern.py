@@ -12,10 +12,9 @@ experiments (figure only).
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterable
+from typing import Iterable
 
 import numpy as np
-import pandas as pd
 
 from bnstudy.claims.base import (BN, FAILS, HOLDS, STANDARD, Claim, ClaimResult, Notes, Part, Results, claim,
                                  lrs_with_both, one)
@@ -30,7 +29,7 @@ from bnstudy.measures.landscape import BETA, GRAD_PRED_MAX
 from bnstudy.measures.signal import SIG_BRANCH, SIG_GRAD_NORM
 from bnstudy.norms import norm_look
 from bnstudy.runs import layers_of
-from bnstudy.train import TEST_ACC, TRAIN_ACC
+from bnstudy.train import TEST_ACC
 
 FIXUP, SKIPINIT, PRE_LN, POST_LN, RMS = "fixup", "skipinit", "layer", "post_layer", "rms"
 UNNORMALISED = (STANDARD, FIXUP, SKIPINIT)
@@ -225,7 +224,7 @@ def claim_m8(R: Results, c: Claim) -> ClaimResult:
              "residual blocks, the expected gradients of the parameters near the output layer are large.\"",
        rule=f"each depth of vit_signal with 4 or more layers: post-LN's |dL/dW| of the last unit's last linear (the "
             f"MLP's W^2, \"near the output\") >= {GRAD_NEAR_OUTPUT_MIN:g} x pre-LN's (at least a fifth larger: "
-            f"claims 5a-d's margin); the post/pre ratio at the shallowest and deepest depth is shown")
+            f"claims 5a-d's margin); holds when every such depth does; shallower networks are shown, not judged")
 def claim_m3(R: Results, c: Claim) -> ClaimResult:
     ran, notes, missing = _need(R, c, c.experiments)
     if missing:
