@@ -308,6 +308,12 @@ def derived(name: str, build: Factory) -> tuple[bool, bool]:
     return False, False
 
 
+def residual_scheme(name: str) -> Optional[str]:
+    """How a residual network uses norm ``name`` (a key of :data:`RESIDUAL`); None for a norm that sits in the
+    branch's slot, or for a name not registered (``make_norm`` names the valid ones)."""
+    return NORMS[name].residual if name in NORMS else None
+
+
 def norm_uses_batch_statistics(name: str) -> bool:
     """Whether the registered norm ``name`` normalises with batch statistics in training (its eval mode is
     then another function); False for a name not registered."""

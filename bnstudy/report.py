@@ -205,19 +205,27 @@ def _dln_sweep(ctx: ReportContext) -> str:
 def _beyond(ctx: ReportContext) -> str:
     """Claims of later work judged on ``make curvature``, ``make theory`` and ``make signal`` runs
     (``bnstudy/claims/beyond.py``); left out when none of their experiments ran."""
+    return group_section(ctx, "beyond", "Measurements the paper does not make (docs/beyond.md): what later work says "
+                         "about curvature, the paper's own Theorem 4.1, scale invariance and signal at initialisation, "
+                         "checked the same way (each seed alone). They are not among the paper's claims counted above.")
+
+
+def group_section(ctx: ReportContext, group: str, intro: str, said: str = "Who says it", runs=None) -> str:
+    """A claim group's section: ``intro``, its claims table (the source's words under ``said``), the why-not lines
+    and, for a group shown in its own section (:data:`OWN_SECTION`), its figures; "" when none of its claims ran.
+    ``runs``: the RunSet its claims read (default: the report's)."""
     from bnstudy.claims import NOT_RUN, check_group
 
-    runs = ctx.extra.get("runs")
+    runs = runs if runs is not None else ctx.extra.get("runs")
     if runs is None:
         return ""
-    results = check_group(runs, "beyond")
+    results = check_group(runs, group)
     if all(r.verdict == NOT_RUN for r in results):
         return ""
-    df = claims_frame(results).rename(columns={"The paper says": "Who says it"})
-    return ("Measurements the paper does not make (docs/beyond.md): what later work says about curvature, the "
-            "paper's own Theorem 4.1, scale invariance and signal at initialisation, checked the same way (each "
-            "seed alone). They are not among the paper's claims counted above.\n\n" + markdown_table(df)
-            + why_not_lines(results))
+    df = claims_frame(results).rename(columns={"The paper says": said})
+    figures = [f for f in ctx.figures if group in OWN_SECTION and figure_group(f, ctx.scale) == group]
+    return (intro + "\n\n" + markdown_table(df) + why_not_lines(results)
+            + "".join(f"\n\n![{Path(f).stem}](figures/{Path(f).name})" for f in figures))
 
 
 def why_not_lines(results: list[ClaimResult]) -> str:
@@ -241,24 +249,18 @@ def why_not_lines(results: list[ClaimResult]) -> str:
 def _tutorials(ctx: ReportContext) -> str:
     """The tutorials' claims judged on ``make tutorials`` runs (``bnstudy/claims/tutorials.py``), with their
     figure; left out when none of their runs or CSVs exist. They always run at quick scale."""
-    from bnstudy.claims import NOT_RUN, check_group
     from bnstudy.claims.tutorials import EXPLAINER, GROUP, SCALE, UNSTABLE
     from bnstudy.runs import RunSet
 
     runs = ctx.extra.get("runs")
     if runs is None:
         return ""
-    results = check_group(runs if runs.scale == SCALE else RunSet(runs.root, SCALE), GROUP)
-    if all(r.verdict == NOT_RUN for r in results):
-        return ""
-    df = claims_frame(results).rename(columns={"The paper says": "The tutorial says"})
-    figures = [f for f in ctx.figures if figure_group(f, ctx.scale) == "tutorials"]
-    return (f"Two tutorials state the common wisdom about BatchNorm with numbers attached: \"{UNSTABLE}\" and "
-            f"{EXPLAINER}. `make tutorials` turns each sentence into a measurement on the small CNN (Fashion-MNIST, "
-            "plain SGD, a few hundred steps), judged the same way (each seed alone; rules and thresholds in "
-            "`bnstudy/claims/tutorials.py`). They are not among the paper's claims counted above.\n\n"
-            + markdown_table(df) + why_not_lines(results)
-            + "".join(f"\n\n![{Path(f).stem}](figures/{Path(f).name})" for f in figures))
+    return group_section(ctx, GROUP, f"Two tutorials state the common wisdom about BatchNorm with numbers attached: "
+                         f"\"{UNSTABLE}\" and {EXPLAINER}. `make tutorials` turns each sentence into a measurement on "
+                         "the small CNN (Fashion-MNIST, plain SGD, a few hundred steps), judged the same way (each seed "
+                         "alone; rules and thresholds in `bnstudy/claims/tutorials.py`). They are not among the paper's "
+                         "claims counted above.", said="The tutorial says",
+                         runs=runs if runs.scale == SCALE else RunSet(runs.root, SCALE))
 
 
 OWN_SECTION = ("tutorials", "modern")
@@ -277,23 +279,12 @@ def figure_group(path: Path, scale: str) -> str:
 def _modern(ctx: ReportContext) -> str:
     """Claims of later work on ResNets and transformers, and the paper's thesis carried over to them, judged on
     ``make modern`` runs (``bnstudy/claims/modern.py``), with their figures; left out when none of them ran."""
-    from bnstudy.claims import NOT_RUN, check_group
-
-    runs = ctx.extra.get("runs")
-    if runs is None:
-        return ""
-    results = check_group(runs, "modern")
-    if all(r.verdict == NOT_RUN for r in results):
-        return ""
-    df = claims_frame(results).rename(columns={"The paper says": "Who says it"})
-    figures = [f for f in ctx.figures if figure_group(f, ctx.scale) == "modern"]
-    return ("The paper's question asked of the networks trained today (`make modern`, docs/modern.md): a CIFAR "
-            "ResNet-20 with BatchNorm, without a norm, with Fixup and with SkipInit, and a small vision transformer "
-            "with pre-LN, post-LN, pre-RMSNorm, no norm and SkipInit. What later work says of them, and whether each "
-            "normalisation smooths the landscape the way BatchNorm does the VGG's, checked the same way (each seed "
-            "alone). They are not among the paper's claims counted above.\n\n" + markdown_table(df)
-            + why_not_lines(results)
-            + "".join(f"\n\n![{Path(f).stem}](figures/{Path(f).name})" for f in figures))
+    return group_section(ctx, "modern", "The paper's question asked of the networks trained today (`make modern`, "
+                         "docs/modern.md): a CIFAR ResNet-20 with BatchNorm, without a norm, with Fixup and with "
+                         "SkipInit, and a small vision transformer with pre-LN, post-LN, pre-RMSNorm, no norm and "
+                         "SkipInit. What later work says of them, and whether each normalisation smooths the landscape "
+                         "the way BatchNorm does the VGG's, checked the same way (each seed alone). They are not among "
+                         "the paper's claims counted above.")
 
 
 @section("Runs")

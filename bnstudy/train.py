@@ -198,7 +198,7 @@ class Trainer:
             if due.after_backward:
                 sink.add_each(probes.after_backward(step, x, y, loss, rng))
             before = probes.snapshot() if due.snapshot else None
-            if step <= warmup:  # the lr of a linear warm-up (its last step sets optim.lr back for good)
+            if warmup and step <= warmup:  # a linear warm-up's lr (its last step sets optim.lr for good)
                 for group in optimizer.param_groups:
                     group["lr"] = lr_at(cfg.optim, step)
             optimizer.step()

@@ -267,6 +267,22 @@ def lrs_with_both(groups: dict, a: str, b: str) -> list[float]:
     return sorted({lr for (n, lr) in groups if n == a and (b, lr) in groups})
 
 
+def need(R: Results, c: Claim, names: tuple[str, ...], targets: Optional[Iterable[str]] = None
+         ) -> tuple[list[str], "Notes", Optional[ClaimResult]]:
+    """The claim's experiments that ran (notes holding their excluded runs), or its ``not run`` result naming the make
+    targets that run them (``targets``; default: each name less its last ``_part``, a figure target such as
+    ``curvature`` for ``curvature_cnn``)."""
+    notes, ran = Notes(), []
+    for name in names:
+        notes.extend(R.notes(name))
+        if R.runs(name):
+            ran.append(name)
+    make = list(targets) if targets is not None else sorted({n.rsplit("_", 1)[0] for n in names})
+    missing = None if ran else c.not_run("; ".join(f"{n} not run" for n in names) + f" (make {' '.join(make)})",
+                                         notes)
+    return ran, notes, missing
+
+
 def experiment_groups(R: Results, name: str) -> tuple[dict, "Notes"]:
     """An experiment's (norm, lr) groups, and notes already holding its excluded runs."""
     notes = Notes()

@@ -19,7 +19,8 @@ from typing import Callable, Optional
 import numpy as np
 import pandas as pd
 
-from bnstudy.claims.base import BN, PARAPHRASE, STANDARD, Claim, ClaimResult, Notes, Part, Results, claim, one
+from bnstudy.claims.base import (BN, PARAPHRASE, STANDARD, Claim, ClaimResult, Notes, Part, Results, claim, need,
+                                 one)
 from bnstudy.claims.curves import MIN_COMMON_STEPS, SMOOTH_MIN_RATIO, compare
 from bnstudy.claims.liveness import LiveRun
 from bnstudy.claims.text import fmt_g
@@ -113,19 +114,6 @@ def second_half(s: pd.Series, r: LiveRun) -> pd.Series:
     return s[s.index >= r.steps / 2]
 
 
-def _need(R: Results, c: Claim, names: tuple[str, ...]) -> tuple[list[str], Notes, Optional[ClaimResult]]:
-    """The claim's experiments that ran (notes holding their excluded runs), or its ``not run`` result."""
-    notes, ran = Notes(), []
-    for name in names:
-        notes.extend(R.notes(name))
-        if R.runs(name):
-            ran.append(name)
-    make = sorted({n.rsplit("_", 1)[0] for n in names})
-    missing = None if ran else c.not_run("; ".join(f"{n} not run" for n in names) + f" (make {' '.join(make)})",
-                                         notes)
-    return ran, notes, missing
-
-
 # ---------------------------------------------------------------------------------------- curvature
 def edge_part(label: str, r: LiveRun, series: pd.Series, lr: float, what: str) -> Part:
     """B1/B4 on one run: ``series`` x lr / 2 over the second half, its mean against :data:`EOS_BAND` (decided
@@ -151,7 +139,7 @@ def edge_part(label: str, r: LiveRun, series: pd.Series, lr: float, what: str) -
 
 
 def _edge(R: Results, c: Claim, name: str, value: Callable[[LiveRun, Notes], pd.Series], what: str) -> ClaimResult:
-    ran, notes, missing = _need(R, c, (name,))
+    ran, notes, missing = need(R, c, (name,))
     if missing:
         return missing
     parts = []
@@ -195,7 +183,7 @@ def claim_b1(R: Results, c: Claim) -> ClaimResult:
             f"{MODE_GAP_MIN:g} (\"almost absent\": the top eigenvalue at least halved; without batch statistics the "
             f"modes are one function, ratio 1, shown), in each experiment")
 def claim_b2(R: Results, c: Claim) -> ClaimResult:
-    ran, notes, missing = _need(R, c, CURVATURE)
+    ran, notes, missing = need(R, c, CURVATURE)
     if missing:
         return missing
     parts = []
@@ -220,7 +208,7 @@ def claim_b2(R: Results, c: Claim) -> ClaimResult:
 def lower_with_bn(R: Results, c: Claim, metric: str, value: Callable[[LiveRun, Notes], pd.Series]) -> ClaimResult:
     """B3/B5: standard's median / BN's median of ``value`` over the steps where both are live, per experiment and
     lr (``curves.compare``: the same comparison, margin and minimum steps as claims 5a-c)."""
-    ran, notes, missing = _need(R, c, CURVATURE)
+    ran, notes, missing = need(R, c, CURVATURE)
     if missing:
         return missing
     parts = []
@@ -279,7 +267,7 @@ def _per_layer(r: LiveRun, metric: str, fn: Callable[[LiveRun, float], pd.Series
 
 
 def _theory(R: Results, c: Claim, judge: Callable[[LiveRun], list[Part]]) -> ClaimResult:
-    ran, notes, missing = _need(R, c, ("theory",))
+    ran, notes, missing = need(R, c, ("theory",))
     if missing:
         return missing
     parts = []
@@ -366,7 +354,7 @@ def claim_b8(R: Results, c: Claim) -> ClaimResult:
             f"when the smaller lr grew its |w| by >= {100 * (ADAPT_MIN_GROWTH - 1):.1f}% (the derivation then "
             f"predicts <= √5); none long enough: the run is too short (inconclusive)")
 def claim_b9(R: Results, c: Claim) -> ClaimResult:
-    ran, notes, missing = _need(R, c, ("theory",))
+    ran, notes, missing = need(R, c, ("theory",))
     if missing:
         return missing
     groups = R.groups("theory")
@@ -410,7 +398,7 @@ def deepest(R: Results, name: str) -> tuple[str, dict[str, LiveRun]]:
 
 
 def _signal(R: Results, c: Claim, metric: str, judge: Callable[[str, pd.Series, pd.Series], list[Part]]) -> ClaimResult:
-    ran, notes, missing = _need(R, c, SIGNAL)
+    ran, notes, missing = need(R, c, SIGNAL)
     if missing:
         return missing
     parts = []

@@ -17,7 +17,7 @@ from typing import Iterable
 import numpy as np
 
 from bnstudy.claims.base import (BN, FAILS, HOLDS, STANDARD, Claim, ClaimResult, Notes, Part, Results, claim,
-                                 lrs_with_both, one)
+                                 lrs_with_both, need, one)
 from bnstudy.claims.beyond import EPS
 from bnstudy.claims.curves import (EARLY_FRAC, ICS_COS_TOL, ICS_MAJORITY, MIN_COMMON_STEPS, SMOOTH_MIN_RATIO, _band,
                                    compare)
@@ -75,16 +75,8 @@ units are not yet in the regime)."""
 
 # ------------------------------------------------------------------------------------------ helpers
 def _need(R: Results, c: Claim, names: tuple[str, ...]) -> tuple[list[str], Notes, ClaimResult | None]:
-    """The claim's experiments that ran (notes holding their excluded runs), or its ``not run`` result naming the
-    make targets (each experiment of make modern is its own target)."""
-    notes, ran = Notes(), []
-    for name in names:
-        notes.extend(R.notes(name))
-        if R.runs(name):
-            ran.append(name)
-    missing = None if ran else c.not_run("; ".join(f"{n} not run" for n in names) + f" (make {' '.join(names)})",
-                                         notes)
-    return ran, notes, missing
+    """``need``, naming the experiments themselves as the make targets (each of make modern's is its own)."""
+    return need(R, c, names, targets=names)
 
 
 def smoothness_parts(R: Results, name: str, pairs: Iterable[tuple[str, str]], notes: Notes) -> list[Part]:
@@ -138,7 +130,6 @@ def trains(run_acc: float, bn_acc: float, chance: float) -> bool:
 def trains_parts(R: Results, norm: str, notes: Notes) -> list[Part]:
     """M6/M7: ``norm``'s ResNet against BN's at each lr of ``resnet`` (the standard network's shown beside it)."""
     groups, parts = R.groups("resnet"), []
-    notes.extend(R.notes("resnet"))
     for lr in lrs_with_both(groups, norm, BN):
         r = one(groups[(norm, lr)], lambda r: r)
         acc, bn = final_acc(groups[(norm, lr)]), final_acc(groups[(BN, lr)])

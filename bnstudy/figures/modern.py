@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -64,63 +66,52 @@ def _two_over_lr(ax, runs: list[Run]) -> None:
         ax.axhline(2 / lr, color="0.4", ls=ls, lw=1.0, label=f"2/lr = {2 / lr:g}")
 
 
-def _training_panels(R: RunSet, name: str, curvature: str, what: str):
-    runs, curv = R.runs(name), R.runs(curvature)
+def _training_figure(R: RunSet, name: str, what: str, title: str):
+    """Test accuracy at both lrs, the paper's landscape band, predictiveness and beta, gradient ICS (lowest lr),
+    and lambda_max against 2/lr: the runs of experiment ``what`` and of ``what``_curvature (figure ``name``)."""
+    exps = (what, f"{what}_curvature")
+    runs, curv = R.runs(exps[0]), R.runs(exps[1])
     if not runs and not curv:
-        return empty(f"modern_{what.lower().split('-')[0]}", R, (name, curvature))
+        return empty(name, R, exps)
     fig, axes = plt.subplots(2, 3, figsize=(13, 6.8))
     lr0 = min(r.lr for r in runs) if runs else None
     low = [r for r in runs if r.lr == lr0]
+    at = f", lr {lr0:g}" if runs else ""
     _by_lr(axes[0, 0], runs, TEST_ACC)
-    axes[0, 0].set(title=f"{what}: test accuracy (solid lr {lr0:g}, dashed the higher lr)" if runs else what,
+    axes[0, 0].set(title=f"test accuracy (solid lr {lr0:g}, dashed the higher lr)" if runs else "test accuracy",
                    xlabel="step", ylabel="accuracy")
     _band(axes[0, 1], low, LANDSCAPE_LOSS_MIN, LANDSCAPE_LOSS_MAX)
-    axes[0, 1].set(title=f"loss landscape along the gradient (band over eta), lr {lr0:g}" if runs else "",
-                   xlabel="step", ylabel="loss", yscale="log")
+    axes[0, 1].set(title=f"loss landscape along the gradient (band over eta){at}", xlabel="step", ylabel="loss",
+                   yscale="log")
     _band(axes[0, 2], low, GRAD_PRED, None)
     axes[0, 2].set(title="gradient predictiveness ||g(w) - g(w - eta g)||", xlabel="step", yscale="log")
     plot_metric(axes[1, 0], low, BETA)
-    axes[1, 0].set(title=f"effective beta-smoothness, lr {lr0:g}" if runs else "", xlabel="step", yscale="log")
+    axes[1, 0].set(title=f"effective beta-smoothness{at}", xlabel="step", yscale="log")
     for ax, metrics in ((axes[0, 1], (LANDSCAPE_LOSS_MIN, LANDSCAPE_LOSS_MAX)), (axes[0, 2], (GRAD_PRED,)),
                         (axes[1, 0], (BETA,))):
         _focus(ax, low, metrics)
-    layers = layers_of(low, ICS_COS)
-    for layer, ls in zip(layers, STYLES):
+    for layer, ls in zip(layers_of(low, ICS_COS), STYLES):
         plot_metric(axes[1, 1], low, ICS_COS, layer=layer, linestyle=ls, label_suffix=f", layer #{layer}")
-    axes[1, 1].set(title=f"gradient ICS: cos(G, G'), lr {lr0:g}" if runs else "", xlabel="step", ylim=(-1.05, 1.05))
+    axes[1, 1].set(title=f"gradient ICS: cos(G, G'){at}", xlabel="step", ylim=(-1.05, 1.05))
     if curv:
         _by_lr(axes[1, 2], curv, HESS_LMAX["train"])
         _two_over_lr(axes[1, 2], curv)
     axes[1, 2].set(title="lambda_max of the Hessian (train mode) against 2/lr", xlabel="step", yscale="log")
     _focus(axes[1, 2], curv, (HESS_LMAX["train"],))
-    return fig, axes
+    return finish(fig, axes, f"{title} ({R.scale})", R, exps)
 
 
-@figure("modern_resnet", experiments=("resnet", "resnet_curvature"), group="modern",
-        caption="ResNet-20 standard (no norm, He init), BN, Fixup and SkipInit: test accuracy at lr 0.1 (solid) and "
-                "0.5 (dashed), the paper's loss band, gradient predictiveness and effective beta, gradient ICS at an "
-                "early and a late conv, and lambda_max in train mode against 2/lr.")
-def modern_resnet(R: RunSet):
-    """ResNet-20's training curves, the paper's landscape measures, gradient ICS and lambda_max against 2/lr."""
-    out = _training_panels(R, "resnet", "resnet_curvature", "ResNet-20")
-    if not isinstance(out, tuple):
-        return out
-    fig, axes = out
-    return finish(fig, axes, f"ResNet-20: BatchNorm, none, Fixup, SkipInit ({R.scale})", R, ("resnet", "resnet_curvature"))
-
-
-@figure("modern_vit", experiments=("vit", "vit_curvature"), group="modern",
-        caption="The ViT with pre-LN, post-LN, pre-RMSNorm and no norm under plain SGD: test accuracy at lr 0.1 "
-                "(solid) and 0.5 (dashed), the paper's loss band, gradient predictiveness and effective beta, "
-                "gradient ICS at two MLP units, and lambda_max against 2/lr.")
-def modern_vit(R: RunSet):
-    """The ViT's training curves, the paper's landscape measures, gradient ICS and lambda_max against 2/lr."""
-    out = _training_panels(R, "vit", "vit_curvature", "ViT")
-    if not isinstance(out, tuple):
-        return out
-    fig, axes = out
-    return finish(fig, axes, f"Vision transformer: pre-LN, post-LN, pre-RMSNorm, none ({R.scale})", R,
-                  ("vit", "vit_curvature"))
+for _name, _what, _title, _caption in (
+        ("modern_resnet", "resnet", "ResNet-20: BatchNorm, none, Fixup, SkipInit",
+         "ResNet-20 standard (no norm, He init), BN, Fixup and SkipInit: test accuracy at lr 0.1 (solid) and 0.5 "
+         "(dashed), the paper's loss band, gradient predictiveness and effective beta, gradient ICS at an early and "
+         "a late conv, and lambda_max in train mode against 2/lr."),
+        ("modern_vit", "vit", "Vision transformer: pre-LN, post-LN, pre-RMSNorm, none, SkipInit",
+         "The ViT with pre-LN, post-LN, pre-RMSNorm, no norm and SkipInit under plain SGD: test accuracy at lr 0.1 "
+         "(solid) and 0.5 (dashed), the paper's loss band, gradient predictiveness and effective beta, gradient ICS "
+         "at two MLP units, and lambda_max against 2/lr.")):
+    figure(_name, experiments=(_what, f"{_what}_curvature"), group="modern", caption=_caption)(
+        partial(_training_figure, name=_name, what=_what, title=_title))
 
 
 @figure("modern_warmup", experiments=("vit_adam", "vit_warmup"), group="modern",

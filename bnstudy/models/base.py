@@ -22,7 +22,7 @@ import torch
 from omegaconf import MISSING
 from torch import nn
 
-from bnstudy.norms import NORMS, RESIDUAL, NormConf, make_norm
+from bnstudy.norms import NORMS, RESIDUAL, NormConf, make_norm, residual_scheme
 from bnstudy.registry import Registry
 from bnstudy.schema import ConfigError, ranged
 
@@ -141,10 +141,10 @@ def block(layer: nn.Module, cfg: ModelConf, norm: NormConf, features: int, spati
     """``layer`` -> the configured norm -> the activation (``act``, default ``cfg.activation``) as one Block. A norm
     that only a residual network can place (``residual=`` in its registration) is refused unless the block is
     inside a residual branch (``residual=True``: the residual network then does what the norm's scheme says)."""
-    entry = NORMS.get(norm.name)
-    if entry is not None and entry.residual is not None and not residual:
+    scheme = residual_scheme(norm.name)
+    if scheme is not None and not residual:
         only = [n for n, e in NORMS.items() if e.residual is not None]
-        raise ConfigError(f"norm={norm.name} is a residual network's ({RESIDUAL[entry.residual]}): model={cfg.name} "
+        raise ConfigError(f"norm={norm.name} is a residual network's ({RESIDUAL[scheme]}): model={cfg.name} "
                           f"has no residual branch; use it with model=resnet or model=vit, or pick a norm other than "
                           f"{', '.join(only)}")
     return Block(layer, make_norm(norm, features, spatial), activation(act or cfg.activation),

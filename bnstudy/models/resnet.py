@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bnstudy.models.base import BlockNet, ModelConf, ResidualProbes, block, model
-from bnstudy.norms import NORMS, NormConf
+from bnstudy.norms import NormConf, residual_scheme
 from bnstudy.schema import ConfigError, ranged
 
 
@@ -142,7 +142,7 @@ def resnet(cfg: ResNetConf, norm: NormConf, input_shape: tuple, num_classes: int
         raise ConfigError(f"model.depth={cfg.depth}: a CIFAR ResNet has depth 6n + 2 (8, 14, 20, 32, 44, 56, 110)")
     if len(input_shape) != 3:
         raise ConfigError(f"model=resnet needs images, not inputs of shape {input_shape}")
-    scheme = NORMS[norm.name].residual if norm.name in NORMS else None
+    scheme = residual_scheme(norm.name)
     if scheme == "post":
         raise ConfigError(f"norm={norm.name} places the norm after the residual addition, a transformer's "
                           f"option (model=vit); a ResNet's norms sit in its branches: norm=batch, layer, group, ...")

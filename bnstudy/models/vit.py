@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from bnstudy.models.base import Block, BlockNet, ModelConf, ResidualProbes, activation, model
-from bnstudy.norms import NORMS, NormConf, make_norm
+from bnstudy.norms import NormConf, make_norm, residual_scheme
 from bnstudy.schema import ConfigError, ranged
 
 
@@ -128,7 +128,7 @@ def vit(cfg: ViTConf, norm: NormConf, input_shape: tuple, num_classes: int) -> B
                           f"4 or 8 for 32x32")
     if cfg.dim % cfg.heads:
         raise ConfigError(f"model.heads={cfg.heads} must divide model.dim={cfg.dim}")
-    scheme = NORMS[norm.name].residual if norm.name in NORMS else None
+    scheme = residual_scheme(norm.name)
     if scheme == "fixup":
         raise ConfigError("norm=fixup is the residual CNN's initialisation (model=resnet); a transformer's "
                           "normalisation-free option here is norm=skipinit (or none)")
