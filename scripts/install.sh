@@ -12,6 +12,17 @@ LOCK=${LOCK-requirements.lock}
 if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
 fi
+# PyPI's torch for Linux x86_64 is a CUDA build: about 5.6 GB in the venv, plus its wheels while pip works.
+# Check the space first, so a full disk is a clear message instead of pip's OSError halfway through.
+# MIN_FREE_GB=0 skips the check.
+MIN_FREE_GB=${MIN_FREE_GB:-7}
+if ! "$VENV/bin/python" -c 'import torch' >/dev/null 2>&1; then
+  free_gb=$(df -Pk "$VENV" | awk 'NR == 2 {printf "%d", $4 / 1048576}')
+  if [ "$free_gb" -lt "$MIN_FREE_GB" ]; then
+    echo "error: installing torch needs about $MIN_FREE_GB GB free where $VENV is, and there are $free_gb GB: free some space (old venvs, clones, ~/.cache/pip), or VENV=<a folder on a larger disk> make install (MIN_FREE_GB=0 skips this check)" >&2
+    exit 2
+  fi
+fi
 "$VENV/bin/python" -m pip install -q --upgrade pip
 if [ -n "$LOCK" ]; then
   where=$("$VENV/bin/python" -c 'import platform, sys; print(f"{platform.python_implementation()} {sys.version_info[0]}.{sys.version_info[1]} {platform.system()} {platform.machine()}")')
