@@ -28,7 +28,7 @@ from bnstudy.data import load_dataset
 from bnstudy.measures.curvature import (BATCH_SHARPNESS, BETA_LIMIT, HESS_LMAX, HESS_LMIN, HESS_RESIDUAL, MODES,
                                         fixed_subset, gradient_curvature, hessian_top_eigenvalue, mode)
 from bnstudy.measures.functional import trainable_params
-from bnstudy.measures.signal import SIGNAL_METRICS, SignalHooks
+from bnstudy.measures.signal import SignalHooks
 from bnstudy.measures.theorem41 import THM41_METRICS, Theorem41Hooks
 from bnstudy.models import build_model
 from bnstudy.build import LOSSES, loss_name
@@ -137,7 +137,7 @@ def measure_run(run_dir: Path, conf: Optional[PosthocConf] = None) -> pd.DataFra
         rows += [(step, BATCH_SHARPNESS, None, None, None, gc.batch_sharpness),
                  (step, BETA_LIMIT, None, None, None, gc.beta_limit)]
         thm = Theorem41Hooks({i: b.norm for i, b in enumerate(model.blocks, 1)})
-        sig = SignalHooks(model.blocks)
+        sig = SignalHooks(model.blocks, model.residual_units)
         thm.attach()
         sig.attach()
         buffers = {n: b.clone() for n, b in model.named_buffers()}
@@ -146,8 +146,7 @@ def measure_run(run_dir: Path, conf: Optional[PosthocConf] = None) -> pd.DataFra
             loss_fn(model(xb), yb).backward()
             for i, t in thm.collect().items():
                 rows += [(step, name, i, None, None, v) for name, v in zip(THM41_METRICS, t.values())]
-            for i, vals in sig.collect().items():
-                rows += [(step, name, i, None, None, v) for name, v in zip(SIGNAL_METRICS, vals)]
+            rows += [(step, name, i, None, None, v) for name, i, v in sig.rows()]
         finally:
             model.zero_grad(set_to_none=True)
             with torch.no_grad():  # the forward above moved the running statistics: put them back

@@ -243,6 +243,33 @@ def test_branch_ratio_is_the_rms_of_what_the_branch_adds_over_the_skip_path(tmp_
     assert logged == pytest.approx(by_hand, rel=1e-6)
 
 
+def test_posthoc_logs_the_branch_ratio_at_a_resnets_final_weights(tmp_path, monkeypatch):
+    """python -m experiments.curvature on a finished ResNet run: sig_branch_ratio per residual unit, by hand at the
+    final weights on post hoc's batch (the rows come from the hooks the training step logs with)."""
+    import bnstudy.posthoc as posthoc
+    from bnstudy.measures.curvature import fixed_subset
+
+    cfg = _config(ResNetConf(depth=8, width=0.5), "batch", OptimConf(lr=0.05), 2)
+    data = _data(shape=(3, 8, 8))
+    trainer = Trainer(cfg, tmp_path, data=data)
+    trainer.run()
+    monkeypatch.setattr(posthoc, "load_dataset", lambda _cfg: data)  # the run's in-memory data, not a download
+    conf = posthoc.PosthocConf(samples=24, iters=3, modes=["train"])
+    rows = posthoc.measure_run(tmp_path, conf)
+    logged = rows[rows["metric"] == SIG_BRANCH].sort_values("layer")["value"].tolist()
+    model = trainer.parts.model.train()
+    x, _ = fixed_subset(data.x_train, data.y_train, 24, cfg.seed * 1000 + conf.seed)
+    by_hand = []
+    with torch.no_grad():
+        h = model.body[0](x[:cfg.train.batch_size])
+        for unit in model.body[1:]:
+            branch, skip = unit.scale(unit.conv2(unit.conv1(h))), option_a(h, unit.c_out, unit.stride)
+            by_hand.append((branch.double().pow(2).mean().sqrt() / skip.double().pow(2).mean().sqrt()).item())
+            h = unit(h)
+    assert len(logged) == len(model.residual_units) == 3
+    assert logged == pytest.approx(by_hand, rel=1e-6)
+
+
 # ------------------------------------------------------------------------------------------ end to end
 @pytest.mark.conf_spec  # the runs judged as conf/ composes the experiments (their depths told apart)
 def test_the_signal_experiments_run_draw_and_are_judged(tmp_path):

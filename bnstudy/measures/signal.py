@@ -52,7 +52,7 @@ def rms(t: torch.Tensor) -> torch.Tensor:
 
 class SignalHooks:
     """Forward hooks that keep each block's output, and each residual unit's skip and branch RMS, on one training
-    forward (``attach`` / ``collect``)."""
+    forward (``attach``, then ``collect`` or ``rows``)."""
 
     def __init__(self, blocks: list[nn.Module], units: list[nn.Module] = ()):
         self.blocks, self.units = blocks, list(units)
@@ -72,11 +72,6 @@ class SignalHooks:
             handles[key] = module.register_forward_hook(keep)
             self._handles.append(handles[key])
 
-    def branch_ratios(self) -> dict[int, torch.Tensor]:
-        """Per residual unit (1-based): RMS(branch) / RMS(skip) on the hooked forward (call before ``collect``)."""
-        return {j: self._outs[("branch", j)] / self._outs[("skip", j)] for j in range(1, len(self.units) + 1)
-                if ("skip", j) in self._outs and ("branch", j) in self._outs}
-
     def collect(self) -> dict[int, list[torch.Tensor]]:
         """Per layer (1-based): [||dL/dW||, effective rank, RMS activation], after the backward."""
         for h in self._handles:
@@ -93,6 +88,14 @@ class SignalHooks:
         self._outs.clear()
         return out
 
+    def rows(self) -> list[tuple[str, int, torch.Tensor]]:
+        """After the backward, (metric, layer, value): :meth:`collect`'s per layer, then per residual unit (1-based)
+        RMS(branch) / RMS(skip) on the hooked forward (``sig_branch_ratio``). The training step and post hoc both
+        log these."""
+        ratios = [(SIG_BRANCH, j, self._outs[("branch", j)] / self._outs[("skip", j)])
+                  for j in range(1, len(self.units) + 1) if ("skip", j) in self._outs and ("branch", j) in self._outs]
+        return [(name, i, v) for i, vals in self.collect().items() for name, v in zip(SIGNAL_METRICS, vals)] + ratios
+
 
 @register
 class Signal(Measurement):
@@ -106,7 +109,7 @@ class Signal(Measurement):
 
     def __init__(self, conf: SignalConf, ctx):
         super().__init__(conf, ctx)
-        self.hooks = SignalHooks(list(ctx.model.blocks), getattr(ctx.model, "residual_units", []))
+        self.hooks = SignalHooks(list(ctx.model.blocks), ctx.model.residual_units)
 
     @classmethod
     def cost(cls, conf: SignalConf) -> Cost:
@@ -134,7 +137,4 @@ class Signal(Measurement):
         self.hooks.attach()
 
     def after_backward(self, s: Step) -> list[Row]:
-        ratios = self.hooks.branch_ratios()
-        return [Row(s.step, name, v, layer=i) for i, vals in self.hooks.collect().items()
-                for name, v in zip(SIGNAL_METRICS, vals)] + [Row(s.step, SIG_BRANCH, v, layer=j)
-                                                             for j, v in ratios.items()]
+        return [Row(s.step, name, v, layer=i) for name, i, v in self.hooks.rows()]
