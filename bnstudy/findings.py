@@ -152,6 +152,10 @@ def quick_findings(C: dict[str, ClaimResult]) -> str:
     return "\n".join(lines)
 
 
+M5_LAST, M5_EXPONENT = "ResNet-110: BN below standard at the last unit", "ResNet-110: BN's exponent"
+"""Claim M5's two comparisons on the deepest ResNet of resnet_signal (their labels in its evidence)."""
+
+
 def modern_findings(C: dict[str, ClaimResult]) -> str:
     """What make modern found, in words; every number from the claims' evidence (medians over seeds, range)."""
     if not C:
@@ -172,10 +176,10 @@ def modern_findings(C: dict[str, ClaimResult]) -> str:
         f"{g('M6', 'resnet lr 0.5', 1)}. The loss band along the gradient at lr 0.1, SkipInit's over BN's: "
         f"{g('M1', band('resnet', 'SkipInit', 'BN'), 2)}; Fixup's over BN's: {g('M1', band('resnet', 'Fixup', 'BN'), 2)} "
         f"(the rule asks >= 1.25x). At initialisation BN's branch adds "
-        f"{g('M5', 'ResNet-110: BN below standard at the last unit', 2)} of the skip path's RMS at ResNet-110's first "
-        f"unit and {g('M5', 'ResNet-110: BN below standard at the last unit', 0)} at its last (without a norm: "
-        f"{g('M5', 'ResNet-110: BN below standard at the last unit', 1)}), falling as unit^-"
-        f"{g('M5', 'ResNet-110: BN' + chr(39) + 's exponent', 0)} (De & Smith: 1/2).",
+        f"{g('M5', M5_LAST, 2)} of the skip path's RMS at ResNet-110's first "
+        f"unit and {g('M5', M5_LAST, 0)} at its last (without a norm: "
+        f"{g('M5', M5_LAST, 1)}), falling as unit^-"
+        f"{g('M5', M5_EXPONENT, 0)} (De & Smith: 1/2).",
         f"- **ViT** ({v('M2')}; {v('M3')}; {v('M4')}): under plain SGD {not_live('M2', 'vit none')} of the ViT without "
         f"a norm are left out (not live: {why_not_live('M2', 'vit none')}); the loss band at lr 0.1, SkipInit's ViT "
         f"over the normalised one's: {g('M2', band('vit', 'SkipInit', 'pre-LN'), 2)} for pre-LN, "

@@ -76,7 +76,6 @@ class BranchScale(nn.Module):
 
     def __init__(self, scheme: str):
         super().__init__()
-        self.scheme = scheme
         self.scale = nn.Parameter(torch.full((), 1.0 if scheme == "fixup" else 0.0))
         self.bias = nn.Parameter(torch.zeros(())) if scheme == "fixup" else None
 
@@ -99,7 +98,7 @@ class BasicUnit(nn.Module):
         super().__init__()
         fixup = scheme == "fixup"
         conv = lambda c, s: nn.Conv2d(c, c_out, 3, stride=s, padding=1, bias=cfg.bias)
-        wrap = (lambda layer: InputBiased(layer)) if fixup else (lambda layer: layer)
+        wrap = InputBiased if fixup else (lambda layer: layer)
         self.conv1 = block(wrap(conv(c_in, stride)), cfg, norm, c_out, True, residual=True)
         self.conv2 = block(wrap(conv(c_out, 1)), cfg, norm, c_out, True, act="identity", residual=True)
         if fixup:  # the scalar bias before the branch's ReLU, in the norm's slot
